@@ -1,0 +1,127 @@
+"""The `nonecap-mcp` command: serve over stdio (the default), sandbox, demo and auth.
+
+Only `--help` and `--version` write to stdout before serving; once serving, stdout is the
+MCP protocol and every log line goes to stderr. Heavy modules (the MCP SDK, keyring,
+eth-account) are imported inside the subcommand that needs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from nonecap_mcp import __version__
+from nonecap_mcp.config import ENV_VARS, MAX_WAIT_SECONDS, Settings, load_settings
+from nonecap_mcp.errors import ConfigurationError
+from nonecap_mcp.redaction import RedactingFilter
+
+EPILOG = """\
+environment: NONECAP_API_KEY (else the OS keyring; see `auth login`), {vars}.
+First time? `nonecap-mcp demo` runs everything offline against the built-in sandbox."""
+
+
+def _serve_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sandbox", action="store_const", const=True, help="run against the built-in offline emulator (no key, no network)")
+    parser.add_argument("--api-base", help="NoneCap API base URL (NONECAP_API_BASE; default https://api.nonecap.com)")
+    parser.add_argument("--default-wait", dest="default_wait_seconds", type=int, metavar="S", help=f"seconds a solve call waits by default, 0-{MAX_WAIT_SECONDS} (NONECAP_DEFAULT_WAIT_SECONDS; 25)")
+    parser.add_argument("--max-concurrency", type=int, metavar="N", help="solves in flight at once before calls queue locally (NONECAP_MAX_CONCURRENCY; 5)")
+    parser.add_argument("--max-retries", type=int, metavar="N", help="retries of a failed request (NONECAP_MAX_RETRIES; 2)")
+    parser.add_argument("--read-only", action="store_const", const=True, help="only the tools that spend nothing (NONECAP_READ_ONLY)")
+    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="stderr log level (NONECAP_LOG_LEVEL; WARNING)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line, so `--help` works with nothing configured."""
+    parser = argparse.ArgumentParser(
+        prog="nonecap-mcp",
+        description="MCP server giving AI agents NoneCap hCaptcha solving as tools.",
+        epilog=EPILOG.format(vars=", ".join(sorted(ENV_VARS.values()))),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        argument_default=argparse.SUPPRESS,
+    )
+    parser.add_argument("--version", action="version", version=f"nonecap-mcp {__version__}")
+    _serve_flags(parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _serve_flags(sub.add_parser("serve", help="serve MCP over stdio (the default)", argument_default=argparse.SUPPRESS))
+    sandbox = sub.add_parser("sandbox", help="run only the offline API emulator, for testing your own clients")
+    sandbox.add_argument("--port", type=int, default=8787, help="port on 127.0.0.1 (default 8787)")
+    sub.add_parser("demo", help="drive the server in sandbox mode as an agent would, printing each call")
+    auth = sub.add_parser("auth", help="store, show or remove the NoneCap API key in the OS keyring")
+    auth_sub = auth.add_subparsers(dest="auth_command", metavar="ACTION", required=True)
+    login = auth_sub.add_parser("login", help="store a key (prompted without echo, or read from stdin)")
+    login.add_argument("--stdin", action="store_true", default=False, help="read the key from standard input")
+    auth_sub.add_parser("status", help="show where the key comes from, masked")
+    auth_sub.add_parser("logout", help="remove the key from the OS keyring")
+    return parser
+
+
+def setup_logging(level: str) -> None:
+    """Log to stderr only, redacted; installed before the SDK's own basicConfig can run."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+SERVE_FLAGS = ("api_base", "sandbox", "default_wait_seconds", "max_concurrency", "max_retries", "read_only", "log_level")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {name: getattr(args, name) for name in SERVE_FLAGS if hasattr(args, name)}
+    if "api_base" in overrides:
+        overrides["api_base"] = overrides["api_base"].rstrip("/")
+    return load_settings(**overrides)
+
+
+def serve(settings: Settings) -> int:
+    """Serve MCP over stdio until the host closes the pipe."""
+    from nonecap_mcp.tools import build_server
+
+    setup_logging(settings.log_level)
+    build_server(settings).run("stdio")
+    return 0
+
+
+def run_sandbox(port: int) -> int:
+    """Run the emulator in the foreground until Ctrl-C."""
+    import time
+
+    from nonecap_mcp.sandbox import TEST_SITEKEYS, Sandbox
+
+    setup_logging("INFO")
+    with Sandbox(port=port) as sandbox:
+        print(f"NoneCap sandbox on {sandbox.url}  (API key: {sandbox.api_key})", file=sys.stderr)
+        for sitekey, outcome in TEST_SITEKEYS.items():
+            print(f"  {sitekey:<32} {outcome}", file=sys.stderr)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script and of `python -m nonecap_mcp`."""
+    args = build_parser().parse_args(argv)
+    command = getattr(args, "command", None) or "serve"
+    try:
+        if command == "auth":
+            from nonecap_mcp import auth_cli
+
+            if args.auth_command == "login":
+                return auth_cli.login(from_stdin=args.stdin)
+            return auth_cli.status() if args.auth_command == "status" else auth_cli.logout()
+        if command == "demo":
+            from nonecap_mcp.demo import run_demo
+
+            return run_demo()
+        if command == "sandbox":
+            return run_sandbox(args.port)
+        return serve(_settings(args))
+    except ConfigurationError as exc:
+        print(f"nonecap-mcp: {exc.message}", file=sys.stderr)
+        return 2

@@ -1,0 +1,84 @@
+"""Operator settings: environment variables, overridden by CLI flags of the same meaning.
+
+Read once at start-up and frozen, so every tool call sees the same limits. Secrets are not
+settings: the API key is resolved on first use by `credentials` (env, then OS keyring).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from nonecap_mcp.errors import ConfigurationError
+
+DEFAULT_API_BASE = "https://api.nonecap.com"
+MAX_WAIT_SECONDS = 55  # hosts cut tool calls off at about 60 s
+API_MAX_WAIT_SECONDS = 90  # the API's own ?wait bound
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything an operator can tune; each field has an env var, listed in ENV_VARS."""
+
+    api_base: str = DEFAULT_API_BASE
+    sandbox: bool = False
+    default_wait_seconds: int = 25
+    max_concurrency: int = 5
+    max_retries: int = 2
+    keyring_timeout: float = 5.0
+    read_only: bool = False
+    log_level: str = "WARNING"
+    env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.api_base.startswith(("https://", "http://127.0.0.1", "http://localhost", "http://[::1]")):
+            raise ConfigurationError("invalid_config", "NONECAP_API_BASE must be an https:// URL (plain http only for localhost).")
+        if not 0 <= self.default_wait_seconds <= MAX_WAIT_SECONDS:
+            raise ConfigurationError("invalid_config", f"NONECAP_DEFAULT_WAIT_SECONDS must be 0-{MAX_WAIT_SECONDS}.")
+        if not 1 <= self.max_concurrency <= 100:
+            raise ConfigurationError("invalid_config", "NONECAP_MAX_CONCURRENCY must be 1-100.")
+        if not 0 <= self.max_retries <= 10:
+            raise ConfigurationError("invalid_config", "NONECAP_MAX_RETRIES must be 0-10.")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ConfigurationError("invalid_config", "NONECAP_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR.")
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        """A copy with the given (non-None) values, e.g. from CLI flags."""
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+ENV_VARS: dict[str, str] = {
+    "api_base": "NONECAP_API_BASE",
+    "sandbox": "NONECAP_SANDBOX",
+    "default_wait_seconds": "NONECAP_DEFAULT_WAIT_SECONDS",
+    "max_concurrency": "NONECAP_MAX_CONCURRENCY",
+    "max_retries": "NONECAP_MAX_RETRIES",
+    "keyring_timeout": "NONECAP_KEYRING_TIMEOUT",
+    "read_only": "NONECAP_READ_ONLY",
+    "log_level": "NONECAP_LOG_LEVEL",
+}
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _convert(name: str, raw: str, kind: type) -> Any:
+    if kind is bool:
+        if raw.strip().lower() not in _TRUE | _FALSE:
+            raise ConfigurationError("invalid_config", f"{ENV_VARS[name]} must be true or false.")
+        return raw.strip().lower() in _TRUE
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ConfigurationError("invalid_config", f"{ENV_VARS[name]} must be a {kind.__name__}.") from None
+
+
+def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Settings from `env` (default: os.environ), then non-None `overrides` on top."""
+    env = dict(os.environ if env is None else env)
+    kinds = {f.name: type(f.default) for f in fields(Settings) if f.name in ENV_VARS}
+    values = {name: _convert(name, env[var], kinds[name]) for name, var in ENV_VARS.items() if env.get(var) is not None}
+    values["api_base"] = values.get("api_base", DEFAULT_API_BASE).rstrip("/")
+    return Settings(env=env, **values).with_overrides(**overrides)

@@ -1,0 +1,104 @@
+"""What an agent should do next, for every error and solve-failure code the API documents.
+
+One table per source of trouble (HTTP error codes, solve-failure codes, local problems),
+all producing the same `Guidance` shape, so an agent learns one vocabulary of actions.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+Action = Literal[
+    "retry",
+    "retry_with_new_proxy",
+    "fix_proxy",
+    "check_url",
+    "fix_parameter",
+    "top_up",
+    "check_api_key",
+    "contact_support",
+    "wait_for_slot",
+    "wait_and_retry",
+    "poll",
+    "check_solve_id",
+    "check_status_first",
+    "confirm_payment",
+    "change_policy",
+    "none",
+]
+
+
+class Guidance(BaseModel):
+    """Machine-readable next step attached to every failure and every unfinished solve."""
+
+    action: Action = Field(description="What to do next, from a fixed vocabulary.")
+    retryable: bool = Field(description="Whether repeating the same call (after any wait) can succeed.")
+    retry_after_seconds: float | None = Field(default=None, description="Wait at least this long before retrying.")
+    hint: str = Field(description="One or two sentences for the agent or the user.")
+
+
+def _g(action: Action, retryable: bool, hint: str) -> Guidance:
+    return Guidance(action=action, retryable=retryable, hint=hint)
+
+
+# HTTP error codes of the NoneCap v1 API (seed: "HTTP status codes").
+API_ERRORS: dict[str, Guidance] = {
+    "invalid_request": _g("fix_parameter", False, "The request was malformed or missed a required field; fix the named parameter and call again."),
+    "unauthorized": _g("check_api_key", False, "The API key is missing, malformed, revoked or unknown. Ask the user to run `nonecap-mcp auth login` or set NONECAP_API_KEY; do not retry."),
+    "insufficient_credits": _g("top_up", False, "The account has no credits left. Ask the user to top up at https://dashboard.nonecap.com/billing; retrying will not help until then."),
+    "account_locked": _g("contact_support", False, "An administrator locked this account. Tell the user to contact NoneCap support; do not retry."),
+    "not_found": _g("check_solve_id", False, "No solve has this id (or it was purged after 30 days). Use list_solves to find recent ids."),
+    "conflict": _g("none", False, "The solve is already finished and cannot be cancelled; nothing was charged by this call. get_solve shows its final state."),
+    "validation_error": _g("fix_parameter", False, "A field value was rejected; fix the named parameter and call again."),
+    "rate_limited": _g("wait_and_retry", True, "Too many requests; wait retry_after_seconds, then retry."),
+    "concurrency_limit_exceeded": _g("wait_for_slot", True, "The account already has its maximum number of solves in flight; wait for one to finish (get_solve with wait_seconds), then retry."),
+    "internal_error": _g("retry", True, "NoneCap had an unexpected error; retry shortly, and contact support if it persists."),
+    "pool_exhausted": _g("wait_and_retry", True, "All NoneCap workers are busy and nothing was created or charged; wait retry_after_seconds, then retry."),
+}
+
+# Solve-failure codes (seed: "Solve-failure codes"); they ride on terminal, non-solved solves.
+SOLVE_FAILURES: dict[str, Guidance] = {
+    "challenge_not_loaded": _g("retry_with_new_proxy", True, "The hCaptcha challenge never displayed, usually proxy/IP reputation. Retry with a different proxy. The credit was refunded."),
+    "token_not_granted": _g("retry", True, "hCaptcha did not issue a token. Retry; if it persists, use a higher-quality proxy IP. The credit was refunded."),
+    "challenge_expired": _g("retry", True, "hCaptcha expired the challenge before the solve completed. Retry the solve. The credit was refunded."),
+    "challenge_errored": _g("retry", True, "hCaptcha aborted the challenge widget. Retry the solve. The credit was refunded."),
+    "proxy_error": _g("fix_proxy", True, "The proxy failed to connect or authenticate, or its IP was refused. Fix or swap the proxy, then retry. The credit was refunded."),
+    "target_unreachable": _g("check_url", False, "The target url did not load. Verify the url is correct and reachable before retrying. The credit was refunded."),
+    "vision_error": _g("retry", True, "Internal error in the solving pipeline. Retry; contact support if it persists. The credit was refunded."),
+    "cancelled": _g("none", True, "The solve was cancelled and its credit refunded. Create a new solve if you still need a token."),
+    "expired": _g("retry", True, "The solve ran out of time before producing a token and was never billed. Retry the solve."),
+}
+
+# Problems found on our side of the wire.
+LOCAL: dict[str, Guidance] = {
+    "missing_api_key": _g("check_api_key", False, "No API key is configured. Ask the user to run `nonecap-mcp auth login` in a terminal or set NONECAP_API_KEY in the server's env; `nonecap-mcp serve --sandbox` works offline without one."),
+    "keyring_error": _g("check_api_key", False, "The OS keyring could not be read. Set NONECAP_API_KEY in the server's env instead, or unlock the keyring."),
+    "invalid_argument": _g("fix_parameter", False, "Fix the named parameter and call again; nothing was sent."),
+    "connection_error": _g("retry", True, "NoneCap could not be reached. Retry shortly; check the network or NONECAP_API_BASE if it persists."),
+    "outcome_unknown": _g("check_status_first", False, "The create request may or may not have created a solve. Call list_solves (newest first) and look for it before creating another, so nothing is paid twice."),
+    "unexpected_response": _g("retry", True, "NoneCap answered with something this client does not understand. Retry; report it if it persists."),
+    "pending": _g("poll", True, "The solve is still running. Call get_solve with this id and wait_seconds (up to 55) to wait for the result; no new solve is needed."),
+}
+
+_BY_STATUS_FALLBACK: dict[bool, Guidance] = {
+    True: _g("retry", True, "The service had a server-side problem; retry shortly."),
+    False: _g("fix_parameter", False, "The request was refused; read the message and fix the call before retrying."),
+}
+
+
+def for_api_error(code: str, http_status: int, retry_after: float | None = None) -> Guidance:
+    """Guidance for an API error envelope; unknown codes fall back on the status class."""
+    base = API_ERRORS.get(code) or _BY_STATUS_FALLBACK[http_status >= 500]
+    return base.model_copy(update={"retry_after_seconds": retry_after}) if retry_after is not None else base
+
+
+def for_solve(status: str, error_code: str | None) -> Guidance | None:
+    """Guidance for a solve: None when solved, a poll hint while running, the failure's otherwise."""
+    if status == "solved":
+        return None
+    if status in ("failed", "cancelled", "expired"):
+        code = error_code or status
+        return SOLVE_FAILURES.get(code) or SOLVE_FAILURES.get(status) or _BY_STATUS_FALLBACK[True]
+    return LOCAL["pending"]

@@ -1,0 +1,102 @@
+"""Pydantic models for what the API returns and what the tools return.
+
+The API's resources are additive within v1, so every model ignores unknown fields, and
+open enums (status, type) are plain strings: a new upstream status must not break a call.
+The same models are the tools' output schemas, so agents see the API's own field names.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from nonecap_mcp.guidance import Guidance, for_solve
+
+TERMINAL_STATUSES = frozenset({"solved", "failed", "cancelled", "expired"})
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class SolveError(_Lenient):
+    """Why a terminal solve produced no token."""
+
+    code: str
+    message: str | None = None
+
+
+class Solve(_Lenient):
+    """One captcha-solving job, with every field of the v1 solve object plus guidance."""
+
+    id: str = Field(description="Prefixed ULID, e.g. solve_01HQF7K3JKWZX.")
+    object: str = "solve"
+    type: str | None = Field(default=None, description="hcaptcha or hcaptcha_enterprise.")
+    status: str = Field(description="pending, solving, solved, failed, cancelled or expired.")
+    sitekey: str | None = None
+    url: str | None = None
+    token: str | None = Field(default=None, description="The P1_ token, present iff status is solved.")
+    error: SolveError | None = None
+    credits_charged: int | None = Field(default=None, description="Final billed credits; null until terminal.")
+    created_at: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    queue_ms: int | None = None
+    resolve_ms: int | None = None
+    guidance: Guidance | None = Field(default=None, description="Next step when the solve is not solved.")
+
+    @property
+    def is_terminal(self) -> bool:
+        """Unknown statuses count as still running, never as failed."""
+        return self.status in TERMINAL_STATUSES
+
+    def with_guidance(self) -> Solve:
+        """This solve with the guidance its status and failure code call for."""
+        return self.model_copy(update={"guidance": for_solve(self.status, self.error.code if self.error else None)})
+
+
+class SolveList(_Lenient):
+    """One page of solves, newest first."""
+
+    data: list[Solve]
+    has_more: bool
+    next_starting_after: str | None = Field(
+        default=None, description="Pass as starting_after to get the next page; null on the last page."
+    )
+
+
+class Account(_Lenient):
+    """The authenticated account (GET /v1/me)."""
+
+    id: str | None = None
+    email: str | None = None
+    credits_balance: int | None = None
+    created_at: str | None = None
+
+
+class Balance(BaseModel):
+    """What the agent can still spend."""
+
+    rail: Literal["credits"] = "credits"
+    credits_balance: int | None = Field(description="Solves the account can still start (1 credit each).")
+    account_id: str | None = None
+    key_mode: Literal["live", "test"] | None = Field(default=None, description="From the key prefix; test keys never bill.")
+    sandbox: bool = Field(description="True when talking to the built-in offline sandbox.")
+
+
+class RailPrice(BaseModel):
+    """The price of one solve on one payment rail."""
+
+    rail: Literal["credits", "x402"]
+    captcha_type: str
+    price: float = Field(description="Credits per solve on the credits rail, USD on x402.")
+    unit: Literal["credit", "USD"]
+    charged: str = Field(description="When the charge happens and when it is returned.")
+
+
+class Pricing(BaseModel):
+    """Supported captcha types and what each costs."""
+
+    prices: list[RailPrice]
+    notes: list[str] = Field(default_factory=list)

@@ -1,0 +1,36 @@
+"""The MCP surface of nonecap-mcp: the server object and its six tools.
+
+Everything an agent sees is defined under this package; what the tools call (API
+clients, credentials, sandbox) lives in `nonecap_mcp` proper.
+"""
+
+from __future__ import annotations
+
+from mcp.server import MCPServer
+
+from nonecap_mcp import __version__
+from nonecap_mcp.config import Settings
+from nonecap_mcp.tools import account, solves
+from nonecap_mcp.tools.state import lifespan_for
+
+INSTRUCTIONS = """\
+NoneCap solves hCaptcha challenges in a hosted service and returns a P1_ token to submit as
+h-captcha-response. Use it only on sites the user is authorised to automate.
+Typical flow: get_pricing or get_balance (optional) -> create_solve(type, sitekey, url) ->
+if the result is pending, get_solve(id, wait_seconds) until it is terminal. Never create a
+second solve for the same page while one is pending. Every failure carries `guidance` with
+an action (retry, retry_with_new_proxy, top_up, fix_parameter, wait_for_slot, ...)."""
+
+
+def build_server(settings: Settings) -> MCPServer:
+    """A configured MCP server; nothing touches the network or the keyring until a tool runs."""
+    server = MCPServer(
+        "nonecap-mcp",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        lifespan=lifespan_for(settings),
+        log_level=settings.log_level.upper(),
+    )
+    solves.register(server, read_only=settings.read_only)
+    account.register(server)
+    return server

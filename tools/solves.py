@@ -1,0 +1,113 @@
+"""The four solve tools: create, get, list and cancel, on the NoneCap credits rail."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Literal
+
+from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
+from mcp.types import ToolAnnotations
+from pydantic import Field
+
+from nonecap_mcp.config import MAX_WAIT_SECONDS
+from nonecap_mcp.credits_api import READ_MARGIN_SECONDS, check_solve_id
+from nonecap_mcp.models import Solve, SolveList
+from nonecap_mcp.tools.errors import tool_errors
+from nonecap_mcp.tools.progress import with_progress
+from nonecap_mcp.tools.state import AppState
+from nonecap_mcp.validation import ProxyConfig, build_solve_body
+
+CaptchaType = Literal["hcaptcha", "hcaptcha_enterprise"]
+Status = Literal["pending", "solving", "solved", "failed", "cancelled", "expired"]
+WaitSeconds = Annotated[
+    int | None,
+    Field(ge=0, le=MAX_WAIT_SECONDS, description=f"Seconds to wait for a result, 0-{MAX_WAIT_SECONDS}; default from the server (25)."),
+]
+SolveId = Annotated[str, Field(description="The solve id, e.g. solve_01HQF7K3JKWZX.")]
+
+
+def _wait(state: AppState, wait_seconds: int | None) -> int:
+    return state.settings.default_wait_seconds if wait_seconds is None else wait_seconds
+
+
+async def create_solve(
+    type: Annotated[CaptchaType, Field(description="Captcha type.")],
+    sitekey: Annotated[str, Field(min_length=1, max_length=200, description="The hCaptcha sitekey of the page.")],
+    url: Annotated[str, Field(min_length=1, max_length=2048, description="URL of the page where the challenge appears.")],
+    ctx: Context[AppState],
+    rqdata: Annotated[str | None, Field(max_length=20000, description="Required for hcaptcha_enterprise.")] = None,
+    user_agent: Annotated[str | None, Field(max_length=1024, description="The user agent your real client uses.")] = None,
+    proxy: Annotated[
+        str | ProxyConfig | None,
+        Field(description="Proxy as scheme://user:pass@host:port, or an object with scheme, host, port, username, password."),
+    ] = None,
+    webhook_url: Annotated[str | None, Field(max_length=2048, description="Receives solve.completed when terminal.")] = None,
+    wait_seconds: WaitSeconds = None,
+) -> Solve:
+    """Start an hCaptcha solve for a page you are authorised to automate, and wait for its token.
+
+    Costs 1 credit, refunded if the solve fails, expires or is cancelled. Waits up to
+    wait_seconds; if the solve is still running it returns status pending with guidance:
+    then call get_solve(id, wait_seconds) rather than creating another solve.
+    """
+    state = ctx.request_context.lifespan_context
+    with tool_errors():
+        body = build_solve_body(
+            type=type, sitekey=sitekey, url=url, rqdata=rqdata, user_agent=user_agent, proxy=proxy, webhook_url=webhook_url
+        )
+        wait = _wait(state, wait_seconds)
+        deadline = time.monotonic() + wait + READ_MARGIN_SECONDS
+        return await with_progress(
+            ctx, wait, "solving", lambda: state.credits.create_solve(body, wait=wait, deadline=deadline)
+        )
+
+
+async def get_solve(id: SolveId, ctx: Context[AppState], wait_seconds: WaitSeconds = None) -> Solve:
+    """Fetch a solve; while it is unfinished, wait up to wait_seconds for it to finish."""
+    state = ctx.request_context.lifespan_context
+    with tool_errors():
+        check_solve_id(id)
+        wait = _wait(state, wait_seconds)
+        return await with_progress(ctx, wait, "waiting", lambda: state.credits.get_solve(id, wait=wait))
+
+
+async def list_solves(
+    ctx: Context[AppState],
+    limit: Annotated[int, Field(ge=1, le=100, description="Solves per page, 1-100.")] = 20,
+    starting_after: Annotated[str | None, Field(description="Cursor: next_starting_after of the previous page.")] = None,
+    status: Annotated[Status | None, Field(description="Only solves in this status.")] = None,
+    type: Annotated[CaptchaType | None, Field(description="Only solves of this captcha type.")] = None,
+) -> SolveList:
+    """List recent solves, newest first, one page at a time."""
+    state = ctx.request_context.lifespan_context
+    with tool_errors():
+        if starting_after is not None:
+            check_solve_id(starting_after, "starting_after")
+        return await state.credits.list_solves(limit=limit, starting_after=starting_after, status=status, type=type)
+
+
+async def cancel_solve(id: SolveId, ctx: Context[AppState]) -> Solve:
+    """Cancel a pending or solving solve; its credit is refunded. Finished solves cannot be cancelled."""
+    state = ctx.request_context.lifespan_context
+    with tool_errors():
+        return await state.credits.cancel_solve(id)
+
+
+READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
+
+
+def register(server: MCPServer, *, read_only: bool) -> None:
+    """Add the solve tools; read-only mode leaves out the two that spend or change anything."""
+    if not read_only:
+        server.tool(
+            title="Create a captcha solve",
+            annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True),
+        )(create_solve)
+    server.tool(title="Get a solve", annotations=READ_ONLY)(get_solve)
+    server.tool(title="List solves", annotations=READ_ONLY)(list_solves)
+    if not read_only:
+        server.tool(
+            title="Cancel a solve",
+            annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True),
+        )(cancel_solve)
