@@ -1,0 +1,206 @@
+"""``nonecap-mcp auth login|status|logout``: manage the API key in the OS keyring.
+
+Plain functions returning an exit code, so ``cli.py`` can wire them into
+argparse and tests can drive them with ``StringIO``. Results go to stdout,
+prompts, notes and errors to stderr; the full key is never written anywhere.
+Exit codes: 0 success, 1 failure, 2 no key given, 130 interrupted.
+
+These commands run in a terminal, never inside the stdio server, so they are
+the only place that writes the keyring (a desktop keyring may show an unlock
+dialog here, hence the longer :data:`keystore.CLI_TIMEOUT`).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+from collections.abc import Mapping
+from typing import TextIO
+
+from . import keystore
+from .credentials import (
+    API_KEY_ENV,
+    API_KEY_NAME,
+    NO_KEY_MESSAGE,
+    CredentialError,
+    api_key_from_env,
+    check_api_key_format,
+    key_mode,
+    mask_api_key,
+)
+
+__all__ = ["login", "logout", "status"]
+
+_PROMPT = "NoneCap API key (input is hidden): "
+
+
+def _error(stderr: TextIO, message: str) -> None:
+    print(f"Error: {message}", file=stderr)
+
+
+def _note(stderr: TextIO, message: str) -> None:
+    print(f"Note: {message}", file=stderr)
+
+
+def _env_key_note(env: Mapping[str, str]) -> str | None:
+    """Mention a key in the environment, which beats whatever the keyring holds."""
+    raw = env.get(API_KEY_ENV, "")
+    if not raw.strip():
+        return None
+    return f"{API_KEY_ENV} ({mask_api_key(raw)}) is set in this environment and takes precedence over the keyring."
+
+
+def login(
+    *,
+    from_stdin: bool = False,
+    stdin: TextIO | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+    env: Mapping[str, str] | None = None,
+) -> int:
+    """Ask for the API key and store it in the OS keyring.
+
+    Prompts without echo on a TTY; reads one line from ``stdin`` when
+    ``from_stdin`` is set or stdin is not a TTY, so scripts can pipe the key
+    in instead of putting it on the command line (where ``ps`` and shell
+    history would see it).
+    """
+    stdin = sys.stdin if stdin is None else stdin
+    stdout = sys.stdout if stdout is None else stdout
+    stderr = sys.stderr if stderr is None else stderr
+    env = os.environ if env is None else env
+
+    try:
+        raw = stdin.readline() if from_stdin or not stdin.isatty() else getpass.getpass(_PROMPT, stream=stderr)
+    except EOFError:
+        raw = ""
+    except KeyboardInterrupt:
+        print("Cancelled; nothing was stored.", file=stderr)
+        return 130
+    if not raw.strip():
+        _error(
+            stderr,
+            "no API key was given; nothing was stored. Paste it at the prompt, or pipe it "
+            "in: `nonecap-mcp auth login --stdin < keyfile`.",
+        )
+        return 2
+
+    try:
+        key = check_api_key_format(raw)
+        keystore.write_secret(API_KEY_NAME, key, timeout=keystore.CLI_TIMEOUT)
+        backend = keystore.backend_name(timeout=keystore.CLI_TIMEOUT)
+    except CredentialError as exc:
+        _error(stderr, str(exc))
+        return 1
+    except keystore.KeystoreError as exc:
+        _error(stderr, f"could not store the API key: {exc} Or set {API_KEY_ENV} in the MCP server's env instead.")
+        return 1
+
+    print(f"Stored API key {mask_api_key(key)} in the OS keyring ({backend}).", file=stdout)
+    env_note = _env_key_note(env)
+    if env_note:
+        _note(stderr, env_note)
+    bus = env.get("DBUS_SESSION_BUS_ADDRESS")
+    if bus:
+        # Many MCP hosts start servers with an allow-listed environment that
+        # drops this variable, and then the server cannot reach the keyring.
+        _note(
+            stderr,
+            "if your MCP host starts the server without DBUS_SESSION_BUS_ADDRESS, add "
+            f'"DBUS_SESSION_BUS_ADDRESS": "{bus}" to the server\'s env, or set '
+            f"{API_KEY_ENV} there instead.",
+        )
+    return 0
+
+
+def status(
+    *,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+    env: Mapping[str, str] | None = None,
+) -> int:
+    """Report where the key comes from, masked, with its mode and the keyring
+    backend. Exit 0 if a usable key is found, 1 otherwise.
+
+    Describes *this* shell's environment; an MCP host may give the server a
+    different one.
+    """
+    stdout = sys.stdout if stdout is None else stdout
+    stderr = sys.stderr if stderr is None else stderr
+    env = os.environ if env is None else env
+
+    try:
+        from_env = api_key_from_env(env)
+    except CredentialError as exc:
+        _error(stderr, str(exc))
+        return 1
+
+    stored: str | None = None
+    keyring_problem: str | None = None
+    backend = "unavailable"
+    try:
+        stored = keystore.read_secret_sync(API_KEY_NAME, timeout=keystore.CLI_TIMEOUT)
+        backend = keystore.backend_name(timeout=keystore.CLI_TIMEOUT)
+    except keystore.KeystoreError as exc:
+        keyring_problem = str(exc)
+    if stored is not None and not stored.strip():
+        stored = None
+
+    if from_env is not None:
+        key = from_env.reveal()
+        if keyring_problem:
+            keyring_line = f"unavailable ({keyring_problem})"
+        elif stored is None:
+            keyring_line = f"{backend}, no key stored"
+        else:
+            keyring_line = f"{backend}, holds {mask_api_key(stored)} (unused while {API_KEY_ENV} is set)"
+        print(f"API key: {mask_api_key(key)} ({key_mode(key)} mode)", file=stdout)
+        print(f"Source:  {API_KEY_ENV} environment variable", file=stdout)
+        print(f"Keyring: {keyring_line}", file=stdout)
+        return 0
+
+    if keyring_problem:
+        _error(stderr, f"could not read the OS keyring: {keyring_problem} Or set {API_KEY_ENV} instead.")
+        return 1
+    if stored is None:
+        print(f"API key: none (checked {API_KEY_ENV} and the OS keyring: {backend})", file=stdout)
+        _error(stderr, NO_KEY_MESSAGE)
+        return 1
+    try:
+        key = check_api_key_format(stored, source="the OS keyring")
+    except CredentialError as exc:
+        _error(stderr, f"{exc} Run `nonecap-mcp auth login` to replace it.")
+        return 1
+    print(f"API key: {mask_api_key(key)} ({key_mode(key)} mode)", file=stdout)
+    print(f"Source:  OS keyring ({backend})", file=stdout)
+    return 0
+
+
+def logout(
+    *,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+    env: Mapping[str, str] | None = None,
+) -> int:
+    """Remove the key from the OS keyring (exit 0 even if none was stored),
+    and point out a key in the environment that would still be used."""
+    stdout = sys.stdout if stdout is None else stdout
+    stderr = sys.stderr if stderr is None else stderr
+    env = os.environ if env is None else env
+
+    try:
+        removed = keystore.delete_secret(API_KEY_NAME, timeout=keystore.CLI_TIMEOUT)
+        backend = keystore.backend_name(timeout=keystore.CLI_TIMEOUT)
+    except keystore.KeystoreError as exc:
+        _error(stderr, f"could not remove the API key from the OS keyring: {exc}")
+        return 1
+
+    if removed:
+        print(f"Removed the API key from the OS keyring ({backend}).", file=stdout)
+    else:
+        print(f"No API key was stored in the OS keyring ({backend}); nothing to remove.", file=stdout)
+    env_note = _env_key_note(env)
+    if env_note:
+        _note(stderr, f"{env_note} Unset it to stop using that key.")
+    return 0
