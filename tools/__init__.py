@@ -11,6 +11,7 @@ from mcp.server import MCPServer
 from nonecap_mcp import __version__
 from nonecap_mcp.config import Settings
 from nonecap_mcp.tools import account, solves
+from nonecap_mcp.tools.errors import GuardedServer
 from nonecap_mcp.tools.state import lifespan_for
 
 INSTRUCTIONS = """\
@@ -24,7 +25,7 @@ an action (retry, retry_with_new_proxy, top_up, fix_parameter, wait_for_slot, ..
 
 def build_server(settings: Settings) -> MCPServer:
     """A configured MCP server; nothing touches the network or the keyring until a tool runs."""
-    server = MCPServer(
+    server = GuardedServer(
         "nonecap-mcp",
         version=__version__,
         instructions=INSTRUCTIONS,

@@ -11,9 +11,14 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from mcp.server.mcpserver.exceptions import ToolError
+from typing import Any
 
-from nonecap_mcp.errors import APIError, NoneCapError
+from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import ValidationError
+
+from nonecap_mcp.errors import APIError, InvalidArgumentError, NoneCapError
 from nonecap_mcp.redaction import redact
 
 
@@ -34,3 +39,29 @@ def tool_errors() -> Iterator[None]:
         yield
     except NoneCapError as exc:
         raise ToolError(error_text(exc)) from None
+
+
+def _argument_error(exc: ValidationError) -> InvalidArgumentError:
+    """Our error for the SDK's schema check: parameter paths and reasons, never the values given."""
+    problems = {".".join(str(part) for part in error["loc"]): error["msg"] for error in exc.errors()}
+    params = sorted({str(error["loc"][0]) for error in exc.errors() if error["loc"]})
+    detail = "; ".join(f"{loc}: {msg}" for loc, msg in problems.items())
+    return InvalidArgumentError(", ".join(params) or "arguments", f"Invalid arguments ({detail}).")
+
+
+class GuardedServer(MCPServer):
+    """MCPServer whose argument-validation errors carry guidance and never echo a value.
+
+    The SDK's default text repeats each rejected input (pydantic's `input_value`), which
+    would put a proxy password from a malformed proxy argument into the transcript.
+    """
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> Any:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            if not isinstance(exc.__cause__, ValidationError):
+                raise
+            raise ToolError(f"Error executing tool {name}: {error_text(_argument_error(exc.__cause__))}") from exc.__cause__

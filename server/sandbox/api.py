@@ -1,0 +1,97 @@
+"""The /v1 endpoints and the router shared with the /_sandbox control endpoints.
+
+Routing comes first (404 unknown path, 405 wrong method, both without auth, so nothing
+about accounts leaks), then authentication, then validation, then the state change.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from nonecap_mcp.sandbox.errors import ApiError, Response
+from nonecap_mcp.sandbox.outcomes import plan_for
+from nonecap_mcp.sandbox.solves import TERMINAL
+from nonecap_mcp.sandbox.state import SandboxState
+from nonecap_mcp.sandbox.validation import parse_list_query, parse_solve_request, parse_wait
+
+
+@dataclass(frozen=True)
+class ApiRequest:
+    """A request as the endpoints see it: no socket, no headers beyond Authorization."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    authorization: str | None
+    body: bytes
+
+
+Endpoint = Callable[[SandboxState, ApiRequest, dict[str, str]], Response]
+Routes = tuple[tuple[re.Pattern[str], dict[str, Endpoint]], ...]
+
+
+def dispatch(routes: Routes, state: SandboxState, request: ApiRequest) -> Response:
+    """Find the endpoint for method and path, or raise 404/405 with the error envelope."""
+    for pattern, methods in routes:
+        match = pattern.fullmatch(request.path)
+        if match is None:
+            continue
+        endpoint = methods.get(request.method)
+        if endpoint is None:
+            allow = ", ".join(methods)
+            raise ApiError(
+                "invalid_request",
+                f"Method {request.method} is not allowed here; use {allow}.",
+                status=405,
+                headers=(("Allow", allow),),
+            )
+        return endpoint(state, request, match.groupdict())
+    raise ApiError("not_found", "No such endpoint.")
+
+
+def _solve_response(solve: dict[str, object]) -> Response:
+    """200 once terminal, 202 while pending or solving."""
+    return Response(200 if solve["status"] in TERMINAL else 202, solve)
+
+
+def create_solve(state: SandboxState, request: ApiRequest, _params: dict[str, str]) -> Response:
+    """POST /v1/solves[?wait=N]."""
+    api_key = state.authenticate(request.authorization)
+    solve_request = parse_solve_request(request.body)
+    plan = plan_for(solve_request.sitekey)
+    wait_s = parse_wait(request.query)
+    return _solve_response(state.create_solve(api_key, solve_request, plan, wait_s))
+
+
+def retrieve_solve(state: SandboxState, request: ApiRequest, params: dict[str, str]) -> Response:
+    """GET /v1/solves/{id}[?wait=N]."""
+    api_key = state.authenticate(request.authorization)
+    wait_s = parse_wait(request.query)
+    return _solve_response(state.solve_view(api_key, params["solve_id"], wait_s))
+
+
+def cancel_solve(state: SandboxState, request: ApiRequest, params: dict[str, str]) -> Response:
+    """DELETE /v1/solves/{id}."""
+    api_key = state.authenticate(request.authorization)
+    return Response(200, state.cancel_solve(api_key, params["solve_id"]))
+
+
+def list_solves(state: SandboxState, request: ApiRequest, _params: dict[str, str]) -> Response:
+    """GET /v1/solves?limit&starting_after&status&type."""
+    api_key = state.authenticate(request.authorization)
+    return Response(200, state.list_solves(api_key, parse_list_query(request.query)))
+
+
+def retrieve_account(state: SandboxState, request: ApiRequest, _params: dict[str, str]) -> Response:
+    """GET /v1/me."""
+    api_key = state.authenticate(request.authorization)
+    return Response(200, state.account_view(api_key))
+
+
+V1_ROUTES: Routes = (
+    (re.compile(r"/v1/solves"), {"GET": list_solves, "POST": create_solve}),
+    (re.compile(r"/v1/solves/(?P<solve_id>[^/]+)"), {"GET": retrieve_solve, "DELETE": cancel_solve}),
+    (re.compile(r"/v1/me"), {"GET": retrieve_account}),
+)

@@ -1,0 +1,112 @@
+"""Shared fixtures: a real sandbox HTTP server on 127.0.0.1 and real MCP clients against it.
+
+Nothing here patches the code under test. Every test also runs a leak check: whatever it
+captured (tool results, logs, stdout/stderr) must not contain a registered secret.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client
+from mcp.types import CallToolResult
+
+from nonecap_mcp.config import Settings, load_settings
+from nonecap_mcp.sandbox import SANDBOX_API_KEY, Sandbox
+from nonecap_mcp.tools import build_server
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # test helpers, e.g. keyring_backends
+
+PROXY_PASSWORD = "pr0xy-s3cret-pw"
+SECRETS: list[str] = [SANDBOX_API_KEY, PROXY_PASSWORD]
+CAPTURED: list[str] = []  # every tool result a test produced, as text
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def _sandbox_server() -> Iterator[Sandbox]:
+    with Sandbox() as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def sandbox(_sandbox_server: Sandbox) -> Sandbox:
+    """The shared emulator, reset to 100 credits, no solves, no faults, empty request log."""
+    _sandbox_server.reset()
+    return _sandbox_server
+
+
+def sandbox_env(sandbox: Sandbox, **extra: str) -> dict[str, str]:
+    """The environment a host would give the server to talk to this sandbox."""
+    return {"NONECAP_API_KEY": SANDBOX_API_KEY, "NONECAP_API_BASE": sandbox.url, **extra}
+
+
+@pytest.fixture
+def settings(sandbox: Sandbox) -> Settings:
+    return load_settings(sandbox_env(sandbox))
+
+
+def record(result: CallToolResult) -> CallToolResult:
+    """Keep a tool result for the leak check and return it."""
+    CAPTURED.append(json.dumps(result.model_dump(mode="json")))
+    return result
+
+
+class Agent:
+    """A thin wrapper over the real MCP `Client` that records what it saw."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    async def call(self, name: str, arguments: dict[str, Any] | None = None, **kwargs: Any) -> CallToolResult:
+        return record(await self.client.call_tool(name, arguments or {}, **kwargs))
+
+    async def ok(self, name: str, arguments: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
+        """Call and insist on success; return the structured content."""
+        result = await self.call(name, arguments, **kwargs)
+        assert not result.is_error, result.content[0].text  # type: ignore[union-attr]
+        assert result.structured_content is not None
+        return result.structured_content
+
+    async def error(self, name: str, arguments: dict[str, Any] | None = None, **kwargs: Any) -> str:
+        """Call and insist on a tool error; return its text."""
+        result = await self.call(name, arguments, **kwargs)
+        assert result.is_error, result.structured_content
+        return result.content[0].text  # type: ignore[union-attr]
+
+
+@pytest.fixture(params=["auto", "legacy"])
+def mode(request: pytest.FixtureRequest) -> str:
+    """Both protocol eras: 2026-07-28 (the SDK default) and 2025-11-25 (today's desktop hosts)."""
+    return request.param
+
+
+@pytest.fixture
+async def agent(settings: Settings, mode: str) -> AsyncIterator[Agent]:
+    async with Client(build_server(settings), mode=mode) as client:
+        yield Agent(client)
+
+
+@pytest.fixture(autouse=True)
+def leak_check(caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]) -> Iterator[None]:
+    """Fail a test whose results, logs or output contain a secret."""
+    caplog.set_level(logging.DEBUG)
+    CAPTURED.clear()
+    yield
+    out, err = capfd.readouterr()
+    haystack = "\n".join([*CAPTURED, caplog.text, out, err])
+    for secret in SECRETS:
+        assert secret not in haystack, "a secret leaked into tool results, logs or output"
+    sys.stdout.write(out)
+    sys.stderr.write(err)

@@ -1,0 +1,45 @@
+"""tools/list snapshot: names, schemas and annotations must not drift by accident.
+
+Regenerate deliberately with `UPDATE_SNAPSHOTS=1 pytest tests/test_schema.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from mcp import Client
+
+from nonecap_mcp.config import load_settings
+from nonecap_mcp.tools import build_server
+
+pytestmark = pytest.mark.anyio
+SNAPSHOT = Path(__file__).parent / "snapshots" / "tools.json"
+
+
+async def _tools(mode: str) -> dict[str, dict]:
+    async with Client(build_server(load_settings({})), mode=mode) as client:
+        listed = (await client.list_tools()).tools
+    return {t.name: t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in listed}
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_tools_list_matches_snapshot(mode: str) -> None:
+    tools = await _tools(mode)
+    if os.environ.get("UPDATE_SNAPSHOTS"):
+        SNAPSHOT.parent.mkdir(exist_ok=True)
+        SNAPSHOT.write_text(json.dumps(tools, indent=2, sort_keys=True) + "\n")
+    assert tools == json.loads(SNAPSHOT.read_text()), "tool surface changed: review, then UPDATE_SNAPSHOTS=1"
+
+
+async def test_annotations() -> None:
+    tools = await _tools("legacy")
+    for name in ("get_solve", "list_solves", "get_balance", "get_pricing"):
+        assert tools[name]["annotations"]["readOnlyHint"] is True
+    assert tools["cancel_solve"]["annotations"]["idempotentHint"] is True
+    assert tools["cancel_solve"]["annotations"]["readOnlyHint"] is False
+    assert tools["create_solve"]["annotations"]["idempotentHint"] is False
+    for tool in tools.values():
+        assert "outputSchema" in tool

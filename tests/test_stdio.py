@@ -1,0 +1,67 @@
+"""The server as hosts launch it: a subprocess speaking MCP over stdio."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, SECRETS, Agent, sandbox_env
+from mcp import Client, StdioServerParameters
+from mcp.client.stdio import stdio_client
+
+from nonecap_mcp.sandbox import Sandbox
+
+pytestmark = pytest.mark.anyio
+
+
+@asynccontextmanager
+async def stdio_agent(env: dict[str, str], tmp_path: Path, *args: str, mode: str = "legacy") -> AsyncIterator[Agent]:
+    """Spawn `python -m nonecap_mcp` like a desktop host does; its stderr goes to a file we check."""
+    params = StdioServerParameters(command=sys.executable, args=["-m", "nonecap_mcp", *args], env=env, cwd=str(ROOT))
+    errlog = tmp_path / "stderr.log"
+    with errlog.open("w") as err:
+        async with Client(stdio_client(params, errlog=err), mode=mode) as client:
+            yield Agent(client)
+    text = errlog.read_text()
+    assert not any(secret in text for secret in SECRETS), "a secret leaked into the server's stderr"
+
+
+def _base_env(**extra: str) -> dict[str, str]:
+    return {"PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring", "HOME": os.environ.get("HOME", "/tmp"), **extra}
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_stdio_solve_end_to_end(sandbox: Sandbox, tmp_path: Path, mode: str) -> None:
+    async with stdio_agent(_base_env(**sandbox_env(sandbox), NONECAP_LOG_LEVEL="INFO"), tmp_path, mode=mode) as agent:
+        names = {tool.name for tool in (await agent.client.list_tools()).tools}
+        assert names == {"create_solve", "get_solve", "list_solves", "cancel_solve", "get_balance", "get_pricing"}
+        solve = await agent.ok("create_solve", {"type": "hcaptcha", "sitekey": "sandbox-solve-100ms", "url": "https://a.example/", "wait_seconds": 5})
+        assert solve["status"] == "solved" and solve["token"].startswith("P1_")
+        failed = await agent.ok("create_solve", {"type": "hcaptcha", "sitekey": "sandbox-fail-proxy_error", "url": "https://a.example/", "wait_seconds": 5})
+        assert failed["guidance"]["action"] == "fix_proxy"
+    assert "POST /v1/solves -> 200" in (tmp_path / "stderr.log").read_text()  # logs go to stderr, never stdout
+
+
+async def test_stdio_tools_list_and_missing_key_guidance(tmp_path: Path) -> None:
+    async with stdio_agent(_base_env(), tmp_path) as agent:
+        assert len((await agent.client.list_tools()).tools) == 6
+        text = await agent.error("get_balance")
+    assert "missing_api_key" in text and "NONECAP_API_KEY" in text and "nonecap-mcp auth login" in text
+
+
+async def test_stdio_sandbox_flag_runs_offline_without_a_key(tmp_path: Path) -> None:
+    async with stdio_agent(_base_env(), tmp_path, "serve", "--sandbox") as agent:
+        assert (await agent.ok("get_balance"))["sandbox"] is True
+        solve = await agent.ok("create_solve", {"type": "hcaptcha", "sitekey": "sandbox-solve-100ms", "url": "https://a.example/", "wait_seconds": 5})
+        assert "SANDBOX" in solve["token"]
+
+
+async def test_read_only_flag_hides_spending_tools(tmp_path: Path) -> None:
+    async with stdio_agent(_base_env(), tmp_path, "--read-only") as agent:
+        tools = (await agent.client.list_tools()).tools
+    assert {t.name for t in tools} == {"get_solve", "list_solves", "get_balance", "get_pricing"}
+    assert all(t.annotations and t.annotations.read_only_hint for t in tools)

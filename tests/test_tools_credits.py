@@ -1,0 +1,248 @@
+"""The six tools end to end through the real MCP client (both protocol eras) against the sandbox."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import anyio
+import pytest
+from conftest import PROXY_PASSWORD, Agent, sandbox_env
+from mcp import Client, MCPError
+
+from nonecap_mcp.config import load_settings
+from nonecap_mcp.guidance import SOLVE_FAILURES
+from nonecap_mcp.sandbox import LOCKED_API_KEY, Sandbox
+from nonecap_mcp.tools import build_server
+
+pytestmark = pytest.mark.anyio
+
+URL = "https://shop.example/login"
+
+
+def solve_args(sitekey: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "hcaptcha", "sitekey": sitekey, "url": URL, **extra}
+
+
+def upstream(sandbox: Sandbox, method: str | None = None, path: str | None = None) -> list[Any]:
+    return [r for r in sandbox.requests if (method is None or r.method == method) and (path is None or r.path == path)]
+
+
+async def balance(agent: Agent) -> int:
+    return (await agent.ok("get_balance"))["credits_balance"]
+
+
+async def test_create_and_wait_returns_a_sandbox_token(agent: Agent, sandbox: Sandbox) -> None:
+    solve = await agent.ok("create_solve", solve_args("sandbox-solve-200ms", wait_seconds=10))
+    assert solve["status"] == "solved"
+    assert solve["token"].startswith("P1_") and "SANDBOX" in solve["token"]
+    assert solve["credits_charged"] == 1 and solve["guidance"] is None
+    assert solve["queue_ms"] is not None and solve["resolve_ms"] is not None
+    assert len(upstream(sandbox, "POST", "/v1/solves")) == 1  # one long-poll request, no polling loop
+    assert await balance(agent) == 99
+
+
+async def test_pending_after_wait_points_to_get_solve(agent: Agent) -> None:
+    pending = await agent.ok("create_solve", solve_args("sandbox-solve-2s", wait_seconds=1))
+    assert pending["status"] in ("pending", "solving")
+    assert pending["guidance"]["action"] == "poll" and "get_solve" in pending["guidance"]["hint"]
+    done = await agent.ok("get_solve", {"id": pending["id"], "wait_seconds": 10})
+    assert done["status"] == "solved" and done["id"] == pending["id"]
+
+
+@pytest.mark.parametrize("code", sorted(set(SOLVE_FAILURES) - {"cancelled", "expired"}))
+async def test_every_failure_code_is_a_result_with_guidance_and_a_refund(agent: Agent, code: str) -> None:
+    solve = await agent.ok("create_solve", solve_args(f"sandbox-fail-{code}", wait_seconds=10))
+    assert solve["status"] == "failed" and solve["error"]["code"] == code
+    assert solve["guidance"] == SOLVE_FAILURES[code].model_dump()
+    assert solve["credits_charged"] == 0
+    assert await balance(agent) == 100
+
+
+async def test_expired_solve_is_never_billed(agent: Agent) -> None:
+    solve = await agent.ok("create_solve", solve_args("sandbox-expire-300ms", wait_seconds=10))
+    assert solve["status"] == "expired" and solve["guidance"]["action"] == "retry"
+    assert solve["resolve_ms"] is None and solve["started_at"] is None
+    assert await balance(agent) == 100
+
+
+async def test_list_paginates_newest_first_with_filters(agent: Agent) -> None:
+    ids = [(await agent.ok("create_solve", solve_args("sandbox-hang", wait_seconds=0)))["id"] for _ in range(3)]
+    failed = await agent.ok("create_solve", solve_args("sandbox-fail-vision_error", wait_seconds=5))
+    page1 = await agent.ok("list_solves", {"limit": 2})
+    assert [s["id"] for s in page1["data"]] == [failed["id"], ids[2]]
+    assert page1["has_more"] and page1["next_starting_after"] == ids[2]
+    page2 = await agent.ok("list_solves", {"limit": 2, "starting_after": page1["next_starting_after"]})
+    assert [s["id"] for s in page2["data"]] == [ids[1], ids[0]] and not page2["has_more"]
+    assert page2["next_starting_after"] is None
+    only_failed = await agent.ok("list_solves", {"status": "failed"})
+    assert [s["id"] for s in only_failed["data"]] == [failed["id"]]
+    for solve_id in ids:
+        await agent.ok("cancel_solve", {"id": solve_id})
+
+
+async def test_cancel_refunds_and_a_second_cancel_is_a_conflict(agent: Agent) -> None:
+    solve = await agent.ok("create_solve", solve_args("sandbox-hang", wait_seconds=0))
+    assert await balance(agent) == 99
+    cancelled = await agent.ok("cancel_solve", {"id": solve["id"]})
+    assert cancelled["status"] == "cancelled" and cancelled["guidance"]["action"] == "none"
+    assert await balance(agent) == 100
+    text = await agent.error("cancel_solve", {"id": solve["id"]})
+    assert text.splitlines()[0].startswith("Error executing tool cancel_solve: conflict (HTTP 409, request req_")
+    assert '"action": "none"' in text
+
+
+async def test_unknown_solve_is_not_found_with_guidance(agent: Agent) -> None:
+    text = await agent.error("get_solve", {"id": "solve_01HQF7K3JKWZXAAAAAAAAAAAAA", "wait_seconds": 0})
+    assert "not_found (HTTP 404" in text and '"action": "check_solve_id"' in text
+
+
+BAD_INPUTS = [
+    ({"type": "hcaptcha_enterprise"}, "rqdata"),
+    ({"url": "ftp://shop.example/"}, "url"),
+    ({"url": "not a url"}, "url"),
+    ({"sitekey": "   "}, "sitekey"),
+    ({"wait_seconds": 56}, "wait_seconds"),
+    ({"wait_seconds": -1}, "wait_seconds"),
+    ({"proxy": "shop.example:8080"}, "proxy"),
+    ({"proxy": f"http://user:{PROXY_PASSWORD}@proxy.example"}, "proxy"),
+    ({"proxy": f"ftp://user:{PROXY_PASSWORD}@proxy.example:21"}, "proxy"),
+    ({"proxy": {"host": "proxy.example", "port": 70000, "password": PROXY_PASSWORD}}, "proxy"),
+    ({"proxy": {"host": "proxy.example", "port": 8080, "password": PROXY_PASSWORD}}, "proxy"),
+    ({"webhook_url": "javascript:alert(1)"}, "webhook_url"),
+    ({"type": "recaptcha_v2"}, "type"),
+]
+
+
+@pytest.mark.parametrize(("override", "param"), BAD_INPUTS)
+async def test_bad_input_names_the_parameter_and_sends_nothing(
+    agent: Agent, sandbox: Sandbox, override: dict[str, Any], param: str
+) -> None:
+    text = await agent.error("create_solve", solve_args("sandbox-solve-100ms") | override)
+    assert param in text
+    assert PROXY_PASSWORD not in text
+    assert upstream(sandbox) == []
+
+
+async def test_bad_solve_id_is_refused_locally(agent: Agent, sandbox: Sandbox) -> None:
+    text = await agent.error("get_solve", {"id": "../v1/me"})
+    assert "param: id" in text and upstream(sandbox) == []
+
+
+async def test_proxy_is_forwarded_and_never_echoed(agent: Agent, sandbox: Sandbox) -> None:
+    proxy = {"scheme": "socks5", "host": "proxy.example", "port": 1080, "username": "u", "password": PROXY_PASSWORD}
+    solve = await agent.ok("create_solve", solve_args("sandbox-solve-100ms", proxy=proxy, wait_seconds=5))
+    assert solve["status"] == "solved"
+    string_form = f"http://u:{PROXY_PASSWORD}@proxy.example:8080"
+    solve = await agent.ok("create_solve", solve_args("sandbox-solve-100ms", proxy=string_form, wait_seconds=5))
+    assert solve["status"] == "solved"
+
+
+async def test_no_credits_means_top_up(agent: Agent, sandbox: Sandbox) -> None:
+    sandbox.set_balance(0)
+    text = await agent.error("create_solve", solve_args("sandbox-solve-100ms"))
+    assert "insufficient_credits (HTTP 402" in text and '"action": "top_up"' in text
+    assert len(upstream(sandbox, "POST")) == 1  # never retried
+
+
+@pytest.mark.parametrize(("key", "code", "action"), [
+    (LOCKED_API_KEY, "account_locked", "contact_support"),
+    ("nc_live_" + "A" * 32, "unauthorized", "check_api_key"),
+])
+async def test_account_problems_carry_guidance(sandbox: Sandbox, mode: str, key: str, code: str, action: str) -> None:
+    server = build_server(load_settings(sandbox_env(sandbox, NONECAP_API_KEY=key)))
+    async with Client(server, mode=mode) as client:
+        text = await Agent(client).error("get_balance")
+    assert code in text and f'"action": "{action}"' in text
+
+
+async def test_progress_is_reported_while_waiting(agent: Agent) -> None:
+    events: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        events.append((progress, total, message))
+
+    solve = await agent.ok("create_solve", solve_args("sandbox-solve-1500ms", wait_seconds=10), progress_callback=on_progress)
+    assert solve["status"] == "solved"
+    assert len(events) >= 2 and all(total == 10 for _, total, _ in events)
+    assert [p for p, _, _ in events] == sorted(p for p, _, _ in events)
+
+
+async def test_parallel_calls_beyond_the_cap_queue_locally(agent: Agent, sandbox: Sandbox) -> None:
+    results: list[dict[str, Any]] = []
+
+    async def one() -> None:
+        results.append(await agent.ok("create_solve", solve_args("sandbox-solve-400ms", wait_seconds=20)))
+
+    async with anyio.create_task_group() as group:
+        for _ in range(8):
+            group.start_soon(one)
+    assert [r["status"] for r in results] == ["solved"] * 8
+    assert [r.status for r in upstream(sandbox, "POST")] == [200] * 8  # not a single 429
+
+
+async def test_host_cancellation_cancels_the_solve_upstream(agent: Agent, sandbox: Sandbox) -> None:
+    with pytest.raises(MCPError):
+        await agent.client.call_tool("create_solve", solve_args("sandbox-hang", wait_seconds=30), read_timeout_seconds=0.7)
+    with anyio.fail_after(10):
+        while not upstream(sandbox, "DELETE"):
+            await anyio.sleep(0.05)
+    solves = await agent.ok("list_solves")
+    assert [s["status"] for s in solves["data"]] == ["cancelled"]
+    assert await balance(agent) == 100
+
+
+async def test_pool_exhausted_post_is_retried_after_retry_after(agent: Agent, sandbox: Sandbox) -> None:
+    sandbox.inject_fault(method="POST", path="/v1/solves", action="status", status=503, code="pool_exhausted", retry_after=1)
+    started = time.monotonic()
+    solve = await agent.ok("create_solve", solve_args("sandbox-solve-100ms", wait_seconds=5))
+    assert solve["status"] == "solved"
+    assert time.monotonic() - started >= 1.0
+    assert [r.status for r in upstream(sandbox, "POST")] == [503, 200]
+
+
+async def test_internal_error_on_create_is_not_retried(agent: Agent, sandbox: Sandbox) -> None:
+    sandbox.inject_fault(method="POST", path="/v1/solves", action="status", status=500, code="internal_error")
+    text = await agent.error("create_solve", solve_args("sandbox-solve-100ms"))
+    assert "internal_error (HTTP 500" in text and '"retryable": true' in text
+    assert len(upstream(sandbox, "POST")) == 1
+
+
+@pytest.mark.parametrize(("status", "code"), [(500, "internal_error"), (503, "pool_exhausted"), (429, "rate_limited")])
+async def test_reads_are_retried(agent: Agent, sandbox: Sandbox, status: int, code: str) -> None:
+    sandbox.inject_fault(method="GET", path="/v1/me", action="status", status=status, code=code, retry_after=0, times=2)
+    assert await balance(agent) == 100
+    assert [r.status for r in upstream(sandbox, "GET", "/v1/me")] == [status, status, 200]
+
+
+async def test_reads_give_up_after_max_retries(agent: Agent, sandbox: Sandbox) -> None:
+    sandbox.inject_fault(method="GET", path="/v1/me", action="status", status=500, code="internal_error", times=5)
+    text = await agent.error("get_balance")
+    assert "internal_error" in text
+    assert len(upstream(sandbox, "GET", "/v1/me")) == 3
+
+
+async def test_lost_create_response_is_reconciled_not_resent(agent: Agent, sandbox: Sandbox) -> None:
+    sandbox.inject_fault(method="POST", path="/v1/solves", action="drop_after")
+    solve = await agent.ok("create_solve", solve_args("sandbox-solve-200ms", wait_seconds=5))
+    assert solve["status"] == "solved"
+    assert len(upstream(sandbox, "POST")) == 1  # never re-sent
+    listed = await agent.ok("list_solves")
+    assert [s["id"] for s in listed["data"]] == [solve["id"]]
+    assert await balance(agent) == 99
+
+
+async def test_create_that_never_arrived_is_sent_again_once(agent: Agent, sandbox: Sandbox) -> None:
+    sandbox.inject_fault(method="POST", path="/v1/solves", action="drop_before")
+    solve = await agent.ok("create_solve", solve_args("sandbox-solve-100ms", wait_seconds=5))
+    assert solve["status"] == "solved"
+    assert len(upstream(sandbox, "POST")) == 2
+    assert len((await agent.ok("list_solves"))["data"]) == 1
+
+
+async def test_unanswerable_create_is_reported_as_unknown_not_repeated(agent: Agent, sandbox: Sandbox) -> None:
+    sandbox.inject_fault(method="POST", path="/v1/solves", action="drop_before", times=2)
+    sandbox.inject_fault(method="GET", path="/v1/solves", action="status", status=500, code="internal_error", times=10)
+    text = await agent.error("create_solve", solve_args("sandbox-solve-100ms"))
+    assert "outcome_unknown" in text and '"action": "check_status_first"' in text
+    assert len(upstream(sandbox, "POST")) == 1
