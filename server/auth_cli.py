@@ -12,13 +12,15 @@ dialog here, hence the longer :data:`keystore.CLI_TIMEOUT`).
 
 from __future__ import annotations
 
-import getpass
 import os
 import sys
 from collections.abc import Mapping
 from typing import TextIO
 
 from . import keystore
+from .cli_io import error as _error
+from .cli_io import note as _note
+from .cli_io import read_secret_line
 from .credentials import (
     API_KEY_ENV,
     API_KEY_NAME,
@@ -33,14 +35,6 @@ from .credentials import (
 __all__ = ["login", "logout", "status"]
 
 _PROMPT = "NoneCap API key (input is hidden): "
-
-
-def _error(stderr: TextIO, message: str) -> None:
-    print(f"Error: {message}", file=stderr)
-
-
-def _note(stderr: TextIO, message: str) -> None:
-    print(f"Note: {message}", file=stderr)
 
 
 def _env_key_note(env: Mapping[str, str]) -> str | None:
@@ -71,12 +65,8 @@ def login(
     stderr = sys.stderr if stderr is None else stderr
     env = os.environ if env is None else env
 
-    try:
-        raw = stdin.readline() if from_stdin or not stdin.isatty() else getpass.getpass(_PROMPT, stream=stderr)
-    except EOFError:
-        raw = ""
-    except KeyboardInterrupt:
-        print("Cancelled; nothing was stored.", file=stderr)
+    raw = read_secret_line(_PROMPT, from_stdin=from_stdin, stdin=stdin, stderr=stderr)
+    if raw is None:
         return 130
     if not raw.strip():
         _error(

@@ -20,7 +20,7 @@ import keyring.backends.null
 import keyring.errors
 import pytest
 from keyring_backends import KEYRING_FILE_ENV, HangingKeyring, MemoryKeyring
-from nonecap_mcp import auth_cli, keystore
+from nonecap_mcp import auth_cli, cli_io, keystore
 from nonecap_mcp.credentials import (
     API_KEY_ENV,
     API_KEY_NAME,
@@ -416,7 +416,7 @@ def test_login_prompts_without_echo_on_a_tty(memory: MemoryKeyring, monkeypatch:
         prompts.append((prompt, stream))
         return TEST_KEY
 
-    monkeypatch.setattr(auth_cli.getpass, "getpass", fake_getpass)
+    monkeypatch.setattr(cli_io.getpass, "getpass", fake_getpass)
     stderr = io.StringIO()
     code = auth_cli.login(stdin=TtyInput(), stdout=io.StringIO(), stderr=stderr, env={})
     assert code == 0
@@ -449,7 +449,7 @@ def test_login_interrupted(memory: MemoryKeyring, monkeypatch: pytest.MonkeyPatc
     def interrupt(prompt: str, stream: object = None) -> str:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(auth_cli.getpass, "getpass", interrupt)
+    monkeypatch.setattr(cli_io.getpass, "getpass", interrupt)
     code, _, err = run_cli(auth_cli.login, stdin=TtyInput())
     assert code == 130 and "nothing was stored" in err
 

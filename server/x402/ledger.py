@@ -1,0 +1,443 @@
+"""The local x402 ledger: every payment authorization and every paid solve, on disk.
+
+Signing an EIP-3009 authorization hands out a bearer cheque, so the ledger is the
+safety record, not a cache:
+
+* **Write before send.** Each authorization is recorded (state ``signed``) before it
+  leaves the process, then its outcome and receipt. After a crash or a timeout the
+  nonce and ``valid_before`` are on disk, so the same header can be re-sent or checked
+  on chain instead of signing (and maybe paying) twice.
+* **One daily budget for every process.** Several MCP hosts can each run a server on
+  the same machine. The budget check and the insert happen in one ``BEGIN IMMEDIATE``
+  transaction, which takes SQLite's write lock up front, so two reservations can never
+  both see the same "spent so far", whether they come from threads or processes.
+* **Spent means possibly spent.** ``signed``, ``sent``, ``settled`` and ``unknown``
+  all count against the budget; only ``failed`` (the server said it did not settle)
+  gives the money back. Anything else could let a flaky network overspend.
+* **Free re-fetch.** Solve records keep the rail's ``task_id`` and ``result_token`` so
+  a result can be fetched again (``getTaskResult`` is free) after a cancelled call.
+
+Never stored here: private keys, API keys. The file is created ``0600`` in a ``0700``
+directory before SQLite touches it, because ``sqlite3.connect`` would create it
+world-readable under the usual umask; SQLite gives ``-wal``/``-shm`` the same mode.
+
+Each call opens its own short-lived connection: the ledger is used from AnyIO worker
+threads, and SQLite connections must not be shared across threads.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import closing, contextmanager
+from dataclasses import astuple, dataclass, fields
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from nonecap_mcp import guidance as g
+from nonecap_mcp.errors import NoneCapError
+from nonecap_mcp.x402.networks import atomic_to_usd
+
+__all__ = [
+    "BUDGET_ENV",
+    "COUNTED_STATES",
+    "PAYMENT_STATES",
+    "BudgetExceeded",
+    "Ledger",
+    "X402Solve",
+    "new_x402_id",
+]
+
+BUDGET_ENV = "NONECAP_DAILY_BUDGET_USD"
+STATE_DIR_ENV = "NONECAP_STATE_DIR"
+APP_DIR = "nonecap-mcp"
+FILE_NAME = "ledger.sqlite3"
+
+PAYMENT_STATES = ("signed", "sent", "settled", "failed", "unknown")
+# Everything except "failed" may have moved money (or still can, until valid_before).
+COUNTED_STATES = ("signed", "sent", "settled", "unknown")
+# A payment only moves forward: signed -> sent -> unknown -> settled | failed.
+# "unknown" can still be resolved (e.g. by authorizationState on chain); the two
+# outcomes are final, so a late "unknown" cannot overwrite a settled receipt.
+_RANK = {"signed": 0, "sent": 1, "unknown": 2, "settled": 3, "failed": 3}
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE payments (
+    nonce          TEXT PRIMARY KEY,
+    solve_id       TEXT NOT NULL,
+    amount_atomic  INTEGER NOT NULL CHECK (amount_atomic > 0),
+    pay_to         TEXT NOT NULL,
+    network        TEXT NOT NULL,
+    asset          TEXT NOT NULL,
+    task_type      TEXT NOT NULL,
+    valid_before   INTEGER NOT NULL,
+    state          TEXT NOT NULL CHECK (state IN ('signed', 'sent', 'settled', 'failed', 'unknown')),
+    tx_hash        TEXT,
+    error          TEXT,
+    utc_day        TEXT NOT NULL,
+    created_at     TEXT NOT NULL,
+    updated_at     TEXT NOT NULL
+);
+CREATE INDEX payments_by_day ON payments (utc_day, state);
+CREATE INDEX payments_by_solve ON payments (solve_id);
+CREATE TABLE solves (
+    id             TEXT PRIMARY KEY,
+    type           TEXT NOT NULL,
+    sitekey        TEXT NOT NULL,
+    url            TEXT NOT NULL,
+    status         TEXT NOT NULL,
+    task_id        TEXT,
+    result_token   TEXT,
+    token          TEXT,
+    error_code     TEXT,
+    error_message  TEXT,
+    cost_usd       TEXT,
+    settlement_tx  TEXT,
+    created_at     TEXT NOT NULL,
+    finished_at    TEXT
+);
+CREATE INDEX solves_by_status ON solves (status, id);
+"""
+
+BUSY_TIMEOUT_SECONDS = 5.0
+
+
+# --- ids ---------------------------------------------------------------------
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_ID_PREFIX = "x402_"
+_id_lock = threading.Lock()
+_last_ulid = 0
+
+
+def new_x402_id() -> str:
+    """A new solve id: ``x402_`` + a 26-character Crockford ULID.
+
+    ULIDs sort by creation time, so the ledger lists newest first by id alone and
+    a cursor is just an id. Within this process ids are strictly increasing even
+    for calls in the same millisecond or across a backwards clock step: when the
+    fresh value is not above the last one, the last one plus one is used.
+    """
+    global _last_ulid
+    fresh = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    with _id_lock:
+        _last_ulid = fresh if fresh > _last_ulid else _last_ulid + 1
+        value = _last_ulid
+    chars = []
+    for _ in range(26):
+        chars.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return _ID_PREFIX + "".join(reversed(chars))
+
+
+# --- records -----------------------------------------------------------------
+
+
+@dataclass
+class X402Solve:
+    """One solve paid (or to be paid) over x402, as the tools report it.
+
+    ``result_token`` is the rail's ticket for the free ``getTaskResult`` re-fetch;
+    tools never return it. ``cost_usd`` is a decimal string so no float ever
+    touches money.
+    """
+
+    id: str
+    type: str
+    sitekey: str
+    url: str
+    status: str  # pending | solving | solved | failed | expired
+    task_id: str | None
+    result_token: str | None
+    token: str | None
+    error_code: str | None
+    error_message: str | None
+    cost_usd: str | None
+    settlement_tx: str | None
+    created_at: str
+    finished_at: str | None
+
+
+_SOLVE_COLUMNS = tuple(f.name for f in fields(X402Solve))
+_PAYMENT_COLUMNS = (
+    "nonce, solve_id, amount_atomic, pay_to, network, asset, task_type, valid_before, "
+    "state, tx_hash AS \"transaction\", error, utc_day, created_at, updated_at"
+)
+
+
+class BudgetExceeded(NoneCapError):
+    """Paying would take today's (UTC) x402 spend over the daily budget.
+
+    Raised before anything is sent, so the authorization just signed is dropped
+    unused. Not retryable today: the same call fails until 00:00 UTC unless the
+    user raises the budget.
+    """
+
+    def __init__(self, *, spent_usd: Decimal, budget_usd: Decimal, amount_usd: Decimal) -> None:
+        self.spent_usd = spent_usd
+        self.budget_usd = budget_usd
+        self.amount_usd = amount_usd
+        message = (
+            f"Daily x402 budget reached: ${_usd(spent_usd)} of ${_usd(budget_usd)} already spent today "
+            f"(UTC), and this payment of ${_usd(amount_usd)} would exceed it. Nothing was sent or paid. "
+            f"The budget resets at 00:00 UTC; the user can raise it with {BUDGET_ENV}."
+        )
+        hint = (
+            f"Stop paying for solves today, or ask the user to raise {BUDGET_ENV}; "
+            "retrying before 00:00 UTC fails the same way."
+        )
+        super().__init__(
+            "budget_exceeded",
+            message,
+            guidance=g.Guidance(action="change_policy", retryable=False, hint=hint),
+        )
+
+
+def _usd(amount: Decimal) -> str:
+    """``0.012`` -> ``0.012``, ``1`` -> ``1.00``: exact, but money-shaped."""
+    text = format(amount.normalize(), "f")
+    whole, _, cents = text.partition(".")
+    return f"{whole}.{cents.ljust(2, '0')}"
+
+
+# --- the ledger ----------------------------------------------------------------
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Ledger:
+    """x402 payments and solves in one SQLite file, shared by every process of a user."""
+
+    def __init__(self, path: Path, *, now: Callable[[], datetime] = _utc_now) -> None:
+        """Create (or open and migrate) the ledger at ``path``.
+
+        ``now`` must return an aware datetime; it decides the UTC day a payment
+        counts against, and exists so tests can cross midnight without waiting.
+        """
+        self.path = Path(path)
+        self._now = now
+        self._create_file()
+        with self._connect() as conn:
+            # Persistent in the file; a no-op on every later open.
+            conn.execute("PRAGMA journal_mode=WAL")
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                if version > SCHEMA_VERSION:
+                    raise RuntimeError(
+                        f"{self.path} was written by a newer nonecap-mcp (ledger schema {version}, "
+                        f"this version knows {SCHEMA_VERSION}); upgrade nonecap-mcp."
+                    )
+                if version < 1:
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
+                    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @classmethod
+    def default_path(cls, env: Mapping[str, str]) -> Path:
+        """``$NONECAP_STATE_DIR/ledger.sqlite3``, else the XDG state dir
+        (``$XDG_STATE_HOME`` or ``~/.local/state``) ``/nonecap-mcp/ledger.sqlite3``.
+
+        A relative ``XDG_STATE_HOME`` is ignored, as the XDG spec requires.
+        """
+        override = env.get(STATE_DIR_ENV, "").strip()
+        if override:
+            return Path(override).expanduser() / FILE_NAME
+        xdg = env.get("XDG_STATE_HOME", "").strip()
+        if xdg and Path(xdg).is_absolute():
+            return Path(xdg) / APP_DIR / FILE_NAME
+        home = env.get("HOME", "").strip()
+        base = Path(home) if home else Path.home()
+        return base / ".local" / "state" / APP_DIR / FILE_NAME
+
+    def _create_file(self) -> None:
+        """Create the directory (0700) and the file (0600) ourselves, race-free.
+
+        An existing directory is left alone (it may be one the user chose on
+        purpose); an existing ledger that someone made readable to others is
+        tightened back to 0600, since it names payees and amounts.
+        """
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            if stat.S_IMODE(self.path.stat().st_mode) & 0o077:
+                os.chmod(self.path, 0o600)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        """A fresh connection, closed afterwards.
+
+        Autocommit mode (``isolation_level=None``) so transactions start only where
+        we say ``BEGIN IMMEDIATE``; ``with conn:`` then commits or rolls them back.
+        ``synchronous=FULL``: a payment record must survive a power cut, or a
+        restart could forget money already committed.
+        """
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+        with closing(conn):
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+            conn.execute("PRAGMA synchronous = FULL")
+            yield conn
+
+    def _stamp(self) -> tuple[str, str]:
+        """(UTC day, ISO timestamp) of now, from the injected clock."""
+        now = self._now().astimezone(timezone.utc)
+        return now.date().isoformat(), now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    @staticmethod
+    def _spent(conn: sqlite3.Connection, day: str) -> int:
+        marks = ", ".join("?" for _ in COUNTED_STATES)
+        row = conn.execute(
+            f"SELECT COALESCE(SUM(amount_atomic), 0) FROM payments WHERE utc_day = ? AND state IN ({marks})",
+            (day, *COUNTED_STATES),
+        ).fetchone()
+        return int(row[0])
+
+    # --- payments ---
+
+    def reserve_payment(
+        self,
+        *,
+        nonce: str,
+        solve_id: str,
+        amount_atomic: int,
+        pay_to: str,
+        network: str,
+        asset: str,
+        task_type: str,
+        valid_before: int,
+        daily_budget_atomic: int,
+    ) -> None:
+        """Record a signed authorization before it is sent, if the budget allows.
+
+        The budget check and the insert are one write-locked transaction, so
+        concurrent callers (threads or processes) are serialized and the day's
+        total can never pass ``daily_budget_atomic``. Raises
+        :class:`BudgetExceeded` (nothing written) when it would.
+        """
+        if amount_atomic <= 0:
+            raise ValueError("amount_atomic must be positive")
+        day, stamp = self._stamp()
+        with self._connect() as conn, conn:
+            conn.execute("BEGIN IMMEDIATE")
+            spent = self._spent(conn, day)
+            if spent + amount_atomic > daily_budget_atomic:
+                raise BudgetExceeded(
+                    spent_usd=atomic_to_usd(spent),
+                    budget_usd=atomic_to_usd(daily_budget_atomic),
+                    amount_usd=atomic_to_usd(amount_atomic),
+                )
+            try:
+                conn.execute(
+                    "INSERT INTO payments (nonce, solve_id, amount_atomic, pay_to, network, asset, task_type, "
+                    "valid_before, state, utc_day, created_at, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'signed', ?, ?, ?)",
+                    (nonce, solve_id, amount_atomic, pay_to, network, asset, task_type, valid_before, day, stamp, stamp),
+                )
+            except sqlite3.IntegrityError:
+                # A repeated nonce means a signing bug; recording it twice would
+                # also count the same money twice.
+                raise ValueError("this payment nonce is already recorded; sign a fresh authorization") from None
+
+    def mark_payment(self, nonce: str, state: str, *, transaction: str | None = None, error: str | None = None) -> None:
+        """Move a payment forward (signed -> sent -> unknown -> settled | failed).
+
+        ``transaction`` and ``error`` are kept when a later mark omits them.
+        Re-marking the current state is allowed (to add a receipt); moving back,
+        or from one final outcome to the other, raises ``ValueError`` because it
+        would rewrite what the ledger already promised about money.
+        """
+        if state not in _RANK:
+            raise ValueError(f"unknown payment state {state!r}; expected one of {', '.join(PAYMENT_STATES)}")
+        _, stamp = self._stamp()
+        with self._connect() as conn, conn:
+            conn.execute("BEGIN IMMEDIATE")
+            row = conn.execute("SELECT state FROM payments WHERE nonce = ?", (nonce,)).fetchone()
+            if row is None:
+                raise ValueError("no payment with this nonce is recorded")
+            current = row["state"]
+            if state != current and _RANK[state] <= _RANK[current]:
+                raise ValueError(f"payment is already {current!r}; it cannot become {state!r}")
+            conn.execute(
+                "UPDATE payments SET state = ?, tx_hash = COALESCE(?, tx_hash), error = COALESCE(?, error), "
+                "updated_at = ? WHERE nonce = ?",
+                (state, transaction, error, stamp, nonce),
+            )
+
+    def spent_today_atomic(self) -> int:
+        """Atomic units counted against today's (UTC) budget."""
+        day, _ = self._stamp()
+        with self._connect() as conn:
+            return self._spent(conn, day)
+
+    def payments_for(self, solve_id: str) -> list[dict[str, Any]]:
+        """Every authorization signed for a solve, oldest first."""
+        with self._connect() as conn:
+            rows = conn.execute(
+                f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE solve_id = ? ORDER BY created_at, rowid",
+                (solve_id,),
+            ).fetchall()
+        return [dict(row) for row in rows]
+
+    # --- solves ---
+
+    def upsert_solve(self, record: X402Solve) -> None:
+        """Insert the solve, or replace every field of the stored one with ``record``'s."""
+        columns = ", ".join(_SOLVE_COLUMNS)
+        marks = ", ".join("?" for _ in _SOLVE_COLUMNS)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in _SOLVE_COLUMNS if c != "id")
+        with self._connect() as conn, conn:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(
+                f"INSERT INTO solves ({columns}) VALUES ({marks}) ON CONFLICT (id) DO UPDATE SET {updates}",
+                astuple(record),
+            )
+
+    def get_solve(self, solve_id: str) -> X402Solve | None:
+        """The stored solve, or ``None``."""
+        with self._connect() as conn:
+            row = conn.execute(f"SELECT {', '.join(_SOLVE_COLUMNS)} FROM solves WHERE id = ?", (solve_id,)).fetchone()
+        return None if row is None else X402Solve(**dict(row))
+
+    def list_solves(
+        self,
+        *,
+        limit: int,
+        starting_after: str | None,
+        status: str | None,
+        type: str | None,  # the tools' filter name, kept for symmetry
+    ) -> tuple[list[X402Solve], bool]:
+        """Newest first; ``starting_after`` is an exclusive cursor (an id from a
+        previous page). Returns the page and whether more match beyond it."""
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        where: list[str] = []
+        params: list[Any] = []
+        if starting_after is not None:
+            where.append("id < ?")
+            params.append(starting_after)
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        if type is not None:
+            where.append("type = ?")
+            params.append(type)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        with self._connect() as conn:
+            rows = conn.execute(
+                f"SELECT {', '.join(_SOLVE_COLUMNS)} FROM solves {clause} ORDER BY id DESC LIMIT ?",
+                (*params, limit + 1),
+            ).fetchall()
+        solves = [X402Solve(**dict(row)) for row in rows[:limit]]
+        return solves, len(rows) > limit
