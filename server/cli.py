@@ -18,7 +18,8 @@ from nonecap_mcp.errors import ConfigurationError
 from nonecap_mcp.redaction import RedactingFilter
 
 EPILOG = """\
-environment: NONECAP_API_KEY (else the OS keyring; see `auth login`), {vars}.
+environment: NONECAP_API_KEY (else the OS keyring; see `auth login`), NONECAP_WALLET_PRIVATE_KEY
+(else the OS keyring; see `wallet`), NONECAP_BASE_RPC_URL, NONECAP_STATE_DIR, {vars}.
 First time? `nonecap-mcp demo` runs everything offline against the built-in sandbox."""
 
 
@@ -54,6 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
     login.add_argument("--stdin", action="store_true", default=False, help="read the key from standard input")
     auth_sub.add_parser("status", help="show where the key comes from, masked")
     auth_sub.add_parser("logout", help="remove the key from the OS keyring")
+    wallet = sub.add_parser("wallet", help="the x402 wallet (USDC on Base) kept in the OS keyring")
+    wallet_sub = wallet.add_subparsers(dest="wallet_command", metavar="ACTION", required=True)
+    create = wallet_sub.add_parser("create", help="make a new key; prints only its address")
+    create.add_argument("--force", action="store_true", default=False, help="replace an existing key (its funds need a backup!)")
+    imported = wallet_sub.add_parser("import", help="store an existing key (prompted without echo, or read from stdin)")
+    imported.add_argument("--stdin", action="store_true", default=False, help="read the key from standard input")
+    imported.add_argument("--force", action="store_true", default=False, help="replace a different stored key")
+    wallet_sub.add_parser("show", help="address and USDC balance (NONECAP_BASE_RPC_URL)")
+    wallet_sub.add_parser("remove", help="forget the key (back it up first)")
     return parser
 
 
@@ -115,6 +125,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.auth_command == "login":
                 return auth_cli.login(from_stdin=args.stdin)
             return auth_cli.status() if args.auth_command == "status" else auth_cli.logout()
+        if command == "wallet":
+            from nonecap_mcp import wallet_cli
+
+            action = args.wallet_command
+            if action == "create":
+                return wallet_cli.create(force=args.force)
+            if action == "import":
+                return wallet_cli.import_key(from_stdin=args.stdin, force=args.force)
+            return wallet_cli.show() if action == "show" else wallet_cli.remove()
         if command == "demo":
             from nonecap_mcp.demo import run_demo
 

@@ -9,11 +9,17 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from nonecap_mcp.x402.policy import SpendPolicy
 
 from nonecap_mcp.errors import ConfigurationError
 
 DEFAULT_API_BASE = "https://api.nonecap.com"
+DEFAULT_X402_BASE = "https://api.ucaptcha.net"  # the host the x402 rail contract documents
+Rail = Literal["auto", "credits", "x402"]
 MAX_WAIT_SECONDS = 55  # hosts cut tool calls off at about 60 s
 API_MAX_WAIT_SECONDS = 90  # the API's own ?wait bound
 
@@ -30,11 +36,25 @@ class Settings:
     keyring_timeout: float = 5.0
     read_only: bool = False
     log_level: str = "WARNING"
+    rail: str = "auto"
+    x402_base: str = DEFAULT_X402_BASE
+    x402_network: str = "base"
+    max_price_usd: Decimal = Decimal("0.05")
+    daily_budget_usd: Decimal = Decimal("1.00")
+    confirm_above_usd: Decimal = Decimal("0.02")
+    x402_pay_to: str | None = None
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not self.api_base.startswith(("https://", "http://127.0.0.1", "http://localhost", "http://[::1]")):
-            raise ConfigurationError("invalid_config", "NONECAP_API_BASE must be an https:// URL (plain http only for localhost).")
+        for name in ("api_base", "x402_base"):
+            if not getattr(self, name).startswith(("https://", "http://127.0.0.1", "http://localhost", "http://[::1]")):
+                raise ConfigurationError("invalid_config", f"{ENV_VARS[name]} must be an https:// URL (plain http only for localhost).")
+        if self.rail not in ("auto", "credits", "x402"):
+            raise ConfigurationError("invalid_config", "NONECAP_RAIL must be auto, credits or x402.")
+        try:
+            self.spend_policy()
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError("invalid_config", f"x402 spend policy: {exc}.") from None
         if not 0 <= self.default_wait_seconds <= MAX_WAIT_SECONDS:
             raise ConfigurationError("invalid_config", f"NONECAP_DEFAULT_WAIT_SECONDS must be 0-{MAX_WAIT_SECONDS}.")
         if not 1 <= self.max_concurrency <= 100:
@@ -43,6 +63,18 @@ class Settings:
             raise ConfigurationError("invalid_config", "NONECAP_MAX_RETRIES must be 0-10.")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigurationError("invalid_config", "NONECAP_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR.")
+
+    def spend_policy(self) -> SpendPolicy:
+        """The operator's x402 limits; tool arguments can never widen them."""
+        from nonecap_mcp.x402.policy import SpendPolicy
+
+        return SpendPolicy(
+            network=self.x402_network,
+            max_price_usd=self.max_price_usd,
+            daily_budget_usd=self.daily_budget_usd,
+            pinned_pay_to=self.x402_pay_to,
+            confirm_above_usd=self.confirm_above_usd,
+        )
 
     def with_overrides(self, **overrides: Any) -> Settings:
         """A copy with the given (non-None) values, e.g. from CLI flags."""
@@ -58,8 +90,16 @@ ENV_VARS: dict[str, str] = {
     "keyring_timeout": "NONECAP_KEYRING_TIMEOUT",
     "read_only": "NONECAP_READ_ONLY",
     "log_level": "NONECAP_LOG_LEVEL",
+    "rail": "NONECAP_RAIL",
+    "x402_base": "NONECAP_X402_BASE",
+    "x402_network": "NONECAP_X402_NETWORK",
+    "max_price_usd": "NONECAP_MAX_PRICE_USD",
+    "daily_budget_usd": "NONECAP_DAILY_BUDGET_USD",
+    "confirm_above_usd": "NONECAP_CONFIRM_ABOVE_USD",
+    "x402_pay_to": "NONECAP_X402_PAY_TO",
 }
 
+_KIND_NAMES: dict[type, str] = {int: "a whole number", float: "a number", Decimal: "a decimal number like 0.05"}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -70,15 +110,17 @@ def _convert(name: str, raw: str, kind: type) -> Any:
             raise ConfigurationError("invalid_config", f"{ENV_VARS[name]} must be true or false.")
         return raw.strip().lower() in _TRUE
     try:
-        return kind(raw)
-    except ValueError:
-        raise ConfigurationError("invalid_config", f"{ENV_VARS[name]} must be a {kind.__name__}.") from None
+        return kind(raw.strip())
+    except (ValueError, InvalidOperation):
+        raise ConfigurationError("invalid_config", f"{ENV_VARS[name]} must be {_KIND_NAMES.get(kind, 'text')}.") from None
 
 
 def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Settings from `env` (default: os.environ), then non-None `overrides` on top."""
     env = dict(os.environ if env is None else env)
-    kinds = {f.name: type(f.default) for f in fields(Settings) if f.name in ENV_VARS}
-    values = {name: _convert(name, env[var], kinds[name]) for name, var in ENV_VARS.items() if env.get(var) is not None}
-    values["api_base"] = values.get("api_base", DEFAULT_API_BASE).rstrip("/")
+    kinds = {f.name: str if f.default is None else type(f.default) for f in fields(Settings) if f.name in ENV_VARS}
+    values = {name: _convert(name, env[var], kinds[name]) for name, var in ENV_VARS.items() if env.get(var)}
+    for name in ("api_base", "x402_base"):
+        if name in values:
+            values[name] = values[name].rstrip("/")
     return Settings(env=env, **values).with_overrides(**overrides)
