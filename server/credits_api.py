@@ -30,12 +30,12 @@ from nonecap_mcp.errors import (
     api_error_class,
 )
 from nonecap_mcp.models import Account, Solve, SolveList
-from nonecap_mcp.retry import RetryPolicy, parse_retry_after
+from nonecap_mcp.retry import RetryPolicy, call_with_retries, parse_retry_after
 
 log = logging.getLogger("nonecap_mcp.http")
 
 KeyProvider = Callable[[], Awaitable[Secret]]
-SOLVE_ID = re.compile(r"^solve_[0-9A-Za-z]{1,64}$")
+SOLVE_ID = re.compile(r"^(solve|x402)_[0-9A-Za-z]{1,64}$")  # x402_… ids are local (the ledger)
 READ_MARGIN_SECONDS = 15.0  # HTTP read timeout = ?wait + this, so a long-poll never times out first
 RECONCILE_WINDOW = timedelta(minutes=2)  # clock skew we tolerate when matching a lost create
 _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -49,7 +49,7 @@ class _MaybeSent(Exception):
 def check_solve_id(value: str, param: str = "id") -> str:
     """A solve id safe to put in a URL path (no slashes, no query tricks)."""
     if not SOLVE_ID.match(value):
-        raise InvalidArgumentError(param, f"{param} must be a solve id like solve_01HQF7K3JKWZX.")
+        raise InvalidArgumentError(param, f"{param} must be a solve id like solve_01HQF7K3JKWZX or x402_01HQF7K3JKWZX.")
     return value
 
 
@@ -137,31 +137,30 @@ class CreditsAPI:
         deadline: float | None = None,
     ) -> dict[str, Any]:
         """One API call with the retry rules above; returns the decoded JSON object."""
-        attempt = 0
-        while True:
-            retry_after: float | None = None
+
+        async def attempt() -> dict[str, Any]:
             try:
                 response = await self._send(method, path, params, body, read_timeout)
             except _NEVER_SENT as exc:
-                error: APIError | APIConnectionError = APIConnectionError(f"Could not connect to NoneCap ({type(exc).__name__}).")
+                raise APIConnectionError(f"Could not connect to NoneCap ({type(exc).__name__}).") from None
             except httpx.TransportError as exc:
                 if method == "POST":
                     raise _MaybeSent(type(exc).__name__) from exc
-                error = APIConnectionError(f"The connection to NoneCap failed mid-request ({type(exc).__name__}).")
-            else:
-                if response.status_code < 400:
-                    return self._decode(response)
-                error = self._error(response)
-                retry_after = error.retry_after
-            error.retried = attempt > 0
-            if isinstance(error, APIError) and not self._retryable(method, error):
-                raise error
-            delay = self._retry.delay(attempt, retry_after, deadline)
-            if delay is None:
-                raise error
-            log.info("retrying %s %s in %.2f s after %s", method, path, delay, error.code)
-            await anyio.sleep(delay)
-            attempt += 1
+                raise APIConnectionError(f"The connection to NoneCap failed mid-request ({type(exc).__name__}).") from None
+            if response.status_code >= 400:
+                raise self._error(response)
+            return self._decode(response)
+
+        def retry_after_if_retryable(exc: Exception) -> float | None:
+            if isinstance(exc, APIConnectionError):
+                return 0.0
+            if isinstance(exc, APIError) and self._retryable(method, exc):
+                return exc.retry_after or 0.0
+            return None
+
+        return await call_with_retries(
+            attempt, policy=self._retry, retry_after_if_retryable=retry_after_if_retryable, deadline=deadline, label=f"{method} {path}"
+        )
 
     @staticmethod
     def _decode(response: httpx.Response) -> dict[str, Any]:

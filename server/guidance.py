@@ -80,6 +80,31 @@ LOCAL: dict[str, Guidance] = {
     "outcome_unknown": _g("check_status_first", False, "The create request may or may not have created a solve. Call list_solves (newest first) and look for it before creating another, so nothing is paid twice."),
     "unexpected_response": _g("retry", True, "NoneCap answered with something this client does not understand. Retry; report it if it persists."),
     "pending": _g("poll", True, "The solve is still running. Call get_solve with this id and wait_seconds (up to 55) to wait for the result; no new solve is needed."),
+    "missing_wallet": _g("check_api_key", False, "No x402 wallet is configured. Ask the user to run `nonecap-mcp wallet create` or `wallet import` in a terminal, or set NONECAP_WALLET_PRIVATE_KEY; or use rail=credits."),
+    "no_payment_method": _g("check_api_key", False, "Neither an API key (credits) nor an x402 wallet is configured. Ask the user to run `nonecap-mcp auth login` or `nonecap-mcp wallet create`; `nonecap-mcp serve --sandbox` works offline."),
+    "confirmation_required": _g("confirm_payment", False, "This payment is above the confirmation threshold. Ask the user; if they agree, call again with confirm_payment=true."),
+    "unknown_x402_solve": _g("check_solve_id", False, "No x402 solve with this id is in this machine's ledger; list_solves with rail=x402 shows them."),
+    "payment_refused": _g("none", False, "The x402 server asked for a payment that does not match the published price, payee, token or URL, so nothing was signed or paid. Do not retry; tell the user, who may report it to the service."),
+    "confirmation_declined": _g("none", False, "The user declined this payment and nothing was paid. Do not retry unless they ask."),
+    "not_cancellable": _g("none", False, "x402 solves cannot be cancelled, and cost nothing unless they succeed; wait for it with get_solve."),
+    "payment_outcome_unknown": _g("check_status_first", False, "The paid request got no answer, so the payment may have settled; it was counted against the daily budget and was not re-sent. Check the wallet balance before paying for another solve of this page."),
+}
+
+# x402 rail statuses (x402-rail contract: "Failure modes"); no failure here is ever settled.
+X402_STATUSES: dict[int, Guidance] = {
+    400: _g("fix_parameter", False, "The x402 rail refused the task (unsupported type or malformed body); nothing was paid. Fix the call or use rail=credits."),
+    402: _g("none", False, "The x402 rail did not accept the payment (invalid, expired or unfunded authorization); nothing was settled. Check the wallet's USDC balance with get_balance."),
+    422: _g("retry", True, "No provider could solve this captcha; nothing was charged. Retry, or check the sitekey and url."),
+    429: _g("wait_and_retry", True, "The x402 rail allows 60 requests a minute per IP; wait retry_after_seconds, then retry. Nothing was charged."),
+    503: _g("wait_and_retry", True, "No x402 provider is available for this task type right now; nothing was charged. Retry later or use rail=credits."),
+    504: _g("retry", True, "The x402 solve did not finish within 60 seconds and nothing was settled. Retry the solve."),
+}
+
+# Failure codes we put on x402 solves (the rail reports failures as statuses, not codes).
+X402_FAILURES: dict[str, Guidance] = {
+    "x402_unsolvable": X402_STATUSES[422],
+    "x402_timeout": X402_STATUSES[504],
+    "payment_outcome_unknown": LOCAL["payment_outcome_unknown"],
 }
 
 _BY_STATUS_FALLBACK: dict[bool, Guidance] = {
@@ -94,11 +119,17 @@ def for_api_error(code: str, http_status: int, retry_after: float | None = None)
     return base.model_copy(update={"retry_after_seconds": retry_after}) if retry_after is not None else base
 
 
+def for_x402_status(status: int, retry_after: float | None = None) -> Guidance:
+    """Guidance for an x402 rail failure status; nothing in this table was ever settled."""
+    base = X402_STATUSES.get(status) or _BY_STATUS_FALLBACK[status >= 500]
+    return base.model_copy(update={"retry_after_seconds": retry_after}) if retry_after is not None else base
+
+
 def for_solve(status: str, error_code: str | None) -> Guidance | None:
     """Guidance for a solve: None when solved, a poll hint while running, the failure's otherwise."""
     if status == "solved":
         return None
     if status in ("failed", "cancelled", "expired"):
         code = error_code or status
-        return SOLVE_FAILURES.get(code) or SOLVE_FAILURES.get(status) or _BY_STATUS_FALLBACK[True]
+        return SOLVE_FAILURES.get(code) or X402_FAILURES.get(code) or SOLVE_FAILURES.get(status) or _BY_STATUS_FALLBACK[True]
     return LOCAL["pending"]

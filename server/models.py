@@ -44,6 +44,9 @@ class Solve(_Lenient):
     finished_at: str | None = None
     queue_ms: int | None = None
     resolve_ms: int | None = None
+    rail: Literal["credits", "x402"] = Field(default="credits", description="How this solve is paid for.")
+    cost_usd: str | None = Field(default=None, description="x402: USDC paid, as a decimal string (only when solved).")
+    settlement_tx: str | None = Field(default=None, description="x402: the on-chain settlement transaction.")
     guidance: Guidance | None = Field(default=None, description="Next step when the solve is not solved.")
 
     @property
@@ -76,21 +79,26 @@ class Account(_Lenient):
 
 
 class Balance(BaseModel):
-    """What the agent can still spend."""
+    """What the agent can still spend, on each rail that is configured."""
 
-    rail: Literal["credits"] = "credits"
-    credits_balance: int | None = Field(description="Solves the account can still start (1 credit each).")
+    credits_balance: int | None = Field(default=None, description="Solves the account can still start (1 credit each).")
     account_id: str | None = None
     key_mode: Literal["live", "test"] | None = Field(default=None, description="From the key prefix; test keys never bill.")
+    wallet_address: str | None = Field(default=None, description="x402: the paying wallet.")
+    usdc_balance: str | None = Field(default=None, description="x402: the wallet's USDC, as a decimal string.")
+    x402_spent_today_usd: str | None = Field(default=None, description="x402: counted against today's (UTC) budget.")
+    x402_daily_budget_usd: str | None = None
     sandbox: bool = Field(description="True when talking to the built-in offline sandbox.")
+    notes: list[str] = Field(default_factory=list, description="Why a rail's figures are missing, if they are.")
 
 
 class RailPrice(BaseModel):
     """The price of one solve on one payment rail."""
 
     rail: Literal["credits", "x402"]
-    captcha_type: str
-    price: float = Field(description="Credits per solve on the credits rail, USD on x402.")
+    captcha_type: str = Field(description="The create_solve type, or the rail's own task type when no tool type maps to it.")
+    task_type: str | None = Field(default=None, description="x402: the rail's task type name.")
+    price: str = Field(description="Credits per solve on the credits rail, USD on x402 (decimal string).")
     unit: Literal["credit", "USD"]
     charged: str = Field(description="When the charge happens and when it is returned.")
 
@@ -99,4 +107,6 @@ class Pricing(BaseModel):
     """Supported captcha types and what each costs."""
 
     prices: list[RailPrice]
+    x402_pay_to: str | None = Field(default=None, description="x402: the published receiving address.")
+    x402_network: str | None = None
     notes: list[str] = Field(default_factory=list)

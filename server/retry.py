@@ -7,10 +7,21 @@ and the caller reports the wait to the agent instead.
 
 from __future__ import annotations
 
+import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from typing import TypeVar
+
+import anyio
+
+T = TypeVar("T")
+log = logging.getLogger("nonecap_mcp.http")
+
+# Decides about one failure: None = do not retry; otherwise the server's Retry-After (or 0.0).
+Classifier = Callable[[Exception], float | None]
 
 
 @dataclass(frozen=True)
@@ -48,3 +59,31 @@ def parse_retry_after(value: str | None) -> float | None:
         return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
     except (TypeError, ValueError):
         return None
+
+
+async def call_with_retries(
+    attempt: Callable[[], Awaitable[T]],
+    *,
+    policy: RetryPolicy,
+    retry_after_if_retryable: Classifier,
+    deadline: float | None = None,
+    label: str = "request",
+) -> T:
+    """Run `attempt()` until it returns, retrying the failures the classifier accepts.
+
+    Each rail decides what is safe to repeat (a paid or creating request rarely is); this
+    loop only owns the timing. The final exception is re-raised with `retried` set.
+    """
+    tries = 0
+    while True:
+        try:
+            return await attempt()
+        except Exception as exc:
+            retry_after = retry_after_if_retryable(exc)
+            delay = None if retry_after is None else policy.delay(tries, retry_after or None, deadline)
+            if delay is None:
+                exc.retried = tries > 0  # type: ignore[attr-defined]
+                raise
+            log.info("retrying %s in %.2f s after %s", label, delay, getattr(exc, "code", type(exc).__name__))
+            await anyio.sleep(delay)
+            tries += 1

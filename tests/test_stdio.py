@@ -46,11 +46,11 @@ async def test_stdio_solve_end_to_end(sandbox: Sandbox, tmp_path: Path, mode: st
     assert "POST /v1/solves -> 200" in (tmp_path / "stderr.log").read_text()  # logs go to stderr, never stdout
 
 
-async def test_stdio_tools_list_and_missing_key_guidance(tmp_path: Path) -> None:
+async def test_stdio_tools_list_and_missing_credentials_guidance(tmp_path: Path) -> None:
     async with stdio_agent(_base_env(), tmp_path) as agent:
         assert len((await agent.client.list_tools()).tools) == 6
         text = await agent.error("get_balance")
-    assert "missing_api_key" in text and "NONECAP_API_KEY" in text and "nonecap-mcp auth login" in text
+    assert "no_payment_method" in text and "NONECAP_API_KEY" in text and "nonecap-mcp auth login" in text
 
 
 async def test_stdio_sandbox_flag_runs_offline_without_a_key(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The account tools: what the agent can still spend and what a solve costs."""
+"""The account tools: what the agent can still spend and what a solve costs, on both rails."""
 
 from __future__ import annotations
 
@@ -6,37 +6,78 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 
 from nonecap_mcp.credentials import key_mode
+from nonecap_mcp.errors import ConfigurationError, NoneCapError
 from nonecap_mcp.models import Balance, Pricing, RailPrice
 from nonecap_mcp.tools.errors import tool_errors
 from nonecap_mcp.tools.solves import READ_ONLY
-from nonecap_mcp.tools.state import AppState
+from nonecap_mcp.tools.state import NO_PAYMENT_METHOD, AppState
+from nonecap_mcp.x402.networks import NETWORKS
+from nonecap_mcp.x402.rail import X402_TASK_TYPES
+from nonecap_mcp.x402.wallet import usdc_balance
 
 CREDITS_CHARGE = "1 credit debited when the solve is created; refunded automatically if it fails, expires or is cancelled."
+X402_CHARGE = "Paid in USDC on Base per solve, settled on chain only when the solve succeeds."
+
+
+async def _credits_figures(state: AppState, balance: Balance) -> None:
+    account = await state.credits.me()
+    balance.credits_balance, balance.account_id = account.credits_balance, account.id
+    balance.key_mode = key_mode((await state.credits.api_key()).reveal())  # type: ignore[assignment]
+
+
+async def _wallet_figures(state: AppState, balance: Balance) -> None:
+    wallet = await state.wallet()
+    if wallet is None:
+        raise ConfigurationError("missing_wallet", "no x402 wallet configured")
+    balance.wallet_address = wallet.address
+    balance.x402_spent_today_usd = str(await state.x402.spent_today())
+    balance.x402_daily_budget_usd = str(state.settings.daily_budget_usd)
+    network = NETWORKS[state.settings.x402_network]
+    balance.usdc_balance = str(await usdc_balance(wallet.address, rpc_url=state.rpc_url, network=network))
 
 
 async def get_balance(ctx: Context[AppState]) -> Balance:
-    """Show the credit balance (1 credit per solve) before starting a batch of solves."""
+    """Show what is left to spend: credits (1 per solve) and the x402 wallet's USDC and daily budget."""
     state = ctx.request_context.lifespan_context
+    balance = Balance(sandbox=state.sandbox_url is not None)
+    failures: list[NoneCapError] = []
     with tool_errors():
-        account = await state.credits.me()
-        key = await state.credits.api_key()
-        return Balance(
-            credits_balance=account.credits_balance,
-            account_id=account.id,
-            key_mode=key_mode(key.reveal()),
-            sandbox=state.sandbox_url is not None,
-        )
+        for rail, fill in (("credits", _credits_figures), ("x402", _wallet_figures)):
+            try:
+                await fill(state, balance)
+            except NoneCapError as exc:
+                failures.append(exc)
+                balance.notes.append(f"{rail}: {exc.code}: {exc.message}")
+        if len(failures) == 2 and all(isinstance(f, ConfigurationError) for f in failures):
+            raise ConfigurationError("no_payment_method", NO_PAYMENT_METHOD)
+        if len(failures) == 2:
+            raise failures[0]
+    return balance
 
 
-async def get_pricing() -> Pricing:
-    """List the supported captcha types and what one solve of each costs."""
-    return Pricing(
+async def get_pricing(ctx: Context[AppState]) -> Pricing:
+    """List the supported captcha types and what one solve costs on each payment rail."""
+    state = ctx.request_context.lifespan_context
+    pricing = Pricing(
         prices=[
-            RailPrice(rail="credits", captcha_type=kind, price=1, unit="credit", charged=CREDITS_CHARGE)
+            RailPrice(rail="credits", captcha_type=kind, price="1", unit="credit", charged=CREDITS_CHARGE)
             for kind in ("hcaptcha", "hcaptcha_enterprise")
         ],
-        notes=["Reserved for later: recaptcha_v2, recaptcha_v3, cloudflare_turnstile, funcaptcha."],
+        notes=["Reserved for later on the credits rail: recaptcha_v2, recaptcha_v3, cloudflare_turnstile, funcaptcha."],
     )
+    ours = {task: kind for kind, task in X402_TASK_TYPES.items()}
+    try:
+        table = await state.x402.client.pricing()
+    except NoneCapError as exc:
+        pricing.notes.append(f"x402 price table unavailable ({exc.code}): {exc.message}")
+        return pricing
+    pricing.x402_pay_to, pricing.x402_network = table.pay_to, table.network
+    pricing.prices += [
+        RailPrice(rail="x402", captcha_type=ours.get(task, task), task_type=task, price=str(usd), unit="USD", charged=X402_CHARGE)
+        for task, usd in sorted(table.prices_usd.items())
+    ]
+    pricing.notes.append(f"Through create_solve, x402 solves {', '.join(X402_TASK_TYPES)} (proxyless) only.")
+    return pricing
 
 
 def register(server: MCPServer) -> None:

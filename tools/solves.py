@@ -6,13 +6,15 @@ import time
 from typing import Annotated, Literal
 
 from mcp.server import MCPServer
-from mcp.server.mcpserver import Context
+from mcp.server.mcpserver import Context, Resolve
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from nonecap_mcp.config import MAX_WAIT_SECONDS
 from nonecap_mcp.credits_api import READ_MARGIN_SECONDS, check_solve_id
+from nonecap_mcp.errors import InvalidArgumentError, NoneCapError
 from nonecap_mcp.models import Solve, SolveList
+from nonecap_mcp.tools.consent import PaymentConsent, payment_consent
 from nonecap_mcp.tools.errors import tool_errors
 from nonecap_mcp.tools.progress import with_progress
 from nonecap_mcp.tools.state import AppState
@@ -24,7 +26,12 @@ WaitSeconds = Annotated[
     int | None,
     Field(ge=0, le=MAX_WAIT_SECONDS, description=f"Seconds to wait for a result, 0-{MAX_WAIT_SECONDS}; default from the server (25)."),
 ]
-SolveId = Annotated[str, Field(description="The solve id, e.g. solve_01HQF7K3JKWZX.")]
+SolveId = Annotated[str, Field(description="The solve id: solve_… (credits) or x402_… (x402).")]
+RailChoice = Annotated[
+    Literal["auto", "credits", "x402"] | None,
+    Field(description="How to pay: credits (API key) or x402 (USDC per successful solve); auto picks what is configured."),
+]
+X402_PREFIX = "x402_"
 
 
 def _wait(state: AppState, wait_seconds: int | None) -> int:
@@ -44,19 +51,33 @@ async def create_solve(
     ] = None,
     webhook_url: Annotated[str | None, Field(max_length=2048, description="Receives solve.completed when terminal.")] = None,
     wait_seconds: WaitSeconds = None,
+    rail: RailChoice = None,
+    confirm_payment: Annotated[
+        bool, Field(description="x402 only: set true after the user approved a payment above the confirmation threshold.")
+    ] = False,
+    consent: Annotated[PaymentConsent, Resolve(payment_consent)] = PaymentConsent(confirm=True),
 ) -> Solve:
     """Start an hCaptcha solve for a page you are authorised to automate, and wait for its token.
 
-    Costs 1 credit, refunded if the solve fails, expires or is cancelled. Waits up to
-    wait_seconds; if the solve is still running it returns status pending with guidance:
-    then call get_solve(id, wait_seconds) rather than creating another solve.
+    credits: 1 credit, refunded if the solve fails, expires or is cancelled. x402: the
+    published USDC price, paid only if the solve succeeds. Waits up to wait_seconds; if
+    the solve is still running it returns status pending with guidance: then call
+    get_solve(id, wait_seconds) rather than creating another solve.
     """
     state = ctx.request_context.lifespan_context
     with tool_errors():
         body = build_solve_body(
             type=type, sitekey=sitekey, url=url, rqdata=rqdata, user_agent=user_agent, proxy=proxy, webhook_url=webhook_url
         )
+        if not consent.confirm:
+            raise NoneCapError("confirmation_declined", "The user declined the payment; nothing was paid.")
         wait = _wait(state, wait_seconds)
+        if await state.choose_rail(rail) == "x402":
+            for param in ("rqdata", "proxy", "webhook_url"):
+                if param in body:
+                    raise InvalidArgumentError(param, f"The x402 rail solves proxyless hcaptcha only and takes no {param}; use rail=credits.")
+            solve_id = await state.x402.start(captcha_type=type, sitekey=body["sitekey"], url=body["url"], user_agent=user_agent)
+            return await with_progress(ctx, wait, "solving", lambda: state.x402.get(solve_id, wait=wait))
         deadline = time.monotonic() + wait + READ_MARGIN_SECONDS
         return await with_progress(
             ctx, wait, "solving", lambda: state.credits.create_solve(body, wait=wait, deadline=deadline)
@@ -69,7 +90,8 @@ async def get_solve(id: SolveId, ctx: Context[AppState], wait_seconds: WaitSecon
     with tool_errors():
         check_solve_id(id)
         wait = _wait(state, wait_seconds)
-        return await with_progress(ctx, wait, "waiting", lambda: state.credits.get_solve(id, wait=wait))
+        source = state.x402.get if id.startswith(X402_PREFIX) else state.credits.get_solve
+        return await with_progress(ctx, wait, "waiting", lambda: source(id, wait=wait))
 
 
 async def list_solves(
@@ -78,19 +100,23 @@ async def list_solves(
     starting_after: Annotated[str | None, Field(description="Cursor: next_starting_after of the previous page.")] = None,
     status: Annotated[Status | None, Field(description="Only solves in this status.")] = None,
     type: Annotated[CaptchaType | None, Field(description="Only solves of this captcha type.")] = None,
+    rail: RailChoice = None,
 ) -> SolveList:
-    """List recent solves, newest first, one page at a time."""
+    """List recent solves of one rail, newest first, one page at a time."""
     state = ctx.request_context.lifespan_context
     with tool_errors():
         if starting_after is not None:
             check_solve_id(starting_after, "starting_after")
-        return await state.credits.list_solves(limit=limit, starting_after=starting_after, status=status, type=type)
+        source = state.x402.list if await state.choose_rail(rail) == "x402" else state.credits.list_solves
+        return await source(limit=limit, starting_after=starting_after, status=status, type=type)
 
 
 async def cancel_solve(id: SolveId, ctx: Context[AppState]) -> Solve:
-    """Cancel a pending or solving solve; its credit is refunded. Finished solves cannot be cancelled."""
+    """Cancel a pending or solving credits solve; its credit is refunded. Finished solves cannot be cancelled."""
     state = ctx.request_context.lifespan_context
     with tool_errors():
+        if id.startswith(X402_PREFIX):
+            raise NoneCapError("not_cancellable", "x402 solves cannot be cancelled; nothing is charged unless the solve succeeds.")
         return await state.credits.cancel_solve(id)
 
 

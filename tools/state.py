@@ -1,16 +1,23 @@
-"""What every tool call shares for the life of the server process: settings and clients.
+"""What every tool call shares for the life of the server process: settings and both rails.
 
-Built in the MCP lifespan, so one pooled HTTP client serves every call, and the sandbox
-(when asked for) is started before the first call and stopped after the last.
+Built in the MCP lifespan, so one pooled HTTP client per rail serves every call, paid x402
+requests can outlive the tool call that started them (a background task group that the
+lifespan waits for), and the sandbox (when asked for) is started before the first call and
+stopped after the last.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
 
+import anyio
 from mcp.server import MCPServer
 
 from nonecap_mcp.config import Settings
@@ -18,8 +25,19 @@ from nonecap_mcp.credentials import CredentialError, Secret, resolve_api_key
 from nonecap_mcp.credits_api import CreditsAPI, KeyProvider
 from nonecap_mcp.errors import ConfigurationError
 from nonecap_mcp.retry import RetryPolicy
+from nonecap_mcp.x402.client import X402Client
+from nonecap_mcp.x402.ledger import Ledger
+from nonecap_mcp.x402.networks import NETWORKS
+from nonecap_mcp.x402.rail import X402Rail
+from nonecap_mcp.x402.wallet import Wallet, check_private_key, load_wallet, rpc_url_for
 
 log = logging.getLogger("nonecap_mcp")
+PaidRail = Literal["credits", "x402"]
+NO_PAYMENT_METHOD = (
+    "No NoneCap API key and no x402 wallet are configured. Set NONECAP_API_KEY (credits) or "
+    "NONECAP_WALLET_PRIVATE_KEY (x402) in the MCP server's env, or run `nonecap-mcp auth login` / "
+    "`nonecap-mcp wallet create` in a terminal."
+)
 
 
 @dataclass
@@ -28,7 +46,23 @@ class AppState:
 
     settings: Settings
     credits: CreditsAPI
+    x402: X402Rail
+    wallet: Callable[[], Awaitable[Wallet | None]]
+    rpc_url: str
     sandbox_url: str | None
+
+    async def choose_rail(self, requested: str | None) -> PaidRail:
+        """`auto` means: credits if an API key is configured, else x402 if a wallet is."""
+        rail = requested or self.settings.rail
+        if rail in ("credits", "x402"):
+            return rail  # type: ignore[return-value]
+        try:
+            await self.credits.api_key()
+            return "credits"
+        except ConfigurationError:
+            if await self.wallet() is not None:
+                return "x402"
+        raise ConfigurationError("no_payment_method", NO_PAYMENT_METHOD)
 
 
 def key_provider(settings: Settings, sandbox_key: str | None) -> KeyProvider:
@@ -48,30 +82,61 @@ def key_provider(settings: Settings, sandbox_key: str | None) -> KeyProvider:
     return provide
 
 
+def wallet_loader(settings: Settings, sandbox_key: str | None) -> Callable[[], Awaitable[Wallet | None]]:
+    """Loads the wallet on first use and caches it; in sandbox mode, the funded sandbox wallet."""
+    cached: list[Wallet] = []
+
+    async def load() -> Wallet | None:
+        if not cached:
+            env = dict(settings.env)
+            if sandbox_key is not None:
+                env["NONECAP_WALLET_PRIVATE_KEY"] = check_private_key(sandbox_key)
+            wallet = await load_wallet(env, timeout=settings.keyring_timeout)
+            if wallet is None:
+                return None
+            cached.append(wallet)
+        return cached[0]
+
+    return load
+
+
 def lifespan_for(settings: Settings):  # noqa: ANN201 - the SDK's lifespan type is a generic callable
-    """The MCP lifespan: start the sandbox if asked, open the API client, close both at exit."""
+    """The MCP lifespan: start the sandbox if asked, open both rails, close everything at exit."""
 
     @asynccontextmanager
     async def lifespan(_server: MCPServer) -> AsyncIterator[AppState]:
-        sandbox = None
-        base, sandbox_key = settings.api_base, None
+        sandbox, scratch = None, None
+        api_base, x402_base = settings.api_base, settings.x402_base
+        sandbox_api_key = sandbox_wallet_key = None
+        ledger_path = Ledger.default_path(settings.env)
+        rpc_url = rpc_url_for(settings.env, NETWORKS[settings.x402_network])
         if settings.sandbox:
-            from nonecap_mcp.sandbox import Sandbox
+            from nonecap_mcp.sandbox import SANDBOX_WALLET_KEY, Sandbox
 
             sandbox = Sandbox().start()
-            base, sandbox_key = sandbox.url, sandbox.api_key
-            log.warning("sandbox mode: NoneCap emulator on %s; nothing leaves this machine", base)
-        credits = CreditsAPI(
-            base,
-            key_provider(settings, sandbox_key),
-            retry=RetryPolicy(max_retries=settings.max_retries),
-            max_concurrency=settings.max_concurrency,
-        )
+            api_base = x402_base = sandbox.url
+            rpc_url = f"{sandbox.url}/rpc"
+            sandbox_api_key, sandbox_wallet_key = sandbox.api_key, SANDBOX_WALLET_KEY
+            scratch = Path(tempfile.mkdtemp(prefix="nonecap-sandbox-"))
+            ledger_path = scratch / "ledger.sqlite3"  # sandbox payments never touch the real budget
+            log.warning("sandbox mode: NoneCap emulator on %s; nothing leaves this machine", sandbox.url)
+        retry = RetryPolicy(max_retries=settings.max_retries)
+        credits = CreditsAPI(api_base, key_provider(settings, sandbox_api_key), retry=retry,
+                             max_concurrency=settings.max_concurrency)
+        x402_client = X402Client(x402_base, retry=retry)
+        wallet = wallet_loader(settings, sandbox_wallet_key)
         try:
-            yield AppState(settings=settings, credits=credits, sandbox_url=sandbox.url if sandbox else None)
+            async with anyio.create_task_group() as background:
+                rail = X402Rail(x402_client, policy=settings.spend_policy(), ledger_path=ledger_path, wallet=wallet,
+                                background=background)
+                yield AppState(settings=settings, credits=credits, x402=rail, wallet=wallet, rpc_url=rpc_url,
+                               sandbox_url=sandbox.url if sandbox else None)
         finally:
             await credits.aclose()
+            await x402_client.aclose()
             if sandbox is not None:
                 sandbox.stop()
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
 
     return lifespan

@@ -1,0 +1,164 @@
+"""HTTP client for the x402 rail: the price table, createTask and the free result re-fetch.
+
+It knows the wire, not the money: `rail.py` decides whether to pay and records it. The one
+money rule enforced here is about retries: an unpaid request may be repeated freely; a
+paid one is repeated only with the very same payment header (never re-signed), only when
+the rail said it did not run (429, 503) or the request never left; a paid request lost in
+flight raises `PaymentOutcomeUnknown` and is never sent again.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import anyio
+import httpx
+
+from nonecap_mcp import __version__
+from nonecap_mcp.errors import NoneCapError
+from nonecap_mcp.guidance import LOCAL, for_x402_status
+from nonecap_mcp.retry import RetryPolicy, call_with_retries, parse_retry_after
+from nonecap_mcp.x402.signing import SignedPayment
+
+PAID_READ_TIMEOUT = 75.0  # the rail's 60 s solve cap plus margin
+RECEIPT_HEADERS = ("PAYMENT-RESPONSE", "X-PAYMENT-RESPONSE")
+_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+_ANSWERS = frozenset({200, 402, 422, 504})  # what createTask may legitimately answer
+
+
+class X402Error(NoneCapError):
+    """The rail answered a failure status; nothing was settled."""
+
+    def __init__(self, http_status: int, message: str, retry_after: float | None = None) -> None:
+        self.http_status = http_status
+        self.retry_after = retry_after
+        super().__init__(f"x402_http_{http_status}", message, guidance=for_x402_status(http_status, retry_after))
+
+
+class PaymentOutcomeUnknown(NoneCapError):
+    """A paid request was sent and no answer came back: it may have settled."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("payment_outcome_unknown", message, guidance=LOCAL["payment_outcome_unknown"])
+
+
+@dataclass(frozen=True)
+class Pricing:
+    """`GET /x402/pricing`: who is paid, on which network, and the flat price per task type."""
+
+    network: str
+    pay_to: str
+    prices_usd: dict[str, Decimal]
+
+
+@dataclass(frozen=True)
+class TaskAnswer:
+    """One createTask answer the rail layer interprets (200, 402, 422 or 504)."""
+
+    status: int
+    body: Any
+    headers: httpx.Headers
+
+    @property
+    def receipt_header(self) -> str | None:
+        return next((self.headers[name] for name in RECEIPT_HEADERS if name in self.headers), None)
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return f"HTTP {response.status_code}"
+    text = body.get("error") or body.get("errorDescription") or body.get("message") if isinstance(body, dict) else None
+    return str(text)[:300] if text else f"HTTP {response.status_code}"
+
+
+def _parse_pricing(body: Any) -> Pricing:
+    try:
+        prices = {str(k): Decimal(str(v)) for k, v in body["pricesUsd"].items()}
+        return Pricing(network=str(body["network"]), pay_to=str(body["payTo"]), prices_usd=prices)
+    except (KeyError, TypeError, AttributeError, InvalidOperation):
+        raise NoneCapError("unexpected_response", "The x402 pricing endpoint answered something this client cannot read.") from None
+
+
+class X402Client:
+    """The rail's three endpoints over one pooled httpx client."""
+
+    def __init__(self, base_url: str, *, retry: RetryPolicy | None = None, pricing_ttl: float = 300.0,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._retry = retry or RetryPolicy()
+        self._pricing_ttl = pricing_ttl
+        self._pricing: tuple[float, Pricing] | None = None
+        self._pricing_lock = anyio.Lock()
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            transport=transport,
+            timeout=httpx.Timeout(10.0, read=PAID_READ_TIMEOUT),
+            headers={"User-Agent": f"nonecap-mcp/{__version__}", "Accept": "application/json"},
+            follow_redirects=False,
+        )
+
+    @property
+    def create_task_url(self) -> str:
+        """The resource a 402 for createTask must name (checked by the policy)."""
+        return f"{self.base_url}/x402/createTask"
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _call(self, method: str, path: str, *, body: Any = None, headers: dict[str, str] | None = None,
+                    paid: bool = False) -> httpx.Response:
+        async def attempt() -> httpx.Response:
+            try:
+                response = await self._http.request(method, path, json=body, headers=headers)
+            except _NEVER_SENT as exc:
+                raise NoneCapError("connection_error", f"Could not connect to the x402 rail ({type(exc).__name__}).") from None
+            except httpx.TransportError as exc:
+                if paid:
+                    raise PaymentOutcomeUnknown(f"The paid request got no answer ({type(exc).__name__}); it was not re-sent.") from None
+                raise NoneCapError("connection_error", f"The x402 rail connection failed ({type(exc).__name__}).") from None
+            if response.status_code in _ANSWERS and path.endswith("createTask"):
+                return response
+            if response.status_code >= 400:
+                raise X402Error(response.status_code, _message(response), parse_retry_after(response.headers.get("retry-after")))
+            return response
+
+        def retry_after_if_retryable(exc: Exception) -> float | None:
+            if isinstance(exc, X402Error) and exc.http_status in (429, 503):
+                return exc.retry_after or 0.0
+            if exc.code == "connection_error":  # type: ignore[attr-defined]
+                return 0.0
+            return None
+
+        return await call_with_retries(attempt, policy=self._retry, retry_after_if_retryable=retry_after_if_retryable,
+                                       label=f"{method} {path}")
+
+    async def pricing(self) -> Pricing:
+        """The published price table, cached for `pricing_ttl` seconds."""
+        async with self._pricing_lock:
+            if self._pricing is None or time.monotonic() - self._pricing[0] > self._pricing_ttl:
+                response = await self._call("GET", "/x402/pricing")
+                self._pricing = (time.monotonic(), _parse_pricing(response.json()))
+            return self._pricing[1]
+
+    async def create_task(self, body: dict[str, Any], payment: SignedPayment | None = None) -> TaskAnswer:
+        """POST /x402/createTask, unpaid (expecting a 402) or with one signed payment."""
+        headers = {payment.header_name: payment.header_value} if payment else None
+        response = await self._call("POST", "/x402/createTask", body=body, headers=headers, paid=payment is not None)
+        try:
+            decoded = response.json()
+        except ValueError:
+            decoded = None
+        return TaskAnswer(status=response.status_code, body=decoded, headers=response.headers)
+
+    async def task_result(self, task_id: str, result_token: str) -> dict[str, Any]:
+        """POST /x402/getTaskResult: re-fetch a paid result for free."""
+        response = await self._call("POST", "/x402/getTaskResult", body={"taskId": task_id, "resultToken": result_token})
+        data = response.json()
+        if not isinstance(data, dict):
+            raise NoneCapError("unexpected_response", "getTaskResult answered something that is not a JSON object.")
+        return data
