@@ -49,7 +49,13 @@ def sandbox(_sandbox_server: Sandbox) -> Sandbox:
 
 def sandbox_env(sandbox: Sandbox, **extra: str) -> dict[str, str]:
     """The environment a host would give the server to talk to this sandbox."""
-    return {"NONECAP_API_KEY": SANDBOX_API_KEY, "NONECAP_API_BASE": sandbox.url, **extra}
+    return {
+        "NONECAP_API_KEY": SANDBOX_API_KEY,
+        "NONECAP_API_BASE": sandbox.url,
+        "NONECAP_X402_BASE": sandbox.url,  # tests never reach past 127.0.0.1
+        "NONECAP_BASE_RPC_URL": f"{sandbox.url}/rpc",
+        **extra,
+    }
 
 
 @pytest.fixture

@@ -1,0 +1,95 @@
+"""Benchmarks: start-up, per-call overhead and upstream requests per solve.
+
+Run with `python -m pytest tests/bench --benchmark-enable`; in the normal suite (benchmarks
+disabled) each runs once as a smoke test. Numbers land in the benchmark table, and the
+request counts in each benchmark's extra_info.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack
+from typing import Any
+
+import anyio
+import pytest
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+from conftest import ROOT, sandbox_env
+from mcp import Client, StdioServerParameters
+
+from nonecap_mcp.config import load_settings
+from nonecap_mcp.sandbox import Sandbox
+from nonecap_mcp.tools import build_server
+
+STARTUP_PROBE = (
+    "import sys; from nonecap_mcp.config import load_settings; from nonecap_mcp.tools import build_server; "
+    "build_server(load_settings({})); print(sorted(m for m in ('eth_account', 'keyring', 'web3') if m in sys.modules))"
+)
+
+
+def test_startup_path_imports_no_heavy_modules() -> None:
+    """Not a timing: eth-account and keyring must stay off the path to tools/list."""
+    result = subprocess.run([sys.executable, "-c", STARTUP_PROBE], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "[]", result.stderr
+
+
+def _spawn_and_list_tools() -> int:
+    async def go() -> int:
+        params = StdioServerParameters(command=sys.executable, args=["-m", "nonecap_mcp"], cwd=str(ROOT),
+                                       env={"PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring"})
+        async with Client(params, mode="legacy") as client:
+            return len((await client.list_tools()).tools)
+
+    return anyio.run(go)
+
+
+def test_bench_startup_to_tools_list(benchmark: Any) -> None:
+    """Spawn → initialize → tools/list answered, as a host does at launch."""
+    assert benchmark.pedantic(_spawn_and_list_tools, rounds=5, iterations=1) == 6
+
+
+@pytest.fixture
+def portal_client(sandbox: Sandbox) -> Iterator[tuple[BlockingPortal, Client]]:
+    with ExitStack() as stack:
+        portal = stack.enter_context(start_blocking_portal())
+        client = stack.enter_context(portal.wrap_async_context_manager(
+            Client(build_server(load_settings(sandbox_env(sandbox))), mode="legacy")))
+        yield portal, client
+
+
+def test_bench_call_overhead_local_tool(benchmark: Any, portal_client: tuple[BlockingPortal, Client]) -> None:
+    """get_pricing touches no network on the credits rail... except the x402 table, which is cached."""
+    portal, client = portal_client
+    result = benchmark(lambda: portal.call(client.call_tool, "get_pricing", {}))
+    assert not result.is_error
+
+
+def test_bench_call_overhead_get_solve(benchmark: Any, sandbox: Sandbox, portal_client: tuple[BlockingPortal, Client]) -> None:
+    """One tool call = one upstream GET against the local sandbox: the client's own overhead."""
+    portal, client = portal_client
+    solve = portal.call(client.call_tool, "create_solve", {"type": "hcaptcha", "sitekey": "sandbox-solve-0ms", "url": "https://a.example/", "wait_seconds": 0})
+    sandbox.clear_requests()
+    result = benchmark(lambda: portal.call(client.call_tool, "get_solve", {"id": solve.structured_content["id"], "wait_seconds": 0}))
+    assert not result.is_error
+    calls = max(1, benchmark.stats.stats.rounds if benchmark.stats else 1)
+    benchmark.extra_info["upstream_requests_per_call"] = len(sandbox.requests) / calls
+
+
+@pytest.mark.parametrize(("sitekey", "wait", "expected"), [("sandbox-solve-300ms", 5, 1), ("sandbox-solve-1500ms", 1, 2)])
+def test_bench_requests_per_solve(benchmark: Any, sandbox: Sandbox, portal_client: tuple[BlockingPortal, Client],
+                                  sitekey: str, wait: int, expected: int) -> None:
+    """A solve that finishes within the wait costs one request; one that outlasts it, one more get_solve."""
+    portal, client = portal_client
+
+    def solve() -> int:
+        sandbox.clear_requests()
+        result = portal.call(client.call_tool, "create_solve", {"type": "hcaptcha", "sitekey": sitekey, "url": "https://a.example/", "wait_seconds": wait})
+        while result.structured_content["status"] not in ("solved", "failed", "expired", "cancelled"):
+            result = portal.call(client.call_tool, "get_solve", {"id": result.structured_content["id"], "wait_seconds": 10})
+        return len(sandbox.requests)
+
+    requests = benchmark.pedantic(solve, rounds=3, iterations=1)
+    benchmark.extra_info["upstream_requests_per_solve"] = requests
+    assert requests == expected
