@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
 from nonecap_mcp import __version__
-from nonecap_mcp.config import ENV_VARS, MAX_WAIT_SECONDS, Settings, load_settings
+from nonecap_mcp.config import ENV_VARS, OPTIONS, Settings, load_settings
 from nonecap_mcp.errors import ConfigurationError
 from nonecap_mcp.redaction import RedactingFilter
 
@@ -24,13 +25,16 @@ First time? `nonecap-mcp demo` runs everything offline against the built-in sand
 
 
 def _serve_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sandbox", action="store_const", const=True, help="run against the built-in offline emulator (no key, no network)")
-    parser.add_argument("--api-base", help="NoneCap API base URL (NONECAP_API_BASE; default https://api.nonecap.com)")
-    parser.add_argument("--default-wait", dest="default_wait_seconds", type=int, metavar="S", help=f"seconds a solve call waits by default, 0-{MAX_WAIT_SECONDS} (NONECAP_DEFAULT_WAIT_SECONDS; 25)")
-    parser.add_argument("--max-concurrency", type=int, metavar="N", help="solves in flight at once before calls queue locally (NONECAP_MAX_CONCURRENCY; 5)")
-    parser.add_argument("--max-retries", type=int, metavar="N", help="retries of a failed request (NONECAP_MAX_RETRIES; 2)")
-    parser.add_argument("--read-only", action="store_const", const=True, help="only the tools that spend nothing (NONECAP_READ_ONLY)")
-    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="stderr log level (NONECAP_LOG_LEVEL; WARNING)")
+    """One flag per setting, named after it; a flag wins over its environment variable."""
+    defaults = Settings()
+    for name, (var, text) in OPTIONS.items():
+        default = getattr(defaults, name)
+        flag = "--" + name.replace("_", "-")
+        help_text = f"{text} ({var}; default {default})"
+        if isinstance(default, bool):
+            parser.add_argument(flag, action="store_const", const="true", help=help_text)
+        else:
+            parser.add_argument(flag, metavar="ADDRESS" if name.endswith("pay_to") else name.split("_")[-1].upper(), help=help_text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,14 +81,10 @@ def setup_logging(level: str) -> None:
     root.setLevel(level.upper())
 
 
-SERVE_FLAGS = ("api_base", "sandbox", "default_wait_seconds", "max_concurrency", "max_retries", "read_only", "log_level")
-
-
 def _settings(args: argparse.Namespace) -> Settings:
-    overrides = {name: getattr(args, name) for name in SERVE_FLAGS if hasattr(args, name)}
-    if "api_base" in overrides:
-        overrides["api_base"] = overrides["api_base"].rstrip("/")
-    return load_settings(**overrides)
+    """Settings from the environment with the given flags laid over it."""
+    flags = {var: str(getattr(args, name)) for name, (var, _) in OPTIONS.items() if hasattr(args, name)}
+    return load_settings(os.environ | flags)
 
 
 def serve(settings: Settings) -> int:

@@ -81,23 +81,25 @@ class Settings:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
 
-ENV_VARS: dict[str, str] = {
-    "api_base": "NONECAP_API_BASE",
-    "sandbox": "NONECAP_SANDBOX",
-    "default_wait_seconds": "NONECAP_DEFAULT_WAIT_SECONDS",
-    "max_concurrency": "NONECAP_MAX_CONCURRENCY",
-    "max_retries": "NONECAP_MAX_RETRIES",
-    "keyring_timeout": "NONECAP_KEYRING_TIMEOUT",
-    "read_only": "NONECAP_READ_ONLY",
-    "log_level": "NONECAP_LOG_LEVEL",
-    "rail": "NONECAP_RAIL",
-    "x402_base": "NONECAP_X402_BASE",
-    "x402_network": "NONECAP_X402_NETWORK",
-    "max_price_usd": "NONECAP_MAX_PRICE_USD",
-    "daily_budget_usd": "NONECAP_DAILY_BUDGET_USD",
-    "confirm_above_usd": "NONECAP_CONFIRM_ABOVE_USD",
-    "x402_pay_to": "NONECAP_X402_PAY_TO",
+# Every setting: its environment variable and what it is for (the CLI makes a flag of each).
+OPTIONS: dict[str, tuple[str, str]] = {
+    "api_base": ("NONECAP_API_BASE", "NoneCap API base URL"),
+    "sandbox": ("NONECAP_SANDBOX", "run against the built-in offline emulator (no key, no network)"),
+    "default_wait_seconds": ("NONECAP_DEFAULT_WAIT_SECONDS", f"seconds a solve call waits by default, 0-{MAX_WAIT_SECONDS}"),
+    "max_concurrency": ("NONECAP_MAX_CONCURRENCY", "solves in flight at once before calls queue locally"),
+    "max_retries": ("NONECAP_MAX_RETRIES", "retries of a failed request"),
+    "keyring_timeout": ("NONECAP_KEYRING_TIMEOUT", "seconds before a silent OS keyring is given up on"),
+    "read_only": ("NONECAP_READ_ONLY", "only the tools that cannot spend"),
+    "log_level": ("NONECAP_LOG_LEVEL", "stderr log level: DEBUG, INFO, WARNING or ERROR"),
+    "rail": ("NONECAP_RAIL", "default payment rail: auto, credits or x402"),
+    "x402_base": ("NONECAP_X402_BASE", "x402 rail base URL"),
+    "x402_network": ("NONECAP_X402_NETWORK", "network whose canonical USDC x402 pays"),
+    "max_price_usd": ("NONECAP_MAX_PRICE_USD", "most one x402 solve may cost, USD"),
+    "daily_budget_usd": ("NONECAP_DAILY_BUDGET_USD", "most x402 may spend per UTC day, USD"),
+    "confirm_above_usd": ("NONECAP_CONFIRM_ABOVE_USD", "x402 payments above this need the user's confirmation, USD"),
+    "x402_pay_to": ("NONECAP_X402_PAY_TO", "pin the only address x402 may pay"),
 }
+ENV_VARS: dict[str, str] = {name: var for name, (var, _) in OPTIONS.items()}
 
 _KIND_NAMES: dict[type, str] = {int: "a whole number", float: "a number", Decimal: "a decimal number like 0.05"}
 _TRUE = {"1", "true", "yes", "on"}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -21,6 +22,8 @@ from nonecap_mcp.config import Settings, load_settings
 from nonecap_mcp.sandbox import SANDBOX_API_KEY, Sandbox
 from nonecap_mcp.tools import build_server
 
+# The developer's real keyring must never feed the tests (nor the tests write to it).
+os.environ.setdefault("PYTHON_KEYRING_BACKEND", "keyring.backends.null.Keyring")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # test helpers, e.g. keyring_backends
 

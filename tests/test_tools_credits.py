@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -11,7 +12,7 @@ from conftest import PROXY_PASSWORD, Agent, sandbox_env
 from mcp import Client, MCPError
 
 from nonecap_mcp.config import load_settings
-from nonecap_mcp.guidance import SOLVE_FAILURES
+from nonecap_mcp.guidance import API_ERRORS, SOLVE_FAILURES
 from nonecap_mcp.sandbox import LOCKED_API_KEY, Sandbox
 from nonecap_mcp.tools import build_server
 
@@ -246,3 +247,27 @@ async def test_unanswerable_create_is_reported_as_unknown_not_repeated(agent: Ag
     text = await agent.error("create_solve", solve_args("sandbox-solve-100ms"))
     assert "outcome_unknown" in text and '"action": "check_status_first"' in text
     assert len(upstream(sandbox, "POST")) == 1
+
+
+API_STATUS = {"invalid_request": 400, "unauthorized": 401, "insufficient_credits": 402, "account_locked": 403,
+              "not_found": 404, "conflict": 409, "validation_error": 422, "rate_limited": 429,
+              "concurrency_limit_exceeded": 429, "internal_error": 500, "pool_exhausted": 503}
+
+
+@pytest.mark.parametrize("code", sorted(API_ERRORS))
+async def test_every_api_error_code_reaches_the_agent_with_guidance(agent: Agent, sandbox: Sandbox, code: str) -> None:
+    sandbox.inject_fault(method="GET", path="/v1/me", action="status", status=API_STATUS[code], code=code, retry_after=0, times=5)
+    text = await agent.error("get_balance")
+    first, *rest = text.splitlines()
+    assert first.startswith(f"Error executing tool get_balance: {code} (HTTP {API_STATUS[code]}, request req_")
+    guidance = json.loads(rest[-1].removeprefix("guidance: "))
+    assert guidance | {"retry_after_seconds": None} == API_ERRORS[code].model_dump()
+
+
+async def test_account_at_its_cap_reports_wait_for_slot(agent: Agent, sandbox: Sandbox) -> None:
+    for _ in range(5):  # returned pending, still in flight upstream
+        await agent.ok("create_solve", solve_args("sandbox-hang", wait_seconds=0))
+    text = await agent.error("create_solve", solve_args("sandbox-solve-100ms", wait_seconds=1))
+    assert "concurrency_limit_exceeded (HTTP 429" in text and '"action": "wait_for_slot"' in text
+    statuses = [r.status for r in upstream(sandbox, "POST")]
+    assert statuses[:5] == [202] * 5 and set(statuses[5:]) == {429} and len(statuses) > 6  # waited and retried
