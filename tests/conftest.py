@@ -19,7 +19,7 @@ from mcp import Client
 from mcp.types import CallToolResult
 
 from nonecap_mcp.config import Settings, load_settings
-from nonecap_mcp.sandbox import SANDBOX_API_KEY, Sandbox
+from nonecap_mcp.sandbox import SANDBOX_API_KEY, SANDBOX_WALLET_KEY, Sandbox
 from nonecap_mcp.tools import build_server
 
 # The developer's real keyring must never feed the tests (nor the tests write to it).
@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # test helpers, e.g. keyring_backends
 
 PROXY_PASSWORD = "pr0xy-s3cret-pw"
-SECRETS: list[str] = [SANDBOX_API_KEY, PROXY_PASSWORD]
+SECRETS: list[str] = [SANDBOX_API_KEY, PROXY_PASSWORD, SANDBOX_WALLET_KEY, SANDBOX_WALLET_KEY.removeprefix("0x")]
 CAPTURED: list[str] = []  # every tool result a test produced, as text
 
 

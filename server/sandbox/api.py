@@ -8,24 +8,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from nonecap_mcp.sandbox.errors import ApiError, Response
 from nonecap_mcp.sandbox.outcomes import plan_for
+from nonecap_mcp.sandbox.request import ApiRequest
 from nonecap_mcp.sandbox.solves import TERMINAL
 from nonecap_mcp.sandbox.state import SandboxState
 from nonecap_mcp.sandbox.validation import parse_list_query, parse_solve_request, parse_wait
 
-
-@dataclass(frozen=True)
-class ApiRequest:
-    """A request as the endpoints see it: no socket, no headers beyond Authorization."""
-
-    method: str
-    path: str
-    query: dict[str, str]
-    authorization: str | None
-    body: bytes
+__all__ = ["V1_ROUTES", "ApiRequest", "Endpoint", "Routes", "dispatch"]
 
 
 Endpoint = Callable[[SandboxState, ApiRequest, dict[str, str]], Response]

@@ -15,9 +15,13 @@ from nonecap_mcp.sandbox.faults import CONTROL_PREFIX, make_fault
 from nonecap_mcp.sandbox.outcomes import TEST_SITEKEYS
 from nonecap_mcp.sandbox.state import SandboxState
 from nonecap_mcp.sandbox.validation import parse_json_object
+from nonecap_mcp.sandbox.x402 import SANDBOX_PAY_TO, check_address, fund_amount
+from nonecap_mcp.x402.networks import atomic_to_usd
 
-_FAULT_FIELDS = frozenset({"method", "path", "action", "times", "status", "code", "retry_after", "seconds"})
+_FAULT_FIELDS = frozenset({"method", "path", "action", "times", "status", "code", "retry_after", "seconds", "skip"})
 _ACCOUNT_FIELDS = frozenset({"api_key", "credits", "locked", "email"})
+_X402_FIELDS = frozenset({"version", "overrides"})
+_FUND_FIELDS = frozenset({"address", "usd"})
 
 
 def is_control_path(path: str) -> bool:
@@ -61,7 +65,7 @@ def add_account(state: SandboxState, request: ApiRequest, _params: dict[str, str
 
 
 def reset(state: SandboxState, _request: ApiRequest, _params: dict[str, str]) -> Response:
-    """POST /_sandbox/reset: solves, faults, request log and accounts back to defaults."""
+    """POST /_sandbox/reset: solves, faults, request log, accounts and x402 state back to defaults."""
     state.reset()
     return Response(200, {"object": "sandbox", "reset": True})
 
@@ -83,10 +87,53 @@ def list_sitekeys(_state: SandboxState, _request: ApiRequest, _params: dict[str,
     return Response(200, {"object": "list", "data": data, "has_more": False})
 
 
+def x402_view(state: SandboxState) -> dict[str, object]:
+    """The x402 configuration, settlements and payment attempts, as JSON."""
+    version, overrides = state.x402.config()
+    settlements = [{**asdict(s), "usd": str(s.usd)} for s in state.x402.settlements()]
+    return {
+        "object": "x402",
+        "version": version,
+        "overrides": overrides,
+        "pay_to": SANDBOX_PAY_TO,
+        "rate_limit": state.x402.rate_limit,
+        "settlements": settlements,
+        "payment_attempts": [asdict(attempt) for attempt in state.x402.payment_attempts()],
+    }
+
+
+def configure_x402(state: SandboxState, request: ApiRequest, _params: dict[str, str]) -> Response:
+    """POST /_sandbox/x402 {version, overrides}: like `Sandbox.set_x402` (omitted fields: 1, none)."""
+    fields = _fields(request.body, _X402_FIELDS)
+    try:
+        state.x402.configure(fields.get("version", 1), fields.get("overrides"))
+    except InvalidField as error:
+        raise _rejected(error) from None
+    return Response(200, x402_view(state))
+
+
+def show_x402(state: SandboxState, _request: ApiRequest, _params: dict[str, str]) -> Response:
+    """GET /_sandbox/x402: configuration, settlements and payment attempts."""
+    return Response(200, x402_view(state))
+
+
+def fund(state: SandboxState, request: ApiRequest, _params: dict[str, str]) -> Response:
+    """POST /_sandbox/x402/fund {address, usd}: set an address's sandbox USDC balance."""
+    fields = _fields(request.body, _FUND_FIELDS)
+    try:
+        address, atomic = check_address(fields.get("address")), fund_amount(fields.get("usd"))
+    except InvalidField as error:
+        raise _rejected(error) from None
+    state.x402.chain.set_balance(address, atomic)
+    return Response(200, {"object": "balance", "address": address, "usd": str(atomic_to_usd(atomic))})
+
+
 CONTROL_ROUTES: Routes = (
     (re.compile(r"/_sandbox/faults"), {"POST": add_fault}),
     (re.compile(r"/_sandbox/accounts"), {"POST": add_account}),
     (re.compile(r"/_sandbox/reset"), {"POST": reset}),
     (re.compile(r"/_sandbox/requests"), {"GET": list_requests, "DELETE": clear_requests}),
     (re.compile(r"/_sandbox/sitekeys"), {"GET": list_sitekeys}),
+    (re.compile(r"/_sandbox/x402"), {"GET": show_x402, "POST": configure_x402}),
+    (re.compile(r"/_sandbox/x402/fund"), {"POST": fund}),
 )

@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
+from decimal import Decimal
 from types import TracebackType
 
+from nonecap_mcp.sandbox.chain import Settlement
+from nonecap_mcp.sandbox.errors import InvalidField
 from nonecap_mcp.sandbox.faults import make_fault
 from nonecap_mcp.sandbox.handler import SandboxHTTPServer
 from nonecap_mcp.sandbox.state import SANDBOX_API_KEY, RecordedRequest, SandboxState
+from nonecap_mcp.sandbox.x402 import DEFAULT_RATE_LIMIT, SOLVE_CAP_S, PaymentAttempt, check_address, fund_amount
+from nonecap_mcp.x402.networks import atomic_to_usd
 
 log = logging.getLogger("nonecap_mcp.sandbox")
 
@@ -52,15 +58,40 @@ class Sandbox:
     any other sitekey                   solved after 1.5 s (300 ms queued)
     ==================================  ==================================================
 
-    Faults (`inject_fault`, or `POST /_sandbox/faults`) make the next matching requests fail.
-    Control endpoints, unauthenticated and never logged: `POST /_sandbox/faults`,
-    `POST /_sandbox/accounts`, `POST /_sandbox/reset`, `GET|DELETE /_sandbox/requests`,
-    `GET /_sandbox/sitekeys`.
+    The same sitekeys drive the x402 rail (`/x402/pricing`, `/x402/createTask`,
+    `/x402/getTaskResult`; see `nonecap_mcp.sandbox.x402`), which is paid in pretend USDC on a
+    sandbox chain (`POST /rpc`: eth_chainId, USDC balanceOf and authorizationState). The
+    public, worthless `SANDBOX_WALLET_KEY` holds 5.00 USDC after every reset; `fund` sets any
+    other address's balance (0 by default). Payments go to `SANDBOX_PAY_TO`. x402 requests are
+    limited to `x402_rate_limit` per minute per IP (429), and a solve that runs longer than
+    `x402_solve_timeout` seconds (60) is a 504. `set_x402` switches the 402s to x402 v2 or
+    makes them hostile; `settlements` and `payment_attempts` show what was paid and tried.
+
+    Faults (`inject_fault`, or `POST /_sandbox/faults`) make the next matching requests fail,
+    on /v1, /x402 and /rpc alike (a drop_after on /x402/createTask loses the answer after the
+    payment settled). Control endpoints, unauthenticated and never logged:
+    `POST /_sandbox/faults`, `POST /_sandbox/accounts`, `POST /_sandbox/reset`,
+    `GET|DELETE /_sandbox/requests`, `GET /_sandbox/sitekeys`, `GET|POST /_sandbox/x402`
+    (`{version, overrides}`), `POST /_sandbox/x402/fund` (`{address, usd}`).
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, credits: int = 100, max_in_flight: int = 5) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        credits: int = 100,
+        max_in_flight: int = 5,
+        x402_rate_limit: int = DEFAULT_RATE_LIMIT,
+        x402_solve_timeout: float = SOLVE_CAP_S,
+    ) -> None:
         self._address = (host, port)
-        self._state = SandboxState(credits=credits, max_in_flight=max_in_flight)
+        self._state = SandboxState(
+            credits=credits,
+            max_in_flight=max_in_flight,
+            x402_rate_limit=x402_rate_limit,
+            x402_solve_timeout=x402_solve_timeout,
+        )
         self._lifecycle = threading.Lock()
         self._server: SandboxHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -137,8 +168,11 @@ class Sandbox:
         code: str | None = None,
         retry_after: int | None = None,
         seconds: float | None = None,
+        skip: int = 0,
     ) -> None:
-        """Arm a fault for the next `times` requests matching method (or "*") and path.
+        """Arm a fault for the next `times` requests matching method (or "*") and path,
+        after letting the first `skip` of them through (e.g. skip=1 on /x402/createTask hits
+        the paid request after the unpaid 402 probe).
 
         `path` is exact, or a prefix when it ends in `*` (e.g. "/v1/solves/*"). Actions:
         "status" answers `status`/`code` (either implies the other) with the error envelope and
@@ -156,6 +190,7 @@ class Sandbox:
             code=code,
             retry_after=retry_after,
             seconds=seconds,
+            skip=skip,
         )
         self._state.add_fault(fault)
 
@@ -169,5 +204,67 @@ class Sandbox:
         self._state.clear_log()
 
     def reset(self) -> None:
-        """Solves, faults, request log and accounts back to defaults."""
+        """Solves, faults, request log and accounts back to defaults; x402 back to v1 without
+        overrides, default balances, no used nonce, settlement or payment attempt, empty rate window."""
         self._state.reset()
+
+    # -- x402 --------------------------------------------------------------------------
+
+    def set_x402(self, version: int = 1, overrides: Mapping[str, object] | None = None) -> None:
+        """Speak x402 `version` (1: JSON 402 body, X-PAYMENT; 2: PAYMENT-REQUIRED header,
+        PAYMENT-SIGNATURE) and replace fields of the offered accept with `overrides`.
+
+        Keys replace accept fields (None removes one), except top-level ``x402Version`` and
+        ``error`` (and in v2 ``resource`` and ``extensions``); ``accepts`` (a list) replaces the
+        whole list verbatim. Payments are verified against what is offered, hostile or not.
+        Raises ValueError on bad arguments.
+        """
+        try:
+            self._state.x402.configure(version, overrides)
+        except InvalidField as error:
+            raise ValueError(str(error)) from None
+
+    @property
+    def x402_version(self) -> int:
+        """The x402 version the rail speaks (1 or 2)."""
+        return self._state.x402.config()[0]
+
+    @x402_version.setter
+    def x402_version(self, version: int) -> None:
+        self.set_x402(version, self.x402_overrides)
+
+    @property
+    def x402_overrides(self) -> dict[str, object]:
+        """A copy of the current 402 overrides."""
+        return self._state.x402.config()[1]
+
+    def usdc_balance(self, address: str) -> Decimal:
+        """The sandbox USDC balance of `address`, exact."""
+        return atomic_to_usd(self._state.x402.chain.balance(check_address_arg(address)))
+
+    def fund(self, address: str, usd: str | Decimal) -> None:
+        """Set the sandbox USDC balance of `address` to `usd` (a str or Decimal, never a float)."""
+        address = check_address_arg(address)
+        try:
+            atomic = fund_amount(usd)
+        except InvalidField as error:
+            raise ValueError(str(error)) from None
+        self._state.x402.chain.set_balance(address, atomic)
+
+    @property
+    def settlements(self) -> list[Settlement]:
+        """Every settled x402 payment (payer, pay_to, nonce, value, transaction, …), oldest first."""
+        return self._state.x402.settlements()
+
+    @property
+    def payment_attempts(self) -> list[PaymentAttempt]:
+        """Every x402 payment header received and its outcome, oldest first."""
+        return self._state.x402.payment_attempts()
+
+
+def check_address_arg(address: str) -> str:
+    """An address argument, or ValueError."""
+    try:
+        return check_address(address)
+    except InvalidField as error:
+        raise ValueError(str(error)) from None

@@ -27,6 +27,7 @@ class Fault:
     code: str | None = None
     retry_after: int | None = None
     seconds: float | None = None
+    skip: int = 0  # matching requests still to let through before the fault applies
 
     def matches(self, method: str, path: str) -> bool:
         """Same method (or `*`) and the exact path, or a prefix when the fault's path ends in `*`."""
@@ -36,14 +37,18 @@ class Fault:
             return path.startswith(self.path[:-1])
         return path == self.path
 
+    def error(self) -> ApiError:
+        """The error a `status` fault answers with, plus Retry-After when set."""
+        headers = () if self.retry_after is None else (("Retry-After", str(self.retry_after)),)
+        return ApiError(str(self.code), status=self.status, headers=headers)
+
     def response(self) -> Response:
         """The error envelope a `status` fault answers with, plus Retry-After when set."""
-        headers = () if self.retry_after is None else (("Retry-After", str(self.retry_after)),)
-        return ApiError(str(self.code), status=self.status, headers=headers).response()
+        return self.error().response()
 
     def describe(self) -> dict[str, object]:
-        """The fault as JSON, for the control endpoint's answer."""
-        return {
+        """The fault as JSON, for the control endpoint's answer (`skip` only while still skipping)."""
+        described: dict[str, object] = {
             "object": "fault",
             "method": self.method,
             "path": self.path,
@@ -54,6 +59,9 @@ class Fault:
             "retry_after": self.retry_after,
             "seconds": self.seconds,
         }
+        if self.skip:
+            described["skip"] = self.skip
+        return described
 
 
 def make_fault(
@@ -66,10 +74,12 @@ def make_fault(
     code: object = None,
     retry_after: object = None,
     seconds: object = None,
+    skip: object = 0,
 ) -> Fault:
     """Validate fault arguments (from Python or from JSON) into a `Fault`, or raise InvalidField.
 
-    `delay` sleeps `seconds`, falling back to `retry_after` when only that is given.
+    `delay` sleeps `seconds`, falling back to `retry_after` when only that is given; `skip`
+    lets that many matching requests through untouched first.
     """
     if not isinstance(method, str) or not method.strip():
         raise InvalidField("method", "method must be an HTTP method such as POST, or *.")
@@ -84,6 +94,7 @@ def make_fault(
         raise InvalidField("times", "times must be an integer of at least 1.")
     fault = Fault(method.strip().upper(), path, str(action), count)
     fault.retry_after = _int_or_none(retry_after, "retry_after", low=0)
+    fault.skip = _int_or_none(skip, "skip", low=0) or 0
     if action == "status":
         fault.status, fault.code = _status_and_code(status, code)
         if fault.code == "pool_exhausted" and fault.retry_after is None:

@@ -3,6 +3,8 @@
 Keep-alive with Content-Length on every answer, the JSON error envelope even for requests
 the stdlib rejects while parsing, a Request-Id on every response, faults applied before
 the API sees a request, and no output except DEBUG logging (stdout belongs to MCP).
+Three surfaces share the port: /v1 (error envelope), /x402/* (the rail's `{"error"}`
+bodies) and /rpc (JSON-RPC errors); faults apply to all of them.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
 from nonecap_mcp.sandbox.api import V1_ROUTES, ApiRequest, dispatch
+from nonecap_mcp.sandbox.chain import rpc_error_response
 from nonecap_mcp.sandbox.control import CONTROL_ROUTES, is_control_path
 from nonecap_mcp.sandbox.errors import CODE_BY_STATUS, ApiError, Response
 from nonecap_mcp.sandbox.faults import Fault
 from nonecap_mcp.sandbox.state import SandboxState
+from nonecap_mcp.sandbox.x402 import is_x402_path, rail_error
 
 log = logging.getLogger("nonecap_mcp.sandbox")
 
@@ -125,24 +129,47 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
     def _process(self, fault: Fault | None, path: str, query: dict[str, str], body: bytes) -> Response:
         """The API's answer, or the fault's; a delay fault sleeps first (cut short by stop)."""
         if fault is not None and fault.action == "status":
-            return fault.response()
+            raise fault.error()
         if fault is not None and fault.action == "delay":
             self.server.stopping.wait(fault.seconds)
-        return dispatch(V1_ROUTES, self.server.state, self._api_request(path, query, body))
+        state, request = self.server.state, self._api_request(path, query, body)
+        if is_x402_path(path):
+            return state.x402.handle(request)
+        if path == "/rpc":
+            return state.x402.chain.handle_rpc(request)
+        return dispatch(V1_ROUTES, state, request)
 
     def _api_request(self, path: str, query: dict[str, str], body: bytes) -> ApiRequest:
         """What the endpoints need from this request."""
-        return ApiRequest(self.command, path, query, self.headers.get("Authorization"), body)
+        return ApiRequest(
+            self.command,
+            path,
+            query,
+            self.headers.get("Authorization"),
+            body,
+            headers={name.lower(): value for name, value in self.headers.items()},
+            client_ip=str(self.client_address[0]),
+            server_url=f"http://{self.server.server_name}:{self.server.server_port}",
+        )
 
     def _answer(self, produce: Callable[[bytes], Response]) -> Response:
-        """Read the body, run `produce(body)`, and turn any error into the envelope."""
+        """Read the body, run `produce(body)`, and turn any error into the path's error shape."""
         try:
             return produce(self._read_body())
         except ApiError as error:
-            return error.response()
+            return self._error_response(error)
         except Exception:  # a sandbox bug must still answer with the envelope, not a traceback
             log.debug("sandbox failed on %s %s", self.command, self.path, exc_info=True)
-            return ApiError("internal_error").response()
+            return self._error_response(ApiError("internal_error"))
+
+    def _error_response(self, error: ApiError) -> Response:
+        """The envelope on /v1 and control paths, the rail's shape on /x402/*, JSON-RPC on /rpc."""
+        path = urlsplit(self.path).path
+        if is_x402_path(path):
+            return rail_error(error)
+        if path == "/rpc":
+            return rpc_error_response(error)
+        return error.response()
 
     def _discard_body(self) -> None:
         """Consume the body of a request that will not be processed, so the close is a clean FIN."""

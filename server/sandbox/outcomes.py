@@ -1,5 +1,9 @@
 """Test sitekeys: how the sandbox decides what a solve will do, like a payment API's test cards.
 
+They drive both rails: `sitekey` on POST /v1/solves and `task.websiteKey` on the x402 rail's
+POST /x402/createTask (where the solve is synchronous, capped at 60 s: a failure is a 422,
+an expiry or a longer solve a 504, and neither is charged).
+
 The outcome and its timing are fixed when the solve is created (a `Plan`), so everything
 afterwards is a pure function of the clock and no background ticker is needed.
 """

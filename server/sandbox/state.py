@@ -19,6 +19,7 @@ from nonecap_mcp.sandbox.faults import Fault
 from nonecap_mcp.sandbox.outcomes import Plan
 from nonecap_mcp.sandbox.solves import IN_FLIGHT, TERMINAL, Solve, UlidGenerator, now_ms, rfc3339
 from nonecap_mcp.sandbox.validation import ListQuery, SolveRequest
+from nonecap_mcp.sandbox.x402 import DEFAULT_RATE_LIMIT, SOLVE_CAP_S, X402Rail
 
 SANDBOX_API_KEY = "nc_test_sandbox_key_for_offline_use_only"
 LOCKED_API_KEY = "nc_test_sandbox_locked_account_000000000"
@@ -70,9 +71,17 @@ class Account:
 class SandboxState:
     """The emulated backend. Every public method is thread-safe."""
 
-    def __init__(self, *, credits: int, max_in_flight: int) -> None:
+    def __init__(
+        self,
+        *,
+        credits: int,
+        max_in_flight: int,
+        x402_rate_limit: int = DEFAULT_RATE_LIMIT,
+        x402_solve_timeout: float = SOLVE_CAP_S,
+    ) -> None:
         if credits < 0 or max_in_flight < 1:
             raise ValueError("credits must be >= 0 and max_in_flight >= 1")
+        self.x402 = X402Rail(rate_limit=x402_rate_limit, solve_timeout=x402_solve_timeout)
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._ids = UlidGenerator()
@@ -88,7 +97,8 @@ class SandboxState:
     # -- lifecycle -------------------------------------------------------------------
 
     def reset(self) -> None:
-        """Back to a fresh sandbox: default accounts only, no solves, faults or log."""
+        """Back to a fresh sandbox: default accounts only, no solves, faults or log; x402 defaults."""
+        self.x402.reset()
         with self._lock:
             self._accounts.clear()
             self._solves.clear()
@@ -99,6 +109,7 @@ class SandboxState:
 
     def set_closing(self, closing: bool) -> None:
         """While closing, `?wait` long-polls return at once so the server can stop quickly."""
+        self.x402.set_closing(closing)
         with self._changed:
             self._closing = closing
             self._changed.notify_all()
@@ -234,10 +245,17 @@ class SandboxState:
             self._faults.append(fault)
 
     def take_fault(self, method: str, path: str) -> Fault | None:
-        """Consume one use of the oldest armed fault matching this request, if any."""
+        """Consume one use of the oldest armed fault matching this request, if any.
+
+        A fault still skipping counts this request down and lets it through (no later fault
+        applies to it either).
+        """
         with self._lock:
             for fault in self._faults:
                 if fault.matches(method, path):
+                    if fault.skip > 0:
+                        fault.skip -= 1
+                        return None
                     fault.remaining -= 1
                     if fault.remaining == 0:
                         self._faults.remove(fault)

@@ -26,7 +26,7 @@ from nonecap_mcp import guidance as g
 from nonecap_mcp import keystore
 from nonecap_mcp.credentials import Secret
 from nonecap_mcp.errors import ConfigurationError, InvalidArgumentError, NoneCapError
-from nonecap_mcp.x402.networks import UsdcNetwork
+from nonecap_mcp.x402.networks import UsdcNetwork, atomic_to_usd
 
 __all__ = [
     "RPC_URL_ENV",
@@ -233,4 +233,4 @@ async def usdc_balance(
     except ValueError:
         body = None
     atomic = _balance_from(body, response.status_code, where, network)
-    return Decimal(atomic).scaleb(-network.decimals)
+    return atomic_to_usd(atomic)  # USDC has 6 decimals on every network we know

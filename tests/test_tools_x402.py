@@ -1,0 +1,222 @@
+"""The x402 rail behind the same tools, end to end: MCP client → server → sandbox x402 rail.
+
+The sandbox verifies every signature (recovering the signer), settles only on success,
+refuses replays, and can be told to send hostile 402s or lose a paid response.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from conftest import Agent
+from mcp import Client
+from mcp.types import ElicitResult
+
+from nonecap_mcp.config import load_settings
+from nonecap_mcp.sandbox import SANDBOX_PAY_TO, SANDBOX_WALLET_ADDRESS, SANDBOX_WALLET_KEY, Sandbox
+from nonecap_mcp.tools import build_server
+from nonecap_mcp.x402.ledger import Ledger
+
+pytestmark = pytest.mark.anyio
+URL = "https://shop.example/checkout"
+PRICE = Decimal("0.012")  # the sandbox's published HardCaptchaTokenProxyLess price
+
+
+def x402_env(sandbox: Sandbox, state_dir: Path, **extra: str) -> dict[str, str]:
+    """A host config for the x402 rail only: a wallet, no API key."""
+    return {
+        "NONECAP_X402_BASE": sandbox.url,
+        "NONECAP_BASE_RPC_URL": f"{sandbox.url}/rpc",
+        "NONECAP_WALLET_PRIVATE_KEY": SANDBOX_WALLET_KEY,
+        "NONECAP_STATE_DIR": str(state_dir),
+        "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
+        **extra,
+    }
+
+
+def solve_args(sitekey: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "hcaptcha", "sitekey": sitekey, "url": URL, "wait_seconds": 10, **extra}
+
+
+def paid_posts(sandbox: Sandbox) -> int:
+    """createTask requests the rail saw; each solve makes one unpaid probe and one paid request."""
+    return sum(1 for r in sandbox.requests if r.method == "POST" and r.path == "/x402/createTask")
+
+
+@pytest.fixture
+def x402_settings_env(sandbox: Sandbox, tmp_path: Path) -> dict[str, str]:
+    return x402_env(sandbox, tmp_path)
+
+
+@pytest.fixture
+async def payer(x402_settings_env: dict[str, str], mode: str) -> AsyncIterator[Agent]:
+    async with Client(build_server(load_settings(x402_settings_env)), mode=mode) as client:
+        yield Agent(client)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+async def test_paid_solve_settles_once_and_reports_cost(payer: Agent, sandbox: Sandbox, version: int) -> None:
+    sandbox.set_x402(version=version)
+    solve = await payer.ok("create_solve", solve_args("sandbox-solve-200ms"))
+    assert solve["rail"] == "x402" and solve["status"] == "solved" and solve["id"].startswith("x402_")
+    assert solve["token"].startswith("P1_SANDBOX") and solve["cost_usd"] == "0.012"
+    assert solve["settlement_tx"].startswith("0x")
+    assert [s.tx for s in sandbox.settlements] == [solve["settlement_tx"]]
+    assert sandbox.usdc_balance(SANDBOX_WALLET_ADDRESS) == Decimal("5") - PRICE
+    assert paid_posts(sandbox) == 2
+
+
+async def test_failed_solve_costs_nothing(payer: Agent, sandbox: Sandbox, tmp_path: Path) -> None:
+    solve = await payer.ok("create_solve", solve_args("sandbox-fail-proxy_error"))
+    assert solve["status"] == "failed" and solve["error"]["code"] == "x402_unsolvable"
+    assert solve["guidance"]["action"] == "retry" and solve["cost_usd"] is None
+    assert sandbox.settlements == [] and sandbox.usdc_balance(SANDBOX_WALLET_ADDRESS) == Decimal("5")
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    assert [p["state"] for p in ledger.payments_for(solve["id"])] == ["failed"]
+    assert ledger.spent_today_atomic() == 0
+
+
+async def test_slow_paid_solve_continues_in_the_background(payer: Agent, sandbox: Sandbox) -> None:
+    pending = await payer.ok("create_solve", solve_args("sandbox-solve-2500ms", wait_seconds=1))
+    assert pending["status"] == "solving" and pending["guidance"]["action"] == "poll"
+    done = await payer.ok("get_solve", {"id": pending["id"], "wait_seconds": 10})
+    assert done["status"] == "solved" and done["token"].startswith("P1_") and len(sandbox.settlements) == 1
+
+
+async def test_after_a_restart_results_are_refetched_for_free(x402_settings_env: dict[str, str], sandbox: Sandbox, mode: str) -> None:
+    async with Client(build_server(load_settings(x402_settings_env)), mode=mode) as client:
+        first = await Agent(client).ok("create_solve", solve_args("sandbox-solve-100ms"))
+    async with Client(build_server(load_settings(x402_settings_env)), mode=mode) as client:
+        again = await Agent(client).ok("get_solve", {"id": first["id"], "wait_seconds": 0})
+        listed = await Agent(client).ok("list_solves", {"rail": "x402"})
+    assert again["token"] == first["token"] and again["cost_usd"] == "0.012"
+    assert any(r.path == "/x402/getTaskResult" for r in sandbox.requests)
+    assert [s["id"] for s in listed["data"]] == [first["id"]]
+    assert len(sandbox.settlements) == 1  # the re-fetch paid nothing
+
+
+async def test_x402_solves_cannot_be_cancelled_and_say_why(payer: Agent) -> None:
+    solve = await payer.ok("create_solve", solve_args("sandbox-solve-100ms"))
+    text = await payer.error("cancel_solve", {"id": solve["id"]})
+    assert "not_cancellable" in text and "nothing is charged unless" in text
+
+
+HOSTILE = [
+    ({"payTo": "0x" + "12" * 20}, "payTo"),
+    ({"maxAmountRequired": "5000000"}, "maxAmountRequired"),
+    ({"asset": "0x" + "34" * 20}, "asset"),
+    ({"network": "base-sepolia"}, "network"),
+    ({"extra": {"name": "USDC", "version": "2"}}, "extra"),
+    ({"maxTimeoutSeconds": 10**9}, "maxTimeoutSeconds"),
+    ({"scheme": "upto"}, "scheme"),
+]
+
+
+@pytest.mark.parametrize(("override", "field"), HOSTILE)
+async def test_hostile_402_is_refused_with_nothing_signed(
+    payer: Agent, sandbox: Sandbox, tmp_path: Path, override: dict[str, Any], field: str
+) -> None:
+    sandbox.set_x402(version=1, overrides=override)
+    text = await payer.error("create_solve", solve_args("sandbox-solve-100ms"))
+    assert "payment_refused" in text and field in text and "Nothing was signed or paid" in text
+    assert paid_posts(sandbox) == 1  # only the unpaid probe
+    assert Ledger(tmp_path / "ledger.sqlite3").spent_today_atomic() == 0
+
+
+async def test_price_above_the_operator_cap_is_refused(sandbox: Sandbox, tmp_path: Path, mode: str) -> None:
+    env = x402_env(sandbox, tmp_path, NONECAP_MAX_PRICE_USD="0.01")
+    async with Client(build_server(load_settings(env)), mode=mode) as client:
+        text = await Agent(client).error("create_solve", solve_args("sandbox-solve-100ms"))
+    assert "payment_refused" in text and '"action": "change_policy"' in text and "0.01" in text
+    assert sandbox.settlements == []
+
+
+async def test_daily_budget_holds_under_concurrent_calls_and_restarts(sandbox: Sandbox, tmp_path: Path, mode: str) -> None:
+    env = x402_env(sandbox, tmp_path, NONECAP_DAILY_BUDGET_USD="0.03")  # room for two solves at 0.012
+    outcomes: list[bool] = []
+    async with Client(build_server(load_settings(env)), mode=mode) as client:
+        agent = Agent(client)
+
+        async def one() -> None:
+            result = await agent.call("create_solve", solve_args("sandbox-solve-300ms"))
+            outcomes.append(not result.is_error)
+            if result.is_error:
+                assert "budget_exceeded" in result.content[0].text  # type: ignore[union-attr]
+
+        async with anyio.create_task_group() as group:
+            for _ in range(5):
+                group.start_soon(one)
+    assert sorted(outcomes) == [False, False, False, True, True]
+    assert len(sandbox.settlements) == 2
+    async with Client(build_server(load_settings(env)), mode=mode) as client:
+        text = await Agent(client).error("create_solve", solve_args("sandbox-solve-100ms"))
+    assert "budget_exceeded" in text and len(sandbox.settlements) == 2
+
+
+async def test_lost_paid_response_is_unknown_and_never_paid_twice(payer: Agent, sandbox: Sandbox, tmp_path: Path) -> None:
+    sandbox.inject_fault(method="POST", path="/x402/createTask", action="drop_after", skip=1)  # the paid request
+    solve = await payer.ok("create_solve", solve_args("sandbox-solve-100ms"))
+    assert solve["status"] == "failed" and solve["error"]["code"] == "payment_outcome_unknown"
+    assert solve["guidance"]["action"] == "check_status_first"
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    assert [p["state"] for p in ledger.payments_for(solve["id"])] == ["unknown"]
+    assert ledger.spent_today_atomic() == 12000  # counted as spent
+    assert paid_posts(sandbox) == 2 and len(sandbox.settlements) == 1  # sent once; settled once upstream
+
+
+@pytest.mark.parametrize("answer", ["accept", "decline"])
+async def test_payment_above_threshold_asks_the_user(sandbox: Sandbox, tmp_path: Path, mode: str, answer: str) -> None:
+    asked: list[str] = []
+
+    async def elicit(_ctx: Any, params: Any) -> ElicitResult:
+        asked.append(params.message)
+        return ElicitResult(action="accept", content={"confirm": True}) if answer == "accept" else ElicitResult(action="decline")
+
+    env = x402_env(sandbox, tmp_path, NONECAP_CONFIRM_ABOVE_USD="0.01")
+    async with Client(build_server(load_settings(env)), mode=mode, elicitation_callback=elicit) as client:
+        result = await Agent(client).call("create_solve", solve_args("sandbox-solve-100ms"))
+    assert asked and "$0.012" in asked[0]
+    assert result.is_error is (answer == "decline")
+    assert len(sandbox.settlements) == (answer == "accept")
+
+
+async def test_without_elicitation_an_explicit_confirmation_is_required(sandbox: Sandbox, tmp_path: Path, mode: str) -> None:
+    env = x402_env(sandbox, tmp_path, NONECAP_CONFIRM_ABOVE_USD="0.01")
+    async with Client(build_server(load_settings(env)), mode=mode) as client:
+        agent = Agent(client)
+        text = await agent.error("create_solve", solve_args("sandbox-solve-100ms"))
+        assert "confirmation_required" in text and "confirm_payment=true" in text and sandbox.settlements == []
+        solve = await agent.ok("create_solve", solve_args("sandbox-solve-100ms", confirm_payment=True))
+    assert solve["status"] == "solved" and len(sandbox.settlements) == 1
+
+
+async def test_balance_and_pricing_show_the_wallet_and_the_published_table(payer: Agent, sandbox: Sandbox) -> None:
+    await payer.ok("create_solve", solve_args("sandbox-solve-100ms"))
+    balance = await payer.ok("get_balance")
+    assert balance["wallet_address"] == SANDBOX_WALLET_ADDRESS and balance["usdc_balance"] == "4.988"
+    assert balance["x402_spent_today_usd"] == "0.012" and balance["x402_daily_budget_usd"] == "1.00"
+    assert balance["credits_balance"] is None and any(n.startswith("credits:") for n in balance["notes"])
+    pricing = await payer.ok("get_pricing")
+    x402 = {p["task_type"]: p["price"] for p in pricing["prices"] if p["rail"] == "x402"}
+    assert x402["HardCaptchaTokenProxyLess"] == "0.012" and pricing["x402_pay_to"] == SANDBOX_PAY_TO
+
+
+async def test_x402_refuses_what_it_cannot_do_before_paying(payer: Agent, sandbox: Sandbox) -> None:
+    text = await payer.error("create_solve", solve_args("sandbox-solve-100ms", proxy="http://u:p@proxy.example:8080"))
+    assert "param: proxy" in text
+    text = await payer.error("create_solve", solve_args("s", type="hcaptcha_enterprise", rqdata="abc"))
+    assert "param: type" in text
+    assert sandbox.settlements == []
+
+
+async def test_no_wallet_and_no_key_says_how_to_set_one_up(sandbox: Sandbox, tmp_path: Path) -> None:
+    env = x402_env(sandbox, tmp_path)
+    del env["NONECAP_WALLET_PRIVATE_KEY"]
+    async with Client(build_server(load_settings(env)), mode="legacy") as client:
+        text = await Agent(client).error("create_solve", solve_args("sandbox-solve-100ms"))
+    assert "no_payment_method" in text and "wallet create" in text
