@@ -22,7 +22,20 @@ STEPS: list[tuple[str, str, dict[str, Any]]] = [
      {"type": "hcaptcha", "sitekey": "sandbox-fail-challenge_not_loaded", "url": "https://demo.example/login", "wait_seconds": 10}),
     ("A slow solve that outlasts our wait comes back pending", "create_solve",
      {"type": "hcaptcha", "sitekey": "sandbox-hang", "url": "https://demo.example/login", "wait_seconds": 1}),
+    ("Pay per success instead: an x402 solve paid in (sandbox) USDC from the local wallet", "create_solve",
+     {"type": "hcaptcha", "sitekey": "sandbox-solve-1s", "url": "https://demo.example/login", "wait_seconds": 10, "rail": "x402"}),
+    ("An x402 failure costs nothing: no settlement, guidance instead", "create_solve",
+     {"type": "hcaptcha", "sitekey": "sandbox-fail-token_not_granted", "url": "https://demo.example/login", "wait_seconds": 10, "rail": "x402"}),
 ]
+
+
+def _without_nulls(value: Any) -> Any:
+    """The result as an agent reads it, minus empty fields, so the demo stays readable."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
 
 
 def _show(out: TextIO, title: str, name: str, args: dict[str, Any], result: Any) -> None:
@@ -30,7 +43,7 @@ def _show(out: TextIO, title: str, name: str, args: dict[str, Any], result: Any)
     if result.is_error:
         out.write(f"<- tool error:\n   {result.content[0].text.replace(chr(10), chr(10) + '   ')}\n")
         return
-    body = result.structured_content or {}
+    body = _without_nulls(result.structured_content or {})
     out.write("<- " + json.dumps(body, indent=2).replace("\n", "\n   ") + "\n")
 
 
@@ -62,7 +75,8 @@ async def _session(client: Any, out: TextIO) -> None:
         ("Recent solves, newest first", "list_solves", {"limit": 5}),
         ("We no longer need the slow one: cancel it (its credit is refunded)", "cancel_solve", {"id": pending_id}),
         ("Cancelling it again is a conflict, with guidance", "cancel_solve", {"id": pending_id}),
-        ("Balance after: only the successful solve was charged", "get_balance", {}),
+        ("x402 solves are kept in a local ledger", "list_solves", {"rail": "x402", "limit": 5}),
+        ("Balance after: one credit and one x402 price spent, failures free", "get_balance", {}),
     ]
     for title, name, args in follow_ups:
         _show(out, title, name, args, await client.call_tool(name, args))

@@ -61,3 +61,15 @@ def test_wallet_create_prints_only_an_address(tmp_path: Path) -> None:
     stored = "".join(json.loads((tmp_path / "kr.json").read_text()).values())
     assert stored[-64:] not in created.stdout + created.stderr
     assert run("wallet", "create", **env).returncode != 0  # never silently replaces a funded key
+
+
+def test_demo_drives_the_whole_product_offline() -> None:
+    """The README's first command: every step an agent takes, through a real stdio MCP session."""
+    result = run("demo", HOME="/tmp")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for expected in ('== tools/list', '"status": "solved"', '"action": "retry_with_new_proxy"', '"status": "cancelled"',
+                     "conflict (HTTP 409", '"rail": "x402"', '"cost_usd": "0.012"', '"settlement_tx": "0x',
+                     '"credits_balance": 99', '"usdc_balance": "4.988"'):
+        assert expected in out, expected
+    assert "_NOT_A_REAL_HCAPTCHA_TOKEN" in out

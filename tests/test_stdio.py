@@ -58,6 +58,8 @@ async def test_stdio_sandbox_flag_runs_offline_without_a_key(tmp_path: Path) -> 
         assert (await agent.ok("get_balance"))["sandbox"] is True
         solve = await agent.ok("create_solve", {"type": "hcaptcha", "sitekey": "sandbox-solve-100ms", "url": "https://a.example/", "wait_seconds": 5})
         assert "SANDBOX" in solve["token"]
+        paid = await agent.ok("create_solve", {"type": "hcaptcha", "sitekey": "sandbox-solve-100ms", "url": "https://a.example/", "wait_seconds": 5, "rail": "x402"})
+        assert paid["rail"] == "x402" and paid["cost_usd"] == "0.012" and "SANDBOX" in paid["token"]
 
 
 async def test_read_only_flag_hides_spending_tools(tmp_path: Path) -> None:
