@@ -102,6 +102,7 @@ X402_STATUSES: dict[int, Guidance] = {
 
 # Failure codes we put on x402 solves (the rail reports failures as statuses, not codes).
 X402_FAILURES: dict[str, Guidance] = {
+    **{f"x402_http_{status}": guidance for status, guidance in X402_STATUSES.items()},
     "x402_unsolvable": X402_STATUSES[422],
     "x402_timeout": X402_STATUSES[504],
     "payment_outcome_unknown": LOCAL["payment_outcome_unknown"],

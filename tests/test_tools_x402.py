@@ -220,3 +220,35 @@ async def test_no_wallet_and_no_key_says_how_to_set_one_up(sandbox: Sandbox, tmp
     async with Client(build_server(load_settings(env)), mode="legacy") as client:
         text = await Agent(client).error("create_solve", solve_args("sandbox-solve-100ms"))
     assert "no_payment_method" in text and "wallet create" in text
+
+
+@pytest.mark.parametrize(("status", "action"), [(400, "fix_parameter"), (429, "wait_and_retry"), (503, "wait_and_retry")])
+async def test_rail_failures_before_paying_are_tool_errors_with_guidance(
+    payer: Agent, sandbox: Sandbox, status: int, action: str
+) -> None:
+    sandbox.inject_fault(method="POST", path="/x402/createTask", action="status", status=status, retry_after=0, times=5)
+    text = await payer.error("create_solve", solve_args("sandbox-solve-100ms"))
+    assert f"x402_http_{status}" in text and f'"action": "{action}"' in text
+    assert sandbox.payment_attempts == [] and sandbox.settlements == []
+
+
+@pytest.mark.parametrize(("status", "solve_status", "action"), [(402, "failed", "none"), (504, "expired", "retry"), (503, "failed", "wait_and_retry")])
+async def test_rail_failures_of_the_paid_request_are_recorded_unsettled(
+    payer: Agent, sandbox: Sandbox, tmp_path: Path, status: int, solve_status: str, action: str
+) -> None:
+    sandbox.inject_fault(method="POST", path="/x402/createTask", action="status", status=status, retry_after=0, skip=1, times=5)
+    solve = await payer.ok("create_solve", solve_args("sandbox-solve-100ms"))
+    assert solve["status"] == solve_status and solve["guidance"]["action"] == action and solve["cost_usd"] is None
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    assert [p["state"] for p in ledger.payments_for(solve["id"])] == ["failed"] and ledger.spent_today_atomic() == 0
+    assert sandbox.settlements == []
+
+
+async def test_a_retried_paid_request_reuses_the_same_signature(payer: Agent, sandbox: Sandbox, tmp_path: Path) -> None:
+    sandbox.inject_fault(method="POST", path="/x402/createTask", action="status", status=503, retry_after=0, skip=1)
+    solve = await payer.ok("create_solve", solve_args("sandbox-solve-100ms"))
+    assert solve["status"] == "solved"
+    payments = Ledger(tmp_path / "ledger.sqlite3").payments_for(solve["id"])
+    assert [p["state"] for p in payments] == ["settled"]  # one authorization, signed once
+    assert [a.nonce for a in sandbox.payment_attempts] == [payments[0]["nonce"]]
+    assert paid_posts(sandbox) == 3 and len(sandbox.settlements) == 1  # probe, 503, the same header again
