@@ -252,3 +252,21 @@ async def test_a_retried_paid_request_reuses_the_same_signature(payer: Agent, sa
     assert [p["state"] for p in payments] == ["settled"]  # one authorization, signed once
     assert [a.nonce for a in sandbox.payment_attempts] == [payments[0]["nonce"]]
     assert paid_posts(sandbox) == 3 and len(sandbox.settlements) == 1  # probe, 503, the same header again
+
+
+async def test_a_payment_orphaned_by_a_crash_reads_as_unknown(payer: Agent, tmp_path: Path) -> None:
+    """What a process that died mid-payment leaves behind: a solving record and a sent payment."""
+    from nonecap_mcp.x402.ledger import X402Solve, new_x402_id
+
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    solve_id, nonce = new_x402_id(), "0x" + "ab" * 32
+    ledger.upsert_solve(X402Solve(id=solve_id, type="hcaptcha", sitekey="k", url=URL, status="solving", task_id=None,
+                                  result_token=None, token=None, error_code=None, error_message=None, cost_usd=None,
+                                  settlement_tx=None, created_at="2026-01-01T00:00:00.000Z", finished_at=None))
+    ledger.reserve_payment(nonce=nonce, solve_id=solve_id, amount_atomic=12000, pay_to=SANDBOX_PAY_TO, network="base",
+                           asset="0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913", task_type="HardCaptchaTokenProxyLess",
+                           valid_before=0, daily_budget_atomic=10**6)
+    ledger.mark_payment(nonce, "sent")
+    solve = await payer.ok("get_solve", {"id": solve_id, "wait_seconds": 0})
+    assert solve["status"] == "failed" and solve["error"]["code"] == "payment_outcome_unknown"
+    assert [p["state"] for p in ledger.payments_for(solve_id)] == ["unknown"]

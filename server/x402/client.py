@@ -130,7 +130,7 @@ class X402Client:
         def retry_after_if_retryable(exc: Exception) -> float | None:
             if isinstance(exc, X402Error) and exc.http_status in (429, 503):
                 return exc.retry_after or 0.0
-            if exc.code == "connection_error":  # type: ignore[attr-defined]
+            if getattr(exc, "code", None) == "connection_error":
                 return 0.0
             return None
 

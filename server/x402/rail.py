@@ -39,6 +39,7 @@ log = logging.getLogger("nonecap_mcp.x402")
 # Our captcha types → the rail's task types (its price table keys).
 X402_TASK_TYPES: dict[str, str] = {"hcaptcha": "HardCaptchaTokenProxyLess"}
 WalletLoader = Callable[[], Awaitable[Wallet | None]]
+ORPHAN_AFTER_SECONDS = 300  # far beyond the paid request's 75 s timeout and any authorization's validity
 
 
 def _now() -> str:
@@ -122,7 +123,7 @@ class X402Rail:
             raise ConfigurationError("missing_wallet", "No x402 wallet is configured (NONECAP_WALLET_PRIVATE_KEY or `nonecap-mcp wallet create`).")
         return wallet
 
-    async def _authorize(self, answer: TaskAnswer, price: Decimal, captcha_type: str) -> SignedPayment:
+    async def _authorize(self, answer: TaskAnswer, price: Decimal, wallet: Wallet) -> SignedPayment:
         """Steps 2-3 before any signature: policy, budget pre-check, then sign."""
         required = parse_payment_required(answer.body, answer.headers.get("PAYMENT-REQUIRED"))
         pricing = await self.client.pricing()
@@ -133,7 +134,6 @@ class X402Rail:
         if spent + requirement.amount_atomic > budget:
             raise BudgetExceeded(spent_usd=atomic_to_usd(spent), budget_usd=self.policy.daily_budget_usd,
                                  amount_usd=atomic_to_usd(requirement.amount_atomic))
-        wallet = await self.wallet()
         return await anyio.to_thread.run_sync(sign_payment, wallet.private_key, requirement)
 
     async def start(self, *, captcha_type: str, sitekey: str, url: str, user_agent: str | None) -> str:
@@ -143,6 +143,7 @@ class X402Rail:
         the caller's error. The paid request itself runs in the background.
         """
         task_type = self.task_type(captcha_type)
+        wallet = await self.wallet()
         price = await self.price_for(captcha_type)
         task = {"type": task_type, "websiteURL": url, "websiteKey": sitekey} | ({"userAgent": user_agent} if user_agent else {})
         body = {"task": task}
@@ -152,14 +153,15 @@ class X402Rail:
         answer = await self.client.create_task(body)
         if answer.status != 402:
             raise NoneCapError("unexpected_response", f"The x402 rail answered HTTP {answer.status} to an unpaid request instead of 402.")
-        payment = await self._authorize(answer, price, captcha_type)
-        await anyio.to_thread.run_sync(lambda: self.ledger.reserve_payment(
-            nonce=payment.nonce, solve_id=record.id, amount_atomic=payment.value_atomic, pay_to=payment.pay_to,
-            network=self.policy.network, asset=NETWORKS[self.policy.network].asset, task_type=task_type,
-            valid_before=payment.valid_before, daily_budget_atomic=usd_to_atomic(self.policy.daily_budget_usd)))
-        await anyio.to_thread.run_sync(self.ledger.upsert_solve, record)
-        done = self._inflight[record.id] = anyio.Event()
-        self._background.start_soon(self._pay, record, body, payment, done)
+        payment = await self._authorize(answer, price, wallet)
+        with anyio.CancelScope(shield=True):  # once reserved, the payment must also be sent and tracked
+            await anyio.to_thread.run_sync(lambda: self.ledger.reserve_payment(
+                nonce=payment.nonce, solve_id=record.id, amount_atomic=payment.value_atomic, pay_to=payment.pay_to,
+                network=self.policy.network, asset=NETWORKS[self.policy.network].asset, task_type=task_type,
+                valid_before=payment.valid_before, daily_budget_atomic=usd_to_atomic(self.policy.daily_budget_usd)))
+            await anyio.to_thread.run_sync(self.ledger.upsert_solve, record)
+            done = self._inflight[record.id] = anyio.Event()
+            self._background.start_soon(self._pay, record, body, payment, done)
         return record.id
 
     async def _pay(self, record: X402Solve, body: dict[str, Any], payment: SignedPayment, done: anyio.Event) -> None:
@@ -219,6 +221,8 @@ class X402Rail:
             with anyio.move_on_after(wait):
                 await done.wait()
         record = await anyio.to_thread.run_sync(self.ledger.get_solve, solve_id)
+        if record is not None:
+            record = await self._unless_orphaned(record)
         if record is None:
             raise NoneCapError("not_found", f"No x402 solve {solve_id} is recorded on this machine.", guidance=LOCAL["unknown_x402_solve"])
         record.token = self._tokens.get(solve_id)
@@ -232,8 +236,23 @@ class X402Rail:
         """x402 solves from the ledger, newest first."""
         records, has_more = await anyio.to_thread.run_sync(
             lambda: self.ledger.list_solves(limit=limit, starting_after=starting_after, status=status, type=type))
-        solves = [to_solve(r) for r in records]
+        solves = [to_solve(await self._unless_orphaned(r)) for r in records]
         return SolveList(data=solves, has_more=has_more, next_starting_after=solves[-1].id if has_more and solves else None)
+
+    async def _unless_orphaned(self, record: X402Solve) -> X402Solve:
+        """A solve still "solving" long after any paid request could have ended belongs to a
+        process that died mid-payment: record its payment as unknown (counted as spent)."""
+        if record.status != "solving" or record.id in self._inflight:
+            return record
+        started = datetime.fromisoformat(record.created_at)
+        if (datetime.now(UTC) - started).total_seconds() < ORPHAN_AFTER_SECONDS:
+            return record
+        self._fail(record, "failed", "payment_outcome_unknown", "The process paying for this solve stopped before the answer arrived.")
+        for payment in await anyio.to_thread.run_sync(self.ledger.payments_for, record.id):
+            if payment["state"] in ("signed", "sent"):
+                await anyio.to_thread.run_sync(lambda n=payment["nonce"]: self.ledger.mark_payment(n, "unknown"))
+        await anyio.to_thread.run_sync(self.ledger.upsert_solve, record)
+        return record
 
     async def spent_today(self) -> Decimal:
         return atomic_to_usd(await anyio.to_thread.run_sync(self.ledger.spent_today_atomic))
