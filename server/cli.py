@@ -79,6 +79,9 @@ def setup_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # httpx logs every URL at INFO; an RPC provider's URL often carries its API key.
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(max(root.level, logging.WARNING))
 
 
 def _settings(args: argparse.Namespace) -> Settings:

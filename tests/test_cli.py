@@ -73,3 +73,15 @@ def test_demo_drives_the_whole_product_offline() -> None:
                      '"credits_balance": 99', '"usdc_balance": "4.988"'):
         assert expected in out, expected
     assert "_NOT_A_REAL_HCAPTCHA_TOKEN" in out
+
+
+def test_scripted_client_example_solves_in_the_sandbox() -> None:
+    result = subprocess.run([sys.executable, str(ROOT / "examples" / "scripted_client.py")], capture_output=True,
+                            text=True, timeout=120, env={"PATH": os.environ["PATH"], "HOME": "/tmp"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().startswith("P1_SANDBOX_")
+
+
+def test_example_host_configs_are_valid_json() -> None:
+    for path in (ROOT / "examples").glob("*.json"):
+        json.loads(path.read_text())
