@@ -271,3 +271,12 @@ async def test_account_at_its_cap_reports_wait_for_slot(agent: Agent, sandbox: S
     assert "concurrency_limit_exceeded (HTTP 429" in text and '"action": "wait_for_slot"' in text
     statuses = [r.status for r in upstream(sandbox, "POST")]
     assert statuses[:5] == [202] * 5 and set(statuses[5:]) == {429} and len(statuses) > 6  # waited and retried
+
+
+async def test_cancel_whose_answer_was_lost_is_retried_idempotently(agent: Agent, sandbox: Sandbox) -> None:
+    solve = await agent.ok("create_solve", solve_args("sandbox-hang", wait_seconds=0))
+    sandbox.inject_fault(method="DELETE", path=f"/v1/solves/{solve['id']}", action="drop_after")
+    cancelled = await agent.ok("cancel_solve", {"id": solve["id"]})
+    assert cancelled["status"] == "cancelled"
+    assert [r.status for r in upstream(sandbox, "DELETE")] == [None, 409]  # lost, then "already cancelled"
+    assert await balance(agent) == 100
