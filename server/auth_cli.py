@@ -12,15 +12,11 @@ dialog here, hence the longer :data:`keystore.CLI_TIMEOUT`).
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Mapping
 from typing import TextIO
 
 from . import keystore
-from .cli_io import error as _error
-from .cli_io import note as _note
-from .cli_io import read_secret_line
+from .cli_io import Console
 from .credentials import (
     API_KEY_ENV,
     API_KEY_NAME,
@@ -35,14 +31,6 @@ from .credentials import (
 __all__ = ["login", "logout", "status"]
 
 _PROMPT = "NoneCap API key (input is hidden): "
-
-
-def _env_key_note(env: Mapping[str, str]) -> str | None:
-    """Mention a key in the environment, which beats whatever the keyring holds."""
-    raw = env.get(API_KEY_ENV, "")
-    if not raw.strip():
-        return None
-    return f"{API_KEY_ENV} ({mask_api_key(raw)}) is set in this environment and takes precedence over the keyring."
 
 
 def login(
@@ -60,43 +48,29 @@ def login(
     in instead of putting it on the command line (where ``ps`` and shell
     history would see it).
     """
-    stdin = sys.stdin if stdin is None else stdin
-    stdout = sys.stdout if stdout is None else stdout
-    stderr = sys.stderr if stderr is None else stderr
-    env = os.environ if env is None else env
-
-    raw = read_secret_line(_PROMPT, from_stdin=from_stdin, stdin=stdin, stderr=stderr)
-    if raw is None:
-        return 130
-    if not raw.strip():
-        _error(
-            stderr,
-            "no API key was given; nothing was stored. Paste it at the prompt, or pipe it "
-            "in: `nonecap-mcp auth login --stdin < keyfile`.",
-        )
-        return 2
+    console = Console.of(stdin=stdin, stdout=stdout, stderr=stderr, env=env)
+    raw = console.read_secret(_PROMPT, from_stdin=from_stdin, what="API key", command="auth login")
+    if isinstance(raw, int):
+        return raw
 
     try:
         key = check_api_key_format(raw)
         keystore.write_secret(API_KEY_NAME, key, timeout=keystore.CLI_TIMEOUT)
         backend = keystore.backend_name(timeout=keystore.CLI_TIMEOUT)
     except CredentialError as exc:
-        _error(stderr, str(exc))
+        console.error(str(exc))
         return 1
     except keystore.KeystoreError as exc:
-        _error(stderr, f"could not store the API key: {exc} Or set {API_KEY_ENV} in the MCP server's env instead.")
+        console.error(f"could not store the API key: {exc} Or set {API_KEY_ENV} in the MCP server's env instead.")
         return 1
 
-    print(f"Stored API key {mask_api_key(key)} in the OS keyring ({backend}).", file=stdout)
-    env_note = _env_key_note(env)
-    if env_note:
-        _note(stderr, env_note)
-    bus = env.get("DBUS_SESSION_BUS_ADDRESS")
+    print(f"Stored API key {mask_api_key(key)} in the OS keyring ({backend}).", file=console.stdout)
+    console.note_env_override(API_KEY_ENV, mask=mask_api_key)
+    bus = console.env.get("DBUS_SESSION_BUS_ADDRESS")
     if bus:
         # Many MCP hosts start servers with an allow-listed environment that
         # drops this variable, and then the server cannot reach the keyring.
-        _note(
-            stderr,
+        console.note(
             "if your MCP host starts the server without DBUS_SESSION_BUS_ADDRESS, add "
             f'"DBUS_SESSION_BUS_ADDRESS": "{bus}" to the server\'s env, or set '
             f"{API_KEY_ENV} there instead.",
@@ -116,14 +90,12 @@ def status(
     Describes *this* shell's environment; an MCP host may give the server a
     different one.
     """
-    stdout = sys.stdout if stdout is None else stdout
-    stderr = sys.stderr if stderr is None else stderr
-    env = os.environ if env is None else env
+    console = Console.of(stdout=stdout, stderr=stderr, env=env)
 
     try:
-        from_env = api_key_from_env(env)
+        from_env = api_key_from_env(console.env)
     except CredentialError as exc:
-        _error(stderr, str(exc))
+        console.error(str(exc))
         return 1
 
     stored: str | None = None
@@ -145,25 +117,25 @@ def status(
             keyring_line = f"{backend}, no key stored"
         else:
             keyring_line = f"{backend}, holds {mask_api_key(stored)} (unused while {API_KEY_ENV} is set)"
-        print(f"API key: {mask_api_key(key)} ({key_mode(key)} mode)", file=stdout)
-        print(f"Source:  {API_KEY_ENV} environment variable", file=stdout)
-        print(f"Keyring: {keyring_line}", file=stdout)
+        print(f"API key: {mask_api_key(key)} ({key_mode(key)} mode)", file=console.stdout)
+        print(f"Source:  {API_KEY_ENV} environment variable", file=console.stdout)
+        print(f"Keyring: {keyring_line}", file=console.stdout)
         return 0
 
     if keyring_problem:
-        _error(stderr, f"could not read the OS keyring: {keyring_problem} Or set {API_KEY_ENV} instead.")
+        console.error(f"could not read the OS keyring: {keyring_problem} Or set {API_KEY_ENV} instead.")
         return 1
     if stored is None:
-        print(f"API key: none (checked {API_KEY_ENV} and the OS keyring: {backend})", file=stdout)
-        _error(stderr, NO_KEY_MESSAGE)
+        print(f"API key: none (checked {API_KEY_ENV} and the OS keyring: {backend})", file=console.stdout)
+        console.error(NO_KEY_MESSAGE)
         return 1
     try:
         key = check_api_key_format(stored, source="the OS keyring")
     except CredentialError as exc:
-        _error(stderr, f"{exc} Run `nonecap-mcp auth login` to replace it.")
+        console.error(f"{exc} Run `nonecap-mcp auth login` to replace it.")
         return 1
-    print(f"API key: {mask_api_key(key)} ({key_mode(key)} mode)", file=stdout)
-    print(f"Source:  OS keyring ({backend})", file=stdout)
+    print(f"API key: {mask_api_key(key)} ({key_mode(key)} mode)", file=console.stdout)
+    print(f"Source:  OS keyring ({backend})", file=console.stdout)
     return 0
 
 
@@ -175,22 +147,18 @@ def logout(
 ) -> int:
     """Remove the key from the OS keyring (exit 0 even if none was stored),
     and point out a key in the environment that would still be used."""
-    stdout = sys.stdout if stdout is None else stdout
-    stderr = sys.stderr if stderr is None else stderr
-    env = os.environ if env is None else env
+    console = Console.of(stdout=stdout, stderr=stderr, env=env)
 
     try:
         removed = keystore.delete_secret(API_KEY_NAME, timeout=keystore.CLI_TIMEOUT)
         backend = keystore.backend_name(timeout=keystore.CLI_TIMEOUT)
     except keystore.KeystoreError as exc:
-        _error(stderr, f"could not remove the API key from the OS keyring: {exc}")
+        console.error(f"could not remove the API key from the OS keyring: {exc}")
         return 1
 
     if removed:
-        print(f"Removed the API key from the OS keyring ({backend}).", file=stdout)
+        print(f"Removed the API key from the OS keyring ({backend}).", file=console.stdout)
     else:
-        print(f"No API key was stored in the OS keyring ({backend}); nothing to remove.", file=stdout)
-    env_note = _env_key_note(env)
-    if env_note:
-        _note(stderr, f"{env_note} Unset it to stop using that key.")
+        print(f"No API key was stored in the OS keyring ({backend}); nothing to remove.", file=console.stdout)
+    console.note_env_override(API_KEY_ENV, mask=mask_api_key, removed=True)
     return 0

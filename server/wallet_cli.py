@@ -12,8 +12,6 @@ stored key unless forced, and ``remove`` says which address it just forgot.
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Mapping
 from functools import partial
 from typing import TextIO
@@ -21,7 +19,7 @@ from typing import TextIO
 import anyio
 
 from . import keystore
-from .cli_io import error, note, read_secret_line
+from .cli_io import Console
 from .credentials import Secret
 from .errors import ConfigurationError, NoneCapError
 from .x402.networks import find_network
@@ -48,13 +46,6 @@ _BACKUP_HINT = (
 )
 
 
-def _env_key_note(env: Mapping[str, str]) -> str | None:
-    """Mention a key in the environment, which beats whatever the keyring holds."""
-    if not env.get(WALLET_KEY_ENV, "").strip():
-        return None
-    return f"{WALLET_KEY_ENV} is set in this environment and takes precedence over the keyring."
-
-
 def _normalized(stored: str) -> str | None:
     """A stored key in ``check_private_key`` form, ``None`` if malformed."""
     try:
@@ -75,15 +66,7 @@ def _read_stored() -> str | None:
     return stored if stored is not None and stored.strip() else None
 
 
-def _store(
-    key: str,
-    *,
-    force: bool,
-    stdout: TextIO,
-    stderr: TextIO,
-    env: Mapping[str, str],
-    done: str,
-) -> int:
+def _store(key: str, *, force: bool, console: Console, done: str) -> int:
     """Write ``key`` unless a different key is stored and ``force`` is off, then
     print the address (stdout) and ``done`` plus where the key went (stderr)."""
     address = address_of(Secret(key))
@@ -92,25 +75,22 @@ def _store(
         if stored is not None and _normalized(stored) != key:
             previous = _describe(stored)
             if not force:
-                error(
-                    stderr,
+                console.error(
                     f"a wallet key is already stored in the OS keyring ({previous}); nothing was changed. "
                     "Replacing it would lose any USDC held there. Move the funds or back up the key, then "
                     "run `nonecap-mcp wallet remove`, or pass --force.",
                 )
                 return 1
-            note(stderr, f"replacing the previously stored wallet {previous}.")
+            console.note(f"replacing the previously stored wallet {previous}.")
         if stored is None or stored != key:
             keystore.write_secret(WALLET_KEY_NAME, key, timeout=keystore.CLI_TIMEOUT)
         backend = keystore.backend_name(timeout=keystore.CLI_TIMEOUT)
     except keystore.KeystoreError as exc:
-        error(stderr, f"could not store the wallet key: {exc} Or set {WALLET_KEY_ENV} in the MCP server's env instead.")
+        console.error(f"could not store the wallet key: {exc} Or set {WALLET_KEY_ENV} in the MCP server's env instead.")
         return 1
-    print(address, file=stdout)
-    note(stderr, f"the private key of {address} is in the OS keyring ({backend}). {done}")
-    env_note = _env_key_note(env)
-    if env_note:
-        note(stderr, env_note)
+    print(address, file=console.stdout)
+    console.note(f"the private key of {address} is in the OS keyring ({backend}). {done}")
+    console.note_env_override(WALLET_KEY_ENV)
     return 0
 
 
@@ -128,9 +108,7 @@ def create(
     return _store(
         account.key.to_0x_hex(),
         force=force,
-        stdout=sys.stdout if stdout is None else stdout,
-        stderr=sys.stderr if stderr is None else stderr,
-        env=os.environ if env is None else env,
+        console=Console.of(stdout=stdout, stderr=stderr, env=env),
         done=_BACKUP_HINT,
     )
 
@@ -146,27 +124,16 @@ def import_key(
 ) -> int:
     """Store an existing key: prompted without echo on a TTY, else one line of
     stdin (``from_stdin`` forces that), never from the command line."""
-    stdin = sys.stdin if stdin is None else stdin
-    stdout = sys.stdout if stdout is None else stdout
-    stderr = sys.stderr if stderr is None else stderr
-    env = os.environ if env is None else env
-
-    raw = read_secret_line(_PROMPT, from_stdin=from_stdin, stdin=stdin, stderr=stderr)
-    if raw is None:
-        return 130
-    if not raw.strip():
-        error(
-            stderr,
-            "no private key was given; nothing was stored. Paste it at the prompt, or pipe it in: "
-            "`nonecap-mcp wallet import --stdin < keyfile`.",
-        )
-        return 2
+    console = Console.of(stdin=stdin, stdout=stdout, stderr=stderr, env=env)
+    raw = console.read_secret(_PROMPT, from_stdin=from_stdin, what="private key", command="wallet import")
+    if isinstance(raw, int):
+        return raw
     try:
         key = check_private_key(raw)
     except ConfigurationError as exc:
-        error(stderr, f"{exc.message} Nothing was stored.")
+        console.error(f"{exc.message} Nothing was stored.")
         return 1
-    return _store(key, force=force, stdout=stdout, stderr=stderr, env=env, done="Fund it with USDC on Base to pay for solves.")
+    return _store(key, force=force, console=console, done="Fund it with USDC on Base to pay for solves.")
 
 
 def show(
@@ -181,42 +148,40 @@ def show(
     Exit 0 with a balance; 1 when there is no usable wallet, or when the RPC
     fails (the address is still printed, the error goes to stderr).
     """
-    stdout = sys.stdout if stdout is None else stdout
-    stderr = sys.stderr if stderr is None else stderr
-    env = os.environ if env is None else env
+    console = Console.of(stdout=stdout, stderr=stderr, env=env)
     chain = find_network(network)
     if chain is None:
-        error(stderr, f"unknown network {network!r}.")
+        console.error(f"unknown network {network!r}.")
         return 2
 
     try:
-        wallet = anyio.run(partial(load_wallet, env, timeout=keystore.CLI_TIMEOUT))
+        wallet = anyio.run(partial(load_wallet, console.env, timeout=keystore.CLI_TIMEOUT))
         source = (
             f"{WALLET_KEY_ENV} environment variable"
-            if env.get(WALLET_KEY_ENV, "").strip()
+            if console.env.get(WALLET_KEY_ENV, "").strip()
             else f"OS keyring ({keystore.backend_name(timeout=keystore.CLI_TIMEOUT)})"
         )
     except ConfigurationError as exc:
-        error(stderr, exc.message)
+        console.error(exc.message)
         return 1
     except keystore.KeystoreError as exc:
-        error(stderr, f"could not read the OS keyring: {exc}")
+        console.error(f"could not read the OS keyring: {exc}")
         return 1
     if wallet is None:
-        print(f"Wallet:  none (checked {WALLET_KEY_ENV} and the OS keyring)", file=stdout)
-        error(stderr, _NO_WALLET)
+        print(f"Wallet:  none (checked {WALLET_KEY_ENV} and the OS keyring)", file=console.stdout)
+        console.error(_NO_WALLET)
         return 1
 
-    print(f"Address: {wallet.address}", file=stdout)
-    print(f"Source:  {source}", file=stdout)
-    print(f"Network: {chain.name} ({chain.caip2})", file=stdout)
+    print(f"Address: {wallet.address}", file=console.stdout)
+    print(f"Source:  {source}", file=console.stdout)
+    print(f"Network: {chain.name} ({chain.caip2})", file=console.stdout)
     try:
-        balance = anyio.run(partial(usdc_balance, wallet.address, rpc_url=rpc_url_for(env, chain), network=chain))
+        balance = anyio.run(partial(usdc_balance, wallet.address, rpc_url=rpc_url_for(console.env, chain), network=chain))
     except NoneCapError as exc:
-        print("Balance: unavailable", file=stdout)
-        error(stderr, f"could not read the USDC balance: {exc.message}")
+        print("Balance: unavailable", file=console.stdout)
+        console.error(f"could not read the USDC balance: {exc.message}")
         return 1
-    print(f"Balance: {balance} USDC", file=stdout)
+    print(f"Balance: {balance} USDC", file=console.stdout)
     return 0
 
 
@@ -228,26 +193,22 @@ def remove(
 ) -> int:
     """Delete the key from the OS keyring (exit 0 even if none was stored),
     naming the address it belonged to, since its funds now need a backup."""
-    stdout = sys.stdout if stdout is None else stdout
-    stderr = sys.stderr if stderr is None else stderr
-    env = os.environ if env is None else env
+    console = Console.of(stdout=stdout, stderr=stderr, env=env)
 
     try:
         stored = _read_stored()
         removed = keystore.delete_secret(WALLET_KEY_NAME, timeout=keystore.CLI_TIMEOUT)
         backend = keystore.backend_name(timeout=keystore.CLI_TIMEOUT)
     except keystore.KeystoreError as exc:
-        error(stderr, f"could not remove the wallet key from the OS keyring: {exc}")
+        console.error(f"could not remove the wallet key from the OS keyring: {exc}")
         return 1
 
     if removed:
         address = _describe(stored) if stored is not None else "(a blank entry)"
-        print(f"Removed wallet {address} from the OS keyring ({backend}).", file=stdout)
+        print(f"Removed wallet {address} from the OS keyring ({backend}).", file=console.stdout)
         if stored is not None:
-            note(stderr, f"USDC still held by {address} can now only be spent with a backup of its key.")
+            console.note(f"USDC still held by {address} can now only be spent with a backup of its key.")
     else:
-        print(f"No wallet key was stored in the OS keyring ({backend}); nothing to remove.", file=stdout)
-    env_note = _env_key_note(env)
-    if env_note:
-        note(stderr, f"{env_note} Unset it to stop using that key.")
+        print(f"No wallet key was stored in the OS keyring ({backend}); nothing to remove.", file=console.stdout)
+    console.note_env_override(WALLET_KEY_ENV, removed=True)
     return 0
