@@ -10,10 +10,14 @@ call never creates two solves or charges twice.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import anyio
@@ -21,14 +25,17 @@ import httpx
 
 from nonecap_mcp import __version__
 from nonecap_mcp.credentials import Secret
+from nonecap_mcp.config import API_MAX_WAIT_SECONDS as API_MAX_WAIT
 from nonecap_mcp.errors import (
     APIConnectionError,
     APIError,
     ConflictError,
     InvalidArgumentError,
+    NoneCapError,
     OutcomeUnknownError,
     api_error_class,
 )
+from nonecap_mcp.guidance import API_ERRORS
 from nonecap_mcp.models import Account, Solve, SolveList
 from nonecap_mcp.retry import RetryPolicy, call_with_retries, parse_retry_after
 
@@ -37,13 +44,32 @@ log = logging.getLogger("nonecap_mcp.http")
 KeyProvider = Callable[[], Awaitable[Secret]]
 SOLVE_ID = re.compile(r"^(solve|x402)_[0-9A-Za-z]{1,64}$")  # x402_… ids are local (the ledger)
 READ_MARGIN_SECONDS = 15.0  # HTTP read timeout = ?wait + this, so a long-poll never times out first
-RECONCILE_WINDOW = timedelta(minutes=2)  # clock skew we tolerate when matching a lost create
+UNKNOWN_SKEW_WINDOW = timedelta(minutes=2)  # before any Date header, how far back a lost create may lie
+KNOWN_SKEW_SLACK = timedelta(seconds=2)  # Date has 1 s resolution
 _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _POST_RETRYABLE = frozenset({"pool_exhausted", "rate_limited", "concurrency_limit_exceeded"})
 
 
 class _MaybeSent(Exception):
     """A non-idempotent request failed after it may have reached the server."""
+
+
+@dataclass
+class _Create:
+    """What one create_solve call knows about what it may have created upstream."""
+
+    body: dict[str, Any]
+    page: tuple[str, str, str]  # (type, sitekey, url): what a lost create is matched on
+    since: datetime  # on the API's clock, just before the first send
+    maybe_created: bool = False  # a POST is out, or went unanswered
+    solve_id: str | None = None
+
+
+def _seconds_left(deadline: float | None, default: int) -> int:
+    """Whole seconds to the deadline (for ?wait), or `default` without one."""
+    if deadline is None:
+        return default
+    return max(0, min(default or API_MAX_WAIT, int(deadline - time.monotonic())))
 
 
 def check_solve_id(value: str, param: str = "id") -> str:
@@ -68,7 +94,9 @@ class CreditsAPI:
         self._key_provider = key_provider
         self._retry = retry or RetryPolicy()
         self._slots = anyio.Semaphore(max_concurrency)
-        self._claimed: set[str] = set()
+        self._claimed: set[str] = set()  # ids some call of ours already returned
+        self._unanswered: Counter[tuple[str, str, str]] = Counter()  # create POSTs awaiting an answer, per page
+        self._clock_skew: float | None = None  # API clock minus ours, from Date headers
         self._http = httpx.AsyncClient(
             base_url=base_url,
             transport=transport,
@@ -97,11 +125,18 @@ class CreditsAPI:
             headers={"Authorization": f"Bearer {key.reveal()}"},
             timeout=httpx.Timeout(10.0, read=read_timeout),
         )
+        self._learn_clock(response)
         log.info(
             "%s %s -> %s in %.0f ms (request %s)",
             method, path, response.status_code, (time.monotonic() - started) * 1000, response.headers.get("request-id", "-"),
         )
         return response
+
+    def _learn_clock(self, response: httpx.Response) -> None:
+        try:
+            self._clock_skew = parsedate_to_datetime(response.headers["date"]).timestamp() - time.time()
+        except (KeyError, TypeError, ValueError):
+            pass
 
     @staticmethod
     def _error(response: httpx.Response) -> APIError:
@@ -184,72 +219,134 @@ class CreditsAPI:
     async def create_solve(self, body: dict[str, Any], *, wait: int = 0, deadline: float | None = None) -> Solve:
         """POST /v1/solves (?wait), holding one of the local in-flight slots while it runs.
 
-        If the caller is cancelled before the answer arrives, the solve it may have created
-        is found and cancelled upstream, so its credit is refunded rather than spent.
+        `deadline` (monotonic) bounds the whole call: waiting for a slot, the long-poll and
+        retries. If the caller is cancelled, the solve this call created (known by id, or
+        found unambiguously after a lost answer) is cancelled upstream, so its credit is
+        refunded rather than spent.
         """
-        async with self._slots:
-            since = datetime.now(UTC)
+        call = _Create(body=body, page=(body["type"], body["sitekey"], body["url"]), since=self._server_now())
+        try:
+            await self._take_slot(deadline)
             try:
-                return await self._create_once_or_reconcile(body, wait, deadline, since)
-            except anyio.get_cancelled_exc_class():
-                with anyio.CancelScope(shield=True), anyio.move_on_after(10):
-                    await self._cancel_orphan(body, since)
-                raise
+                return await self._create(call, wait, deadline)
+            finally:
+                self._slots.release()
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True), anyio.move_on_after(10):
+                await self._abandon(call)
+            raise
 
-    async def _create_once_or_reconcile(self, body: dict[str, Any], wait: int, deadline: float | None, since: datetime) -> Solve:
-        params = {"wait": wait} if wait else None
+    async def _take_slot(self, deadline: float | None) -> None:
+        """Wait for one of the local in-flight slots, at most until the deadline."""
+        try:
+            self._slots.acquire_nowait()
+            return
+        except anyio.WouldBlock:
+            pass
+        with anyio.move_on_after(max(0.0, deadline - time.monotonic()) if deadline is not None else math.inf):
+            await self._slots.acquire()
+            return
+        raise NoneCapError(
+            "concurrency_limit_exceeded",
+            "Every local solve slot stayed busy for the whole wait; nothing was created.",
+            guidance=API_ERRORS["concurrency_limit_exceeded"],
+        )
+
+    async def _create(self, call: _Create, wait: int, deadline: float | None) -> Solve:
+        """One create, long-polling in the POST itself (one request per solve) unless another
+        create for the same page is unanswered: then POST without ?wait and long-poll with a
+        GET, so each call learns its own id at once and a lost answer stays unambiguous."""
         for _ in range(2):
+            remaining = _seconds_left(deadline, wait)
+            long_poll = remaining > 0 and self._unanswered[call.page] == 0
+            call.maybe_created = True
+            self._unanswered[call.page] += 1
             try:
-                data = await self._request("POST", "/v1/solves", params=params, body=body, read_timeout=wait + READ_MARGIN_SECONDS, deadline=deadline)
-            except _MaybeSent as exc:
+                try:
+                    data = await self._request(
+                        "POST", "/v1/solves", params={"wait": remaining} if long_poll else None, body=call.body,
+                        read_timeout=remaining + READ_MARGIN_SECONDS,
+                        deadline=deadline + READ_MARGIN_SECONDS if deadline is not None else None,
+                    )
+                    solve = self._solve(data)
+                finally:
+                    self._unanswered[call.page] -= 1
+            except (_MaybeSent, APIError) as exc:
+                if isinstance(exc, APIError) and exc.http_status >= 300:
+                    call.maybe_created = False  # an error answer: nothing was created
+                    raise
                 log.warning("create outcome unknown (%s); reconciling before any re-send", exc)
-                found = await self._find_created(body, since)
+                found = await self._find_created(call)
                 if found is None:
+                    call.maybe_created = False
                     continue  # it was never created: sending again cannot charge twice
-                return await self._finish_adopted(found, wait, deadline)
-            solve = self._solve(data)
+                call.solve_id = found.id
+                return await self._finish_adopted(found, deadline)
+            except APIConnectionError:
+                call.maybe_created = False  # never left
+                raise
+            call.solve_id = solve.id
             self._claimed.add(solve.id)
-            return solve
+            return solve if long_poll else await self._finish_adopted(solve, deadline)
         raise OutcomeUnknownError("The create request failed twice without an answer and no new solve was found.")
 
-    async def _finish_adopted(self, solve: Solve, wait: int, deadline: float | None) -> Solve:
+    async def _finish_adopted(self, solve: Solve, deadline: float | None) -> Solve:
         """Wait on a solve found by reconciliation for whatever is left of the caller's wait."""
-        remaining = int(min(wait, (deadline - time.monotonic()) if deadline else wait))
+        remaining = _seconds_left(deadline, 0)
         if solve.is_terminal or remaining < 1:
             return solve
         return await self.get_solve(solve.id, wait=remaining, deadline=deadline)
 
-    async def _find_created(self, body: dict[str, Any], since: datetime) -> Solve | None:
-        """The solve a lost create made, among the newest ones, if it exists."""
+    async def _find_created(self, call: _Create) -> Solve | None:
+        """The solve a lost create made, if exactly one candidate can be it.
+
+        Another unanswered create for the same page in this process, or two candidates,
+        make the answer ambiguous: then nothing is adopted, cancelled or re-sent.
+        """
+        if self._unanswered[call.page] > 0:
+            raise OutcomeUnknownError("Another create for the same page was in flight, so the lost answer cannot be matched safely.")
         try:
             for lookup in range(2):
                 if lookup:
                     await anyio.sleep(0.5)
-                page = await self.list_solves(limit=20, type=body["type"])
-                for solve in reversed(page.data):
-                    if self._matches(solve, body, since):
-                        self._claimed.add(solve.id)
-                        return solve
+                page = await self.list_solves(limit=20, type=call.body["type"])
+                candidates = [solve for solve in page.data if self._matches(solve, call)]
+                if len(candidates) > 1:
+                    raise OutcomeUnknownError(f"Several new solves could be this call's: {', '.join(s.id for s in candidates)}.")
+                if candidates:
+                    self._claimed.add(candidates[0].id)
+                    return candidates[0]
         except (APIError, APIConnectionError) as exc:
             raise OutcomeUnknownError(f"Could not check whether the create went through ({exc.code}).") from exc
         return None
 
-    def _matches(self, solve: Solve, body: dict[str, Any], since: datetime) -> bool:
-        if solve.id in self._claimed or (solve.sitekey, solve.url) != (body["sitekey"], body["url"]):
+    def _matches(self, solve: Solve, call: _Create) -> bool:
+        if solve.id in self._claimed or (solve.type, solve.sitekey, solve.url) != call.page:
             return False
         try:
             created = datetime.fromisoformat(solve.created_at or "")
         except ValueError:
             return False
-        return created >= since - RECONCILE_WINDOW
+        return created >= call.since
 
-    async def _cancel_orphan(self, body: dict[str, Any], since: datetime) -> None:
-        """Best effort: cancel (and so refund) a solve whose creating call was abandoned."""
+    def _server_now(self) -> datetime:
+        """Now on the API's clock (from its Date headers), minus the slack that clock needs."""
+        if self._clock_skew is None:
+            return datetime.now(UTC) - UNKNOWN_SKEW_WINDOW
+        return datetime.now(UTC) + timedelta(seconds=self._clock_skew) - KNOWN_SKEW_SLACK
+
+    async def _abandon(self, call: _Create) -> None:
+        """Best effort: cancel (and so refund) what an abandoned call created."""
         try:
-            found = await self._find_created(body, since)
-            if found is not None and not found.is_terminal:
-                await self.cancel_solve(found.id)
-                log.info("cancelled %s after the host cancelled the call; its credit is refunded", found.id)
+            solve_id = call.solve_id
+            if solve_id is None and call.maybe_created:
+                found = await self._find_created(call)
+                solve_id = found.id if found else None
+            if solve_id is not None:
+                await self.cancel_solve(solve_id)
+                log.info("cancelled %s after the host cancelled the call; its credit is refunded", solve_id)
+        except ConflictError:
+            pass  # it had already finished
         except (APIError, APIConnectionError, OutcomeUnknownError) as exc:
             log.warning("could not cancel an abandoned solve (%s)", exc.code)
 

@@ -11,7 +11,7 @@ from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from nonecap_mcp.config import MAX_WAIT_SECONDS
-from nonecap_mcp.credits_api import READ_MARGIN_SECONDS, check_solve_id
+from nonecap_mcp.credits_api import check_solve_id
 from nonecap_mcp.errors import InvalidArgumentError, NoneCapError
 from nonecap_mcp.models import Solve, SolveList
 from nonecap_mcp.tools.consent import PaymentConsent, payment_consent
@@ -78,7 +78,7 @@ async def create_solve(
                     raise InvalidArgumentError(param, f"The x402 rail solves proxyless hcaptcha only and takes no {param}; use rail=credits.")
             solve_id = await state.x402.start(captcha_type=type, sitekey=body["sitekey"], url=body["url"], user_agent=user_agent)
             return await with_progress(ctx, wait, "solving", lambda: state.x402.get(solve_id, wait=wait))
-        deadline = time.monotonic() + wait + READ_MARGIN_SECONDS
+        deadline = time.monotonic() + wait
         return await with_progress(
             ctx, wait, "solving", lambda: state.credits.create_solve(body, wait=wait, deadline=deadline)
         )
