@@ -69,6 +69,11 @@ class KeystoreError(Exception):
     """
 
 
+class KeyringUnavailable(KeystoreError):
+    """There is no usable keyring at all here (so nothing can be stored in it),
+    as opposed to one that is locked, broken or not answering."""
+
+
 _backend: KeyringBackend | None = None
 _backend_lock = threading.Lock()
 # The most recent call that timed out and may still be blocked inside the
@@ -175,7 +180,7 @@ def _translate(exc: Exception, *, secret: str | None = None) -> KeystoreError:
     if secret:
         detail = detail.replace(secret, "***")
     if isinstance(exc, keyring.errors.NoKeyringError):
-        msg = (
+        return KeyringUnavailable(
             "No usable OS keyring was found: no Secret Service is reachable (is "
             "DBUS_SESSION_BUS_ADDRESS set, and is gnome-keyring or KeePassXC running?). "
             "Install or start a Secret Service."

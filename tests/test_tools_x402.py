@@ -270,3 +270,69 @@ async def test_a_payment_orphaned_by_a_crash_reads_as_unknown(payer: Agent, tmp_
     solve = await payer.ok("get_solve", {"id": solve_id, "wait_seconds": 0})
     assert solve["status"] == "failed" and solve["error"]["code"] == "payment_outcome_unknown"
     assert [p["state"] for p in ledger.payments_for(solve_id)] == ["unknown"]
+
+
+async def test_wallet_only_balance_survives_an_rpc_outage(payer: Agent, sandbox: Sandbox) -> None:
+    sandbox.inject_fault(method="POST", path="/rpc", action="drop_before", times=10)
+    balance = await payer.ok("get_balance")
+    assert balance["wallet_address"] == SANDBOX_WALLET_ADDRESS and balance["usdc_balance"] is None
+    assert balance["x402_spent_today_usd"] == "0" and balance["x402_daily_budget_usd"] == "1.00"
+    credits_note, x402_note = balance["notes"]
+    assert credits_note.startswith("credits: credits_balance, account_id, key_mode unavailable (missing_api_key)")
+    assert x402_note.startswith("x402: usdc_balance unavailable (rpc_error)")
+
+
+async def test_no_payment_method_says_configure_payment(sandbox: Sandbox, tmp_path: Path) -> None:
+    env = x402_env(sandbox, tmp_path)
+    del env["NONECAP_WALLET_PRIVATE_KEY"]
+    async with Client(build_server(load_settings(env)), mode="legacy") as client:
+        agent = Agent(client)
+        balance_text = await agent.error("get_balance")
+        x402_text = await agent.error("create_solve", solve_args("sandbox-solve-100ms", rail="x402"))
+    assert "no_payment_method" in balance_text and '"action": "configure_payment"' in balance_text
+    assert "missing_wallet" in x402_text and '"action": "configure_payment"' in x402_text
+
+
+async def test_unusable_state_dir_is_a_local_state_error(sandbox: Sandbox, tmp_path: Path, mode: str) -> None:
+    # A path under a regular file cannot be created even by root (a read-only dir can).
+    (tmp_path / "not-a-dir").write_text("")
+    env = x402_env(sandbox, tmp_path / "not-a-dir" / "state")
+    async with Client(build_server(load_settings(env)), mode=mode) as client:
+        agent = Agent(client)
+        texts = [await agent.error("create_solve", solve_args("sandbox-solve-100ms")),
+                 await agent.error("list_solves", {"rail": "x402"})]
+    for text in texts:
+        assert "local_state_error: NotADirectoryError:" in text
+        assert '"action": "check_state_dir"' in text and '"retryable": false' in text
+    assert sandbox.payment_attempts == [] and sandbox.settlements == []
+
+
+async def test_confirm_payment_cannot_skip_a_host_that_can_ask(sandbox: Sandbox, tmp_path: Path, mode: str) -> None:
+    async def decline(_ctx: Any, _params: Any) -> ElicitResult:
+        return ElicitResult(action="decline")
+
+    env = x402_env(sandbox, tmp_path, NONECAP_CONFIRM_ABOVE_USD="0.01")
+    async with Client(build_server(load_settings(env)), mode=mode, elicitation_callback=decline) as client:
+        result = await Agent(client).call("create_solve", solve_args("sandbox-solve-100ms", confirm_payment=True))
+    assert result.is_error and sandbox.settlements == [] and sandbox.payment_attempts == []
+
+
+async def test_bad_arguments_ask_nobody_and_send_nothing(sandbox: Sandbox, tmp_path: Path, mode: str) -> None:
+    asked: list[str] = []
+
+    async def elicit(_ctx: Any, params: Any) -> ElicitResult:
+        asked.append(params.message)
+        return ElicitResult(action="accept", content={"confirm": True})
+
+    env = x402_env(sandbox, tmp_path, NONECAP_CONFIRM_ABOVE_USD="0.01")
+    async with Client(build_server(load_settings(env)), mode=mode, elicitation_callback=elicit) as client:
+        text = await Agent(client).error("create_solve", solve_args("sandbox-solve-100ms", url="not a url"))
+    assert "param: url" in text and asked == [] and sandbox.requests == []
+
+
+async def test_a_broken_api_key_never_falls_back_to_paying_usdc(sandbox: Sandbox, tmp_path: Path) -> None:
+    env = x402_env(sandbox, tmp_path, NONECAP_API_KEY="nc_live_" + "A" * 31)  # one character short
+    async with Client(build_server(load_settings(env)), mode="legacy") as client:
+        text = await Agent(client).error("create_solve", solve_args("sandbox-solve-100ms"))
+    assert "invalid_api_key" in text and "NONECAP_API_KEY" in text
+    assert sandbox.requests == []

@@ -1,12 +1,16 @@
 """Asking the user before an x402 payment above the operator's confirmation threshold.
 
-Runs as an SDK resolver before `create_solve`'s body: with a host that can show forms it
-asks through MCP elicitation; otherwise the agent must pass `confirm_payment=true`, which
-it should only do after asking the user itself. The price comes from the rail's published
-table, never from tool arguments.
+Runs as an SDK resolver before `create_solve`'s body. It first checks the arguments (so a
+bad call asks nobody and sends nothing), then: with a host that can show forms it always
+asks the user through MCP elicitation — an agent cannot skip that with an argument; only
+where the host cannot ask does `confirm_payment=true` stand in, which the agent should
+pass only after asking the user itself. The price comes from the rail's published table,
+never from tool arguments.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from mcp.server.mcpserver import Context, Elicit
 from pydantic import BaseModel, Field
@@ -14,6 +18,8 @@ from pydantic import BaseModel, Field
 from nonecap_mcp.errors import ConfigurationError
 from nonecap_mcp.tools.errors import tool_errors
 from nonecap_mcp.tools.state import AppState
+from nonecap_mcp.validation import ProxyConfig, build_solve_body
+from nonecap_mcp.x402.rail import X402Rail
 
 
 class PaymentConsent(BaseModel):
@@ -23,22 +29,37 @@ class PaymentConsent(BaseModel):
 
 
 async def payment_consent(
-    type: str, url: str, rail: str | None, confirm_payment: bool, ctx: Context[AppState]
+    type: str,
+    sitekey: str,
+    url: str,
+    rqdata: str | None,
+    user_agent: str | None,
+    proxy: str | ProxyConfig | None,
+    webhook_url: str | None,
+    rail: str | None,
+    confirm_payment: bool,
+    ctx: Context[AppState],
 ) -> PaymentConsent | Elicit[PaymentConsent]:
-    """Consent for this call's spend: implicit for credits and small x402 payments."""
+    """Consent for this call's spend: implicit for credits and for x402 at or under the threshold."""
     state = ctx.request_context.lifespan_context
     with tool_errors():
+        body: dict[str, Any] = build_solve_body(
+            type=type, sitekey=sitekey, url=url, rqdata=rqdata, user_agent=user_agent, proxy=proxy, webhook_url=webhook_url
+        )
         if await state.choose_rail(rail) != "x402":
             return PaymentConsent(confirm=True)
+        X402Rail.check_body(body)
         price = await state.x402.price_for(type)
         threshold = state.settings.confirm_above_usd
-        if price <= threshold or confirm_payment:
+        if price <= threshold:
             return PaymentConsent(confirm=True)
         capabilities = ctx.client_capabilities
         if capabilities is not None and capabilities.elicitation is not None:
-            return Elicit(f"Pay ${price} USDC (x402, on success only) for one {type} solve of {url}?", PaymentConsent)
+            return Elicit(f"Pay ${price} USDC (x402, only if it succeeds) for one {type} solve of {body['url']}?", PaymentConsent)
+        if confirm_payment:
+            return PaymentConsent(confirm=True)
         raise ConfigurationError(
             "confirmation_required",
-            f"An x402 solve costs ${price}, above the confirmation threshold ${threshold} (NONECAP_CONFIRM_ABOVE_USD). "
-            "Ask the user; if they agree, call create_solve again with confirm_payment=true.",
+            f"An x402 solve costs ${price}, above the confirmation threshold ${threshold} (NONECAP_CONFIRM_ABOVE_USD), "
+            "and this host cannot ask the user. Ask them; if they agree, call create_solve again with confirm_payment=true.",
         )

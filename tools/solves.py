@@ -12,13 +12,14 @@ from pydantic import Field
 
 from nonecap_mcp.config import MAX_WAIT_SECONDS
 from nonecap_mcp.credits_api import check_solve_id
-from nonecap_mcp.errors import InvalidArgumentError, NoneCapError
+from nonecap_mcp.errors import NoneCapError
 from nonecap_mcp.models import Solve, SolveList
 from nonecap_mcp.tools.consent import PaymentConsent, payment_consent
 from nonecap_mcp.tools.errors import tool_errors
 from nonecap_mcp.tools.progress import with_progress
 from nonecap_mcp.tools.state import AppState
 from nonecap_mcp.validation import ProxyConfig, build_solve_body
+from nonecap_mcp.x402.rail import X402Rail
 
 CaptchaType = Literal["hcaptcha", "hcaptcha_enterprise"]
 Status = Literal["pending", "solving", "solved", "failed", "cancelled", "expired"]
@@ -53,7 +54,8 @@ async def create_solve(
     wait_seconds: WaitSeconds = None,
     rail: RailChoice = None,
     confirm_payment: Annotated[
-        bool, Field(description="x402 only: set true after the user approved a payment above the confirmation threshold.")
+        bool,
+        Field(description="x402, hosts that cannot ask the user: true once the user approved a payment above the threshold."),
     ] = False,
     consent: Annotated[PaymentConsent, Resolve(payment_consent)] = PaymentConsent(confirm=True),
 ) -> Solve:
@@ -73,9 +75,7 @@ async def create_solve(
             raise NoneCapError("confirmation_declined", "The user declined the payment; nothing was paid.")
         wait = _wait(state, wait_seconds)
         if await state.choose_rail(rail) == "x402":
-            for param in ("rqdata", "proxy", "webhook_url"):
-                if param in body:
-                    raise InvalidArgumentError(param, f"The x402 rail solves proxyless hcaptcha only and takes no {param}; use rail=credits.")
+            X402Rail.check_body(body)
             solve_id = await state.x402.start(captcha_type=type, sitekey=body["sitekey"], url=body["url"], user_agent=user_agent)
             return await with_progress(ctx, wait, "solving", lambda: state.x402.get(solve_id, wait=wait))
         deadline = time.monotonic() + wait

@@ -59,7 +59,9 @@ class AppState:
         try:
             await self.credits.api_key()
             return "credits"
-        except ConfigurationError:
+        except ConfigurationError as exc:
+            if exc.code != "missing_api_key":
+                raise  # a malformed key or a failing keyring must not quietly switch to paying USDC
             if await self.wallet() is not None:
                 return "x402"
         raise ConfigurationError("no_payment_method", NO_PAYMENT_METHOD)
@@ -76,7 +78,7 @@ def key_provider(settings: Settings, sandbox_key: str | None) -> KeyProvider:
             try:
                 cached.append(await resolve_api_key(settings.env, timeout=settings.keyring_timeout))
             except CredentialError as exc:
-                raise ConfigurationError("missing_api_key", str(exc)) from None
+                raise ConfigurationError(exc.code, str(exc)) from None
         return cached[0]
 
     return provide

@@ -108,6 +108,14 @@ class X402Rail:
         except KeyError:
             raise InvalidArgumentError("type", f"The x402 rail supports type {', '.join(X402_TASK_TYPES)}; use rail=credits for {captcha_type}.") from None
 
+    @classmethod
+    def check_body(cls, body: dict[str, Any]) -> None:
+        """Refuse, naming the parameter, what the x402 rail cannot do (before any request)."""
+        cls.task_type(body["type"])
+        for param in ("rqdata", "proxy", "webhook_url"):
+            if param in body:
+                raise InvalidArgumentError(param, f"The x402 rail solves proxyless hcaptcha only and takes no {param}; use rail=credits.")
+
     async def price_for(self, captcha_type: str) -> Decimal:
         """The published USD price of one solve of this type."""
         task_type = self.task_type(captcha_type)
