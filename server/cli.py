@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from nonecap_mcp import __version__
 from nonecap_mcp.config import ENV_VARS, OPTIONS, Settings, load_settings
 from nonecap_mcp.errors import ConfigurationError
-from nonecap_mcp.redaction import RedactingFilter
+from nonecap_mcp.redaction import RedactingFormatter
 
 EPILOG = """\
 environment: NONECAP_API_KEY (else the OS keyring; see `auth login`), NONECAP_WALLET_PRIVATE_KEY
@@ -74,8 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 def setup_logging(level: str) -> None:
     """Log to stderr only, redacted; installed before the SDK's own basicConfig can run."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(RedactingFilter())
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

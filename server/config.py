@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from nonecap_mcp.x402.policy import SpendPolicy
@@ -22,6 +23,23 @@ DEFAULT_X402_BASE = "https://api.ucaptcha.net"  # the host the x402 rail contrac
 Rail = Literal["auto", "credits", "x402"]
 MAX_WAIT_SECONDS = 55  # hosts cut tool calls off at about 60 s
 API_MAX_WAIT_SECONDS = 90  # the API's own ?wait bound
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")  # the only hosts plain http may reach
+
+
+def _is_allowed_base_url(url: str) -> bool:
+    """https, or plain http to this machine only; never user:pass@, which would go out with every request.
+
+    The host is parsed, not prefix-matched: `http://localhost@evil.example` and
+    `http://localhost.evil.example` both start like a local URL and are not one.
+    """
+    try:
+        parts = urlsplit(url)
+        parts.port  # reading it is what rejects a malformed port (ValueError)
+    except ValueError:
+        return False
+    if not parts.hostname or "@" in parts.netloc:
+        return False
+    return parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in LOCAL_HOSTS)
 
 
 @dataclass(frozen=True)
@@ -47,8 +65,12 @@ class Settings:
 
     def __post_init__(self) -> None:
         for name in ("api_base", "x402_base"):
-            if not getattr(self, name).startswith(("https://", "http://127.0.0.1", "http://localhost", "http://[::1]")):
-                raise ConfigurationError("invalid_config", f"{ENV_VARS[name]} must be an https:// URL (plain http only for localhost).")
+            if not _is_allowed_base_url(getattr(self, name)):
+                raise ConfigurationError(
+                    "invalid_config",
+                    f"{ENV_VARS[name]} must be an https:// URL with a host and no user:password@ "
+                    "(plain http:// only to 127.0.0.1, localhost or [::1]).",
+                )
         if self.rail not in ("auto", "credits", "x402"):
             raise ConfigurationError("invalid_config", "NONECAP_RAIL must be auto, credits or x402.")
         try:
@@ -61,6 +83,8 @@ class Settings:
             raise ConfigurationError("invalid_config", "NONECAP_MAX_CONCURRENCY must be 1-100.")
         if not 0 <= self.max_retries <= 10:
             raise ConfigurationError("invalid_config", "NONECAP_MAX_RETRIES must be 0-10.")
+        if not 0 < self.keyring_timeout <= 60:  # also refuses nan and inf, which would let a keyring hang every call
+            raise ConfigurationError("invalid_config", "NONECAP_KEYRING_TIMEOUT must be more than 0 and at most 60 seconds.")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigurationError("invalid_config", "NONECAP_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR.")
 

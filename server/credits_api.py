@@ -37,7 +37,7 @@ from nonecap_mcp.errors import (
 )
 from nonecap_mcp.guidance import API_ERRORS
 from nonecap_mcp.models import Account, Solve, SolveList
-from nonecap_mcp.retry import RetryPolicy, call_with_retries, parse_retry_after
+from nonecap_mcp.retry import NEVER_SENT, RetryPolicy, call_with_retries, parse_retry_after
 
 log = logging.getLogger("nonecap_mcp.http")
 
@@ -46,7 +46,6 @@ SOLVE_ID = re.compile(r"^(solve|x402)_[0-9A-Za-z]{1,64}$")  # x402_… ids are l
 READ_MARGIN_SECONDS = 15.0  # HTTP read timeout = ?wait + this, so a long-poll never times out first
 UNKNOWN_SKEW_WINDOW = timedelta(minutes=2)  # before any Date header, how far back a lost create may lie
 KNOWN_SKEW_SLACK = timedelta(seconds=2)  # Date has 1 s resolution
-_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _POST_RETRYABLE = frozenset({"pool_exhausted", "rate_limited", "concurrency_limit_exceeded"})
 
 
@@ -176,7 +175,7 @@ class CreditsAPI:
         async def attempt() -> dict[str, Any]:
             try:
                 response = await self._send(method, path, params, body, read_timeout)
-            except _NEVER_SENT as exc:
+            except NEVER_SENT as exc:
                 raise APIConnectionError(f"Could not connect to NoneCap ({type(exc).__name__}).") from None
             except httpx.TransportError as exc:
                 if method == "POST":

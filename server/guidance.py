@@ -18,6 +18,8 @@ Action = Literal[
     "fix_parameter",
     "top_up",
     "check_api_key",
+    "configure_payment",
+    "check_state_dir",
     "contact_support",
     "wait_for_slot",
     "wait_and_retry",
@@ -74,19 +76,21 @@ SOLVE_FAILURES: dict[str, Guidance] = {
 # Problems found on our side of the wire.
 LOCAL: dict[str, Guidance] = {
     "missing_api_key": _g("check_api_key", False, "No API key is configured. Ask the user to run `nonecap-mcp auth login` in a terminal or set NONECAP_API_KEY in the server's env; `nonecap-mcp serve --sandbox` works offline without one."),
+    "invalid_api_key": _g("check_api_key", False, "The configured API key is malformed (the message says how), so nothing was sent. Ask the user to copy it again into NONECAP_API_KEY or `nonecap-mcp auth login`; retrying will not help."),
     "keyring_error": _g("check_api_key", False, "The OS keyring could not be read. Set NONECAP_API_KEY in the server's env instead, or unlock the keyring."),
     "invalid_argument": _g("fix_parameter", False, "Fix the named parameter and call again; nothing was sent."),
     "connection_error": _g("retry", True, "NoneCap could not be reached. Retry shortly; check the network or NONECAP_API_BASE if it persists."),
     "outcome_unknown": _g("check_status_first", False, "The create request may or may not have created a solve. Call list_solves (newest first) and look for it before creating another, so nothing is paid twice."),
     "unexpected_response": _g("retry", True, "NoneCap answered with something this client does not understand. Retry; report it if it persists."),
     "pending": _g("poll", True, "The solve is still running. Call get_solve with this id and wait_seconds (up to 55) to wait for the result; no new solve is needed."),
-    "missing_wallet": _g("check_api_key", False, "No x402 wallet is configured. Ask the user to run `nonecap-mcp wallet create` or `wallet import` in a terminal, or set NONECAP_WALLET_PRIVATE_KEY; or use rail=credits."),
-    "no_payment_method": _g("check_api_key", False, "Neither an API key (credits) nor an x402 wallet is configured. Ask the user to run `nonecap-mcp auth login` or `nonecap-mcp wallet create`; `nonecap-mcp serve --sandbox` works offline."),
+    "missing_wallet": _g("configure_payment", False, "No x402 wallet is configured. Ask the user to run `nonecap-mcp wallet create` or `wallet import` in a terminal, or set NONECAP_WALLET_PRIVATE_KEY; or use rail=credits."),
+    "no_payment_method": _g("configure_payment", False, "Neither an API key (credits) nor an x402 wallet is configured. Ask the user to run `nonecap-mcp auth login` or `nonecap-mcp wallet create`; `nonecap-mcp serve --sandbox` works offline."),
     "confirmation_required": _g("confirm_payment", False, "This payment is above the confirmation threshold. Ask the user; if they agree, call again with confirm_payment=true."),
     "unknown_x402_solve": _g("check_solve_id", False, "No x402 solve with this id is in this machine's ledger; list_solves with rail=x402 shows them."),
-    "payment_refused": _g("none", False, "The x402 server asked for a payment that does not match the published price, payee, token or URL, so nothing was signed or paid. Do not retry; tell the user, who may report it to the service."),
     "confirmation_declined": _g("none", False, "The user declined this payment and nothing was paid. Do not retry unless they ask."),
+    "refetch_failed": _g("retry", True, "The solve was paid and solved, but re-fetching its token (free) failed just now. Call get_solve again shortly; do not pay for a new solve."),
     "not_cancellable": _g("none", False, "x402 solves cannot be cancelled, and cost nothing unless they succeed; wait for it with get_solve."),
+    "local_state_error": _g("check_state_dir", False, "The server could not read or write its local state (the x402 ledger in NONECAP_STATE_DIR, default ~/.local/state/nonecap-mcp). Only the user can fix this: ask them to check that directory's permissions and free disk space, or point NONECAP_STATE_DIR at a writable one and restart the server. Retrying before then fails the same way. If an x402 solve was under way, its payment may be unrecorded: have the user check the wallet (`nonecap-mcp wallet show`) before paying again."),
     "payment_outcome_unknown": _g("check_status_first", False, "The paid request got no answer, so the payment may have settled; it was counted against the daily budget and was not re-sent. Check the wallet balance before paying for another solve of this page."),
 }
 

@@ -16,12 +16,17 @@ from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
 import anyio
+import httpx
 
 T = TypeVar("T")
 log = logging.getLogger("nonecap_mcp.http")
 
 # Decides about one failure: None = do not retry; otherwise the server's Retry-After (or 0.0).
 Classifier = Callable[[Exception], float | None]
+
+# Transport failures where the request certainly never reached the server: safe to repeat,
+# whatever it would have done. Any other httpx.TransportError may have been delivered.
+NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,16 @@ class ProxyConfig(BaseModel):
 
 
 def check_http_url(param: str, value: str) -> str:
-    """An absolute http(s) URL with a host, as the API requires for url and webhook_url."""
-    parts = urlsplit(value.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    """An absolute http(s) URL with a host, as the API requires for url and webhook_url.
+
+    urlsplit raises ValueError on some malformed URLs (`http://[abc/`); that is the
+    model's mistake too, so it gets the same error naming the parameter.
+    """
+    try:
+        parts = urlsplit(value.strip())
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidArgumentError(param, f"{param} must be an absolute http:// or https:// URL with a host.")
     return value.strip()
 

@@ -80,7 +80,6 @@ def solve(solve_id: str, *, status: str = "solved", type: str = "hcaptcha") -> X
         status=status,
         task_id="task_1",
         result_token="rt_1",
-        token="P1_token" if status == "solved" else None,
         error_code=None,
         error_message=None,
         cost_usd="0.012",
@@ -228,12 +227,16 @@ def test_every_state_but_failed_counts_as_spent(ledger: Ledger, state: str) -> N
         reserve(ledger, budget=AMOUNT)
 
 
-def test_failed_payments_give_the_budget_back(ledger: Ledger) -> None:
+def test_failed_payments_give_the_budget_back_once_their_authorization_expires(path: Path) -> None:
+    clock = Clock(datetime.fromtimestamp(2_000_000_000 - 60, tz=timezone.utc))  # 60 s before valid_before
+    ledger = Ledger(path, now=clock)
     nonce = reserve(ledger, budget=AMOUNT)
     ledger.mark_payment(nonce, "sent")
     ledger.mark_payment(nonce, "failed", error="insufficient_funds")
+    assert ledger.spent_today_atomic() == AMOUNT  # the rail still holds a valid signed authorization
+    clock.at += timedelta(seconds=61)
     assert ledger.spent_today_atomic() == 0
-    reserve(ledger, budget=AMOUNT)
+    reserve(ledger, budget=AMOUNT, nonce="0x" + "cd" * 32)
     assert ledger.spent_today_atomic() == AMOUNT
 
 

@@ -335,3 +335,11 @@ async def test_waiting_for_a_local_slot_counts_against_the_wait(sandbox: Sandbox
             assert time.monotonic() - started < 2.0
     assert "concurrency_limit_exceeded" in text and "nothing was created" in text
     assert len(upstream(sandbox, "POST")) == 1
+
+
+async def test_malformed_key_says_check_api_key_not_retry(sandbox: Sandbox, mode: str) -> None:
+    server = build_server(load_settings(sandbox_env(sandbox, NONECAP_API_KEY="nc_live_" + "A" * 31)))
+    async with Client(server, mode=mode) as client:
+        text = await Agent(client).error("get_balance")
+    assert "invalid_api_key" in text and '"action": "check_api_key", "retryable": false' in text
+    assert upstream(sandbox) == []

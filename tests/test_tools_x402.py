@@ -78,7 +78,7 @@ async def test_failed_solve_costs_nothing(payer: Agent, sandbox: Sandbox, tmp_pa
     assert sandbox.settlements == [] and sandbox.usdc_balance(SANDBOX_WALLET_ADDRESS) == Decimal("5")
     ledger = Ledger(tmp_path / "ledger.sqlite3")
     assert [p["state"] for p in ledger.payments_for(solve["id"])] == ["failed"]
-    assert ledger.spent_today_atomic() == 0
+    assert ledger.spent_today_atomic() == 12000  # held against the budget until the authorization expires
 
 
 async def test_slow_paid_solve_continues_in_the_background(payer: Agent, sandbox: Sandbox) -> None:
@@ -240,7 +240,7 @@ async def test_rail_failures_of_the_paid_request_are_recorded_unsettled(
     solve = await payer.ok("create_solve", solve_args("sandbox-solve-100ms"))
     assert solve["status"] == solve_status and solve["guidance"]["action"] == action and solve["cost_usd"] is None
     ledger = Ledger(tmp_path / "ledger.sqlite3")
-    assert [p["state"] for p in ledger.payments_for(solve["id"])] == ["failed"] and ledger.spent_today_atomic() == 0
+    assert [p["state"] for p in ledger.payments_for(solve["id"])] == ["failed"]
     assert sandbox.settlements == []
 
 
@@ -261,7 +261,7 @@ async def test_a_payment_orphaned_by_a_crash_reads_as_unknown(payer: Agent, tmp_
     ledger = Ledger(tmp_path / "ledger.sqlite3")
     solve_id, nonce = new_x402_id(), "0x" + "ab" * 32
     ledger.upsert_solve(X402Solve(id=solve_id, type="hcaptcha", sitekey="k", url=URL, status="solving", task_id=None,
-                                  result_token=None, token=None, error_code=None, error_message=None, cost_usd=None,
+                                  result_token=None, error_code=None, error_message=None, cost_usd=None,
                                   settlement_tx=None, created_at="2026-01-01T00:00:00.000Z", finished_at=None))
     ledger.reserve_payment(nonce=nonce, solve_id=solve_id, amount_atomic=12000, pay_to=SANDBOX_PAY_TO, network="base",
                            asset="0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913", task_type="HardCaptchaTokenProxyLess",
@@ -336,3 +336,13 @@ async def test_a_broken_api_key_never_falls_back_to_paying_usdc(sandbox: Sandbox
         text = await Agent(client).error("create_solve", solve_args("sandbox-solve-100ms"))
     assert "invalid_api_key" in text and "NONECAP_API_KEY" in text
     assert sandbox.requests == []
+
+
+async def test_a_failed_free_refetch_still_shows_the_paid_solve(x402_settings_env: dict[str, str], sandbox: Sandbox) -> None:
+    async with Client(build_server(load_settings(x402_settings_env)), mode="legacy") as client:
+        first = await Agent(client).ok("create_solve", solve_args("sandbox-solve-100ms"))
+    sandbox.inject_fault(method="POST", path="/x402/getTaskResult", action="status", status=500, times=5)
+    async with Client(build_server(load_settings(x402_settings_env)), mode="legacy") as client:
+        again = await Agent(client).ok("get_solve", {"id": first["id"], "wait_seconds": 0})
+    assert again["status"] == "solved" and again["token"] is None and again["cost_usd"] == "0.012"
+    assert again["guidance"]["action"] == "retry" and "get_solve" in again["guidance"]["hint"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 
@@ -17,6 +19,7 @@ from nonecap_mcp.x402.wallet import usdc_balance
 
 CREDITS_CHARGE = "1 credit debited when the solve is created; refunded automatically if it fails, expires or is cancelled."
 X402_CHARGE = "Paid in USDC on Base per solve, settled on chain only when the solve succeeds."
+NOT_CONFIGURED_CODES = ("missing_api_key", "missing_wallet")  # a rail the user never set up, not a failure
 
 
 async def _credits_figures(state: AppState, balance: Balance) -> None:
@@ -26,6 +29,7 @@ async def _credits_figures(state: AppState, balance: Balance) -> None:
 
 
 async def _wallet_figures(state: AppState, balance: Balance) -> None:
+    """The ledger's figures first, so an unreachable RPC endpoint loses only `usdc_balance`."""
     wallet = await state.wallet()
     if wallet is None:
         raise ConfigurationError("missing_wallet", "no x402 wallet configured")
@@ -36,22 +40,30 @@ async def _wallet_figures(state: AppState, balance: Balance) -> None:
     balance.usdc_balance = str(await usdc_balance(wallet.address, rpc_url=state.rpc_url, network=network))
 
 
+# Each rail, the function that fills its figures, and those figures (named in a note when missing).
+RAILS: tuple[tuple[str, Callable[[AppState, Balance], Awaitable[None]], tuple[str, ...]], ...] = (
+    ("credits", _credits_figures, ("credits_balance", "account_id", "key_mode")),
+    ("x402", _wallet_figures, ("wallet_address", "x402_spent_today_usd", "x402_daily_budget_usd", "usdc_balance")),
+)
+
+
 async def get_balance(ctx: Context[AppState]) -> Balance:
     """Show what is left to spend: credits (1 per solve) and the x402 wallet's USDC and daily budget."""
     state = ctx.request_context.lifespan_context
     balance = Balance(sandbox=state.sandbox_url is not None)
     failures: list[NoneCapError] = []
     with tool_errors():
-        for rail, fill in (("credits", _credits_figures), ("x402", _wallet_figures)):
+        for rail, fill, figures in RAILS:
             try:
                 await fill(state, balance)
             except NoneCapError as exc:
                 failures.append(exc)
-                balance.notes.append(f"{rail}: {exc.code}: {exc.message}")
-        if len(failures) == 2 and all(isinstance(f, ConfigurationError) for f in failures):
-            raise ConfigurationError("no_payment_method", NO_PAYMENT_METHOD)
-        if len(failures) == 2:
-            raise failures[0]
+                missing = ", ".join(name for name in figures if getattr(balance, name) is None)
+                balance.notes.append(f"{rail}: {missing} unavailable ({exc.code}): {exc.message}")
+        # Partial figures (say the wallet's address and spend with the RPC down) beat an error.
+        if balance.credits_balance is None and balance.wallet_address is None:
+            real = [f for f in failures if f.code not in NOT_CONFIGURED_CODES]
+            raise real[0] if real else ConfigurationError("no_payment_method", NO_PAYMENT_METHOD)
     return balance
 
 

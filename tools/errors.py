@@ -8,9 +8,9 @@ offending parameter and the guidance as JSON.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-
 from typing import Any
 
 from mcp.server import MCPServer
@@ -34,11 +34,18 @@ def error_text(exc: NoneCapError) -> str:
 
 @contextmanager
 def tool_errors() -> Iterator[None]:
-    """Wrap a tool body so anticipated failures reach the model as readable tool errors."""
+    """Wrap a tool body so anticipated failures reach the model as readable tool errors.
+
+    OSError and sqlite3.Error come from this machine (an unwritable or full
+    NONECAP_STATE_DIR under the x402 ledger); without this the model would see only
+    "Error executing tool" and could not tell the user what to fix.
+    """
     try:
         yield
     except NoneCapError as exc:
         raise ToolError(error_text(exc)) from None
+    except (OSError, sqlite3.Error) as exc:
+        raise ToolError(error_text(NoneCapError("local_state_error", f"{type(exc).__name__}: {exc}"))) from None
 
 
 def _argument_error(exc: ValidationError) -> InvalidArgumentError:

@@ -20,12 +20,11 @@ import httpx
 from nonecap_mcp import __version__
 from nonecap_mcp.errors import NoneCapError
 from nonecap_mcp.guidance import LOCAL, for_x402_status
-from nonecap_mcp.retry import RetryPolicy, call_with_retries, parse_retry_after
+from nonecap_mcp.retry import NEVER_SENT, RetryPolicy, call_with_retries, parse_retry_after
 from nonecap_mcp.x402.signing import SignedPayment
 
 PAID_READ_TIMEOUT = 75.0  # the rail's 60 s solve cap plus margin
 RECEIPT_HEADERS = ("PAYMENT-RESPONSE", "X-PAYMENT-RESPONSE")
-_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _ANSWERS = frozenset({200, 402, 422, 504})  # what createTask may legitimately answer
 
 
@@ -67,13 +66,18 @@ class TaskAnswer:
         return next((self.headers[name] for name in RECEIPT_HEADERS if name in self.headers), None)
 
 
+def error_text(body: Any, default: str) -> str:
+    """The rail's own words for a failure (`error`, `errorDescription` or `message`), shortened."""
+    text = (body.get("error") or body.get("errorDescription") or body.get("message")) if isinstance(body, dict) else None
+    return str(text)[:300] if text else default
+
+
 def _message(response: httpx.Response) -> str:
     try:
         body = response.json()
     except ValueError:
-        return f"HTTP {response.status_code}"
-    text = body.get("error") or body.get("errorDescription") or body.get("message") if isinstance(body, dict) else None
-    return str(text)[:300] if text else f"HTTP {response.status_code}"
+        body = None
+    return error_text(body, f"HTTP {response.status_code}")
 
 
 def _parse_pricing(body: Any) -> Pricing:
@@ -115,7 +119,7 @@ class X402Client:
         async def attempt() -> httpx.Response:
             try:
                 response = await self._http.request(method, path, json=body, headers=headers)
-            except _NEVER_SENT as exc:
+            except NEVER_SENT as exc:
                 raise NoneCapError("connection_error", f"Could not connect to the x402 rail ({type(exc).__name__}).") from None
             except httpx.TransportError as exc:
                 if paid:

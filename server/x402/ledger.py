@@ -60,7 +60,9 @@ APP_DIR = "nonecap-mcp"
 FILE_NAME = "ledger.sqlite3"
 
 PAYMENT_STATES = ("signed", "sent", "settled", "failed", "unknown")
-# Everything except "failed" may have moved money (or still can, until valid_before).
+# These may have moved money. A "failed" payment counts too while its authorization is
+# still valid: the rail holds a signed bearer authorization until valid_before, and a
+# buggy or hostile rail could still settle it.
 COUNTED_STATES = ("signed", "sent", "settled", "unknown")
 # A payment only moves forward: signed -> sent -> unknown -> settled | failed.
 # "unknown" can still be resolved (e.g. by authorizationState on chain); the two
@@ -95,7 +97,6 @@ CREATE TABLE solves (
     status         TEXT NOT NULL,
     task_id        TEXT,
     result_token   TEXT,
-    token          TEXT,
     error_code     TEXT,
     error_message  TEXT,
     cost_usd       TEXT,
@@ -156,7 +157,6 @@ class X402Solve:
     status: str  # pending | solving | solved | failed | expired
     task_id: str | None
     result_token: str | None
-    token: str | None
     error_code: str | None
     error_message: str | None
     cost_usd: str | None
@@ -227,8 +227,7 @@ class Ledger:
         self._now = now
         self._create_file()
         with self._connect() as conn:
-            # Persistent in the file; a no-op on every later open.
-            conn.execute("PRAGMA journal_mode=WAL")
+            self._use_wal(conn)
             with conn:
                 conn.execute("BEGIN IMMEDIATE")
                 version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -242,6 +241,23 @@ class Ledger:
                         if statement.strip():
                             conn.execute(statement)
                     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @staticmethod
+    def _use_wal(conn: sqlite3.Connection) -> None:
+        """Switch to WAL (persistent in the file; a no-op on every later open).
+
+        SQLite does not apply busy_timeout to this switch, so processes opening a new
+        ledger at the same moment get "database is locked": retry within the timeout.
+        """
+        deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     @classmethod
     def default_path(cls, env: Mapping[str, str]) -> Path:
@@ -295,12 +311,12 @@ class Ledger:
         now = self._now().astimezone(timezone.utc)
         return now.date().isoformat(), now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
-    @staticmethod
-    def _spent(conn: sqlite3.Connection, day: str) -> int:
+    def _spent(self, conn: sqlite3.Connection, day: str) -> int:
         marks = ", ".join("?" for _ in COUNTED_STATES)
         row = conn.execute(
-            f"SELECT COALESCE(SUM(amount_atomic), 0) FROM payments WHERE utc_day = ? AND state IN ({marks})",
-            (day, *COUNTED_STATES),
+            "SELECT COALESCE(SUM(amount_atomic), 0) FROM payments WHERE utc_day = ? "
+            f"AND (state IN ({marks}) OR (state = 'failed' AND valid_before > ?))",
+            (day, *COUNTED_STATES, int(self._now().timestamp())),
         ).fetchone()
         return int(row[0])
 

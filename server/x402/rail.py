@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 from anyio.abc import TaskGroup
@@ -27,14 +27,15 @@ from anyio.abc import TaskGroup
 from nonecap_mcp.errors import ConfigurationError, InvalidArgumentError, NoneCapError
 from nonecap_mcp.guidance import LOCAL
 from nonecap_mcp.models import Solve, SolveError, SolveList
-from nonecap_mcp.x402.client import PaymentOutcomeUnknown, TaskAnswer, X402Client, X402Error
+from nonecap_mcp.x402.client import PaymentOutcomeUnknown, TaskAnswer, X402Client, X402Error, error_text
 from nonecap_mcp.x402.ledger import BudgetExceeded, Ledger, X402Solve, new_x402_id
 from nonecap_mcp.x402.networks import NETWORKS, atomic_to_usd, usd_to_atomic
-from nonecap_mcp.x402.policy import SpendPolicy, choose_requirement, parse_payment_required
-from nonecap_mcp.x402.signing import SignedPayment, decode_receipt, sign_payment
+from nonecap_mcp.x402.policy import PaymentRequirement, SpendPolicy, parse_payment_required
+from nonecap_mcp.x402.signing import SignedPayment, authorize_payment, decode_receipt
 from nonecap_mcp.x402.wallet import Wallet
 
 log = logging.getLogger("nonecap_mcp.x402")
+T = TypeVar("T")
 
 # Our captcha types → the rail's task types (its price table keys).
 X402_TASK_TYPES: dict[str, str] = {"hcaptcha": "HardCaptchaTokenProxyLess"}
@@ -56,12 +57,7 @@ def _token(body: Any) -> str | None:
     return next((v for v in solution.values() if isinstance(v, str)), None)
 
 
-def _error_text(body: Any, default: str) -> str:
-    text = body.get("error") or body.get("errorDescription") if isinstance(body, dict) else None
-    return str(text)[:300] if text else default
-
-
-def to_solve(record: X402Solve) -> Solve:
+def to_solve(record: X402Solve, token: str | None = None) -> Solve:
     """The tools' view of a ledger record; the rail's resultToken never leaves the ledger.
 
     The captcha token itself is not stored: `get` keeps this process's tokens in memory
@@ -72,7 +68,7 @@ def to_solve(record: X402Solve) -> Solve:
         status=record.status,
         sitekey=record.sitekey,
         url=record.url,
-        token=record.token if record.status == "solved" else None,
+        token=token if record.status == "solved" else None,
         error=SolveError(code=record.error_code, message=record.error_message) if record.error_code else None,
         created_at=record.created_at,
         finished_at=record.finished_at,
@@ -99,6 +95,10 @@ class X402Rail:
     def ledger(self) -> Ledger:
         """Opened on first x402 use, so credits-only users never get a state directory."""
         return Ledger(self._ledger_path)
+
+    async def _db(self, work: Callable[[Ledger], T]) -> T:
+        """Run `work` on the ledger in a worker thread: SQLite (and opening it) may block."""
+        return await anyio.to_thread.run_sync(lambda: work(self.ledger))
 
     @staticmethod
     def task_type(captcha_type: str) -> str:
@@ -131,18 +131,20 @@ class X402Rail:
             raise ConfigurationError("missing_wallet", "No x402 wallet is configured (NONECAP_WALLET_PRIVATE_KEY or `nonecap-mcp wallet create`).")
         return wallet
 
-    async def _authorize(self, answer: TaskAnswer, price: Decimal, wallet: Wallet) -> SignedPayment:
-        """Steps 2-3 before any signature: policy, budget pre-check, then sign."""
-        required = parse_payment_required(answer.body, answer.headers.get("PAYMENT-REQUIRED"))
-        pricing = await self.client.pricing()
-        requirement = choose_requirement(required, policy=self.policy, price_usd=price, pricing_pay_to=pricing.pay_to,
-                                         resource_url=self.client.create_task_url)
-        spent = await anyio.to_thread.run_sync(self.ledger.spent_today_atomic)
-        budget = usd_to_atomic(self.policy.daily_budget_usd)
-        if spent + requirement.amount_atomic > budget:
+    def _check_budget(self, requirement: PaymentRequirement) -> None:
+        """The daily budget before signing (the ledger re-checks it atomically when reserving)."""
+        spent = self.ledger.spent_today_atomic()
+        if spent + requirement.amount_atomic > usd_to_atomic(self.policy.daily_budget_usd):
             raise BudgetExceeded(spent_usd=atomic_to_usd(spent), budget_usd=self.policy.daily_budget_usd,
                                  amount_usd=atomic_to_usd(requirement.amount_atomic))
-        return await anyio.to_thread.run_sync(sign_payment, wallet.private_key, requirement)
+
+    async def _authorize(self, answer: TaskAnswer, price: Decimal, wallet: Wallet) -> SignedPayment:
+        """Steps 2-3: policy and budget, and only then a signature (in a worker thread)."""
+        required = parse_payment_required(answer.body, answer.headers.get("PAYMENT-REQUIRED"))
+        pricing = await self.client.pricing()
+        return await anyio.to_thread.run_sync(lambda: authorize_payment(
+            required, policy=self.policy, price_usd=price, pricing_pay_to=pricing.pay_to,
+            resource_url=self.client.create_task_url, private_key=wallet.private_key, before_signing=self._check_budget))
 
     async def start(self, *, captcha_type: str, sitekey: str, url: str, user_agent: str | None) -> str:
         """Pay for one solve and start it; returns the local solve id (`x402_…`).
@@ -156,43 +158,50 @@ class X402Rail:
         task = {"type": task_type, "websiteURL": url, "websiteKey": sitekey} | ({"userAgent": user_agent} if user_agent else {})
         body = {"task": task}
         record = X402Solve(id=new_x402_id(), type=captcha_type, sitekey=sitekey, url=url, status="solving", task_id=None,
-                           result_token=None, token=None, error_code=None, error_message=None, cost_usd=None,
+                           result_token=None, error_code=None, error_message=None, cost_usd=None,
                            settlement_tx=None, created_at=_now(), finished_at=None)
         answer = await self.client.create_task(body)
         if answer.status != 402:
             raise NoneCapError("unexpected_response", f"The x402 rail answered HTTP {answer.status} to an unpaid request instead of 402.")
         payment = await self._authorize(answer, price, wallet)
         with anyio.CancelScope(shield=True):  # once reserved, the payment must also be sent and tracked
-            await anyio.to_thread.run_sync(lambda: self.ledger.reserve_payment(
+            await self._db(lambda ledger: ledger.reserve_payment(
                 nonce=payment.nonce, solve_id=record.id, amount_atomic=payment.value_atomic, pay_to=payment.pay_to,
                 network=self.policy.network, asset=NETWORKS[self.policy.network].asset, task_type=task_type,
                 valid_before=payment.valid_before, daily_budget_atomic=usd_to_atomic(self.policy.daily_budget_usd)))
-            await anyio.to_thread.run_sync(self.ledger.upsert_solve, record)
+            await self._db(lambda ledger: ledger.upsert_solve(record))
             done = self._inflight[record.id] = anyio.Event()
             self._background.start_soon(self._pay, record, body, payment, done)
         return record.id
 
     async def _pay(self, record: X402Solve, body: dict[str, Any], payment: SignedPayment, done: anyio.Event) -> None:
-        """Step 4: send the one signed payment and record what happened to it."""
-        mark = self.ledger.mark_payment
+        """Step 4: send the one signed payment and record what happened to it.
+
+        Whatever ends this task — an answer, an error, a bug, or the server shutting down
+        mid-request — the payment's state and the solve are written before it lets go.
+        """
+        outcome: tuple[str, str | None, str | None] = ("unknown", None, "The paid request did not finish.")
         try:
-            await anyio.to_thread.run_sync(mark, payment.nonce, "sent")
+            await self._db(lambda ledger: ledger.mark_payment(payment.nonce, "sent"))
             answer = await self.client.create_task(body, payment)
             state, tx = self._apply(record, answer, payment)
-            await anyio.to_thread.run_sync(lambda: mark(payment.nonce, state, transaction=tx))
+            outcome = (state, tx, None)
         except PaymentOutcomeUnknown as exc:
             self._fail(record, "failed", exc.code, exc.message)
-            await anyio.to_thread.run_sync(lambda: mark(payment.nonce, "unknown", error=exc.message))
+            outcome = ("unknown", None, exc.message)
         except X402Error as exc:
             self._fail(record, "failed", exc.code, exc.message)
-            await anyio.to_thread.run_sync(lambda: mark(payment.nonce, "failed", error=exc.message))
+            outcome = ("failed", None, exc.message)
         except Exception as exc:  # a bug must not lose the record of a payment that was sent
             log.exception("x402 payment %s ended unexpectedly", record.id)
-            self._fail(record, "failed", "payment_outcome_unknown", f"Unexpected error after sending ({type(exc).__name__}).")
-            await anyio.to_thread.run_sync(lambda: mark(payment.nonce, "unknown", error=type(exc).__name__))
+            outcome = ("unknown", None, type(exc).__name__)
         finally:
+            if outcome[0] == "unknown" and record.status == "solving":
+                self._fail(record, "failed", "payment_outcome_unknown", outcome[2] or "The paid request did not finish.")
+            state, tx, error = outcome
             with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(self.ledger.upsert_solve, record)
+                await self._db(lambda ledger: ledger.mark_payment(payment.nonce, state, transaction=tx, error=error))
+                await self._db(lambda ledger: ledger.upsert_solve(record))
             self._inflight.pop(record.id, None)
             done.set()
 
@@ -214,11 +223,11 @@ class X402Rail:
             record.settlement_tx = receipt.transaction if receipt else None
             return ("settled" if receipt is None or receipt.success else "unknown"), record.settlement_tx
         if answer.status == 422:
-            self._fail(record, "failed", "x402_unsolvable", _error_text(answer.body, "No provider could solve this captcha."))
+            self._fail(record, "failed", "x402_unsolvable", error_text(answer.body, "No provider could solve this captcha."))
         elif answer.status == 504:
-            self._fail(record, "expired", "x402_timeout", _error_text(answer.body, "The solve did not finish within 60 seconds."))
+            self._fail(record, "expired", "x402_timeout", error_text(answer.body, "The solve did not finish within 60 seconds."))
         else:
-            self._fail(record, "failed", "x402_http_402", _error_text(answer.body, "The rail did not accept the payment."))
+            self._fail(record, "failed", "x402_http_402", error_text(answer.body, "The rail did not accept the payment."))
         return "failed", None
 
     async def get(self, solve_id: str, *, wait: int = 0) -> Solve:
@@ -228,23 +237,27 @@ class X402Rail:
         if done is not None and wait > 0:
             with anyio.move_on_after(wait):
                 await done.wait()
-        record = await anyio.to_thread.run_sync(self.ledger.get_solve, solve_id)
-        if record is not None:
-            record = await self._unless_orphaned(record)
+        record = await self._db(lambda ledger: ledger.get_solve(solve_id))
         if record is None:
             raise NoneCapError("not_found", f"No x402 solve {solve_id} is recorded on this machine.", guidance=LOCAL["unknown_x402_solve"])
-        record.token = self._tokens.get(solve_id)
-        if record.status == "solved" and record.token is None and record.task_id and record.result_token:
-            record.token = _token(await self.client.task_result(record.task_id, record.result_token))
-            if record.token:
-                self._tokens[solve_id] = record.token
-        return to_solve(record)
+        record = await self._unless_orphaned(record)
+        token = self._tokens.get(solve_id)
+        if record.status != "solved" or token is not None or not (record.task_id and record.result_token):
+            return to_solve(record, token)
+        try:
+            token = _token(await self.client.task_result(record.task_id, record.result_token))
+        except NoneCapError as exc:
+            log.info("free re-fetch of %s failed (%s)", solve_id, exc.code)
+            return to_solve(record).model_copy(update={"guidance": LOCAL["refetch_failed"]})
+        if token:
+            self._tokens[solve_id] = token
+        return to_solve(record, token)
 
     async def list(self, *, limit: int, starting_after: str | None, status: str | None, type: str | None) -> SolveList:
         """x402 solves from the ledger, newest first."""
-        records, has_more = await anyio.to_thread.run_sync(
-            lambda: self.ledger.list_solves(limit=limit, starting_after=starting_after, status=status, type=type))
-        solves = [to_solve(await self._unless_orphaned(r)) for r in records]
+        records, has_more = await self._db(
+            lambda ledger: ledger.list_solves(limit=limit, starting_after=starting_after, status=status, type=type))
+        solves = [to_solve(await self._unless_orphaned(r), self._tokens.get(r.id)) for r in records]
         return SolveList(data=solves, has_more=has_more, next_starting_after=solves[-1].id if has_more and solves else None)
 
     async def _unless_orphaned(self, record: X402Solve) -> X402Solve:
@@ -256,11 +269,11 @@ class X402Rail:
         if (datetime.now(UTC) - started).total_seconds() < ORPHAN_AFTER_SECONDS:
             return record
         self._fail(record, "failed", "payment_outcome_unknown", "The process paying for this solve stopped before the answer arrived.")
-        for payment in await anyio.to_thread.run_sync(self.ledger.payments_for, record.id):
+        for payment in await self._db(lambda ledger: ledger.payments_for(record.id)):
             if payment["state"] in ("signed", "sent"):
-                await anyio.to_thread.run_sync(lambda n=payment["nonce"]: self.ledger.mark_payment(n, "unknown"))
-        await anyio.to_thread.run_sync(self.ledger.upsert_solve, record)
+                await self._db(lambda ledger, nonce=payment["nonce"]: ledger.mark_payment(nonce, "unknown"))
+        await self._db(lambda ledger: ledger.upsert_solve(record))
         return record
 
     async def spent_today(self) -> Decimal:
-        return atomic_to_usd(await anyio.to_thread.run_sync(self.ledger.spent_today_atomic))
+        return atomic_to_usd(await self._db(lambda ledger: ledger.spent_today_atomic()))

@@ -14,6 +14,7 @@ import base64
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -167,16 +168,21 @@ def authorize_payment(
     pricing_pay_to: str,
     resource_url: str,
     private_key: Secret,
+    before_signing: Callable[[PaymentRequirement], None] | None = None,
 ) -> SignedPayment:
     """Decide, then sign: the single choke point between a 402 and the wallet key.
 
     :func:`choose_requirement` raises :class:`PolicyViolation` for a 402 we will not pay,
-    and then the key is never even read. The daily budget is not checked here: it needs
-    the ledger's transaction, which records the nonce this returns.
+    and then the key is never even read. ``before_signing`` gets the chosen requirement
+    for the checks that need state (the rail's daily-budget pre-check); raising there
+    also means nothing is signed. The atomic budget reservation itself happens after
+    signing, in the ledger transaction that records the nonce this returns.
     """
     requirement = choose_requirement(
         required, policy=policy, price_usd=price_usd, pricing_pay_to=pricing_pay_to, resource_url=resource_url
     )
+    if before_signing is not None:
+        before_signing(requirement)
     return sign_payment(private_key, requirement)
 
 
