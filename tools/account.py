@@ -11,7 +11,7 @@ from nonecap_mcp.credentials import key_mode
 from nonecap_mcp.errors import ConfigurationError, NoneCapError
 from nonecap_mcp.models import Balance, Pricing, RailPrice
 from nonecap_mcp.tools.errors import tool_errors
-from nonecap_mcp.tools.solves import READ_ONLY
+from nonecap_mcp.tools.registration import READ_ONLY, add_tool
 from nonecap_mcp.tools.state import NO_PAYMENT_METHOD, AppState
 from nonecap_mcp.x402.networks import NETWORKS
 from nonecap_mcp.x402.rail import X402_TASK_TYPES
@@ -94,5 +94,5 @@ async def get_pricing(ctx: Context[AppState]) -> Pricing:
 
 def register(server: MCPServer) -> None:
     """Add the account tools (both read-only)."""
-    server.tool(title="Get balance", annotations=READ_ONLY)(get_balance)
-    server.tool(title="Get pricing", annotations=READ_ONLY)(get_pricing)
+    add_tool(server, get_balance, title="Get balance", annotations=READ_ONLY)
+    add_tool(server, get_pricing, title="Get pricing", annotations=READ_ONLY)

@@ -9,7 +9,6 @@ import anyio
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context, Resolve
-from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from nonecap_mcp.config import MAX_WAIT_SECONDS
@@ -19,6 +18,7 @@ from nonecap_mcp.models import Solve, SolveList
 from nonecap_mcp.tools.consent import PaymentConsent, payment_consent
 from nonecap_mcp.tools.errors import tool_errors
 from nonecap_mcp.tools.progress import with_progress
+from nonecap_mcp.tools.registration import IDEMPOTENT_CHANGE, READ_ONLY, SPENDS, add_tool
 from nonecap_mcp.tools.state import AppState
 from nonecap_mcp.validation import ProxyConfig, build_solve_body
 from nonecap_mcp.x402.rail import X402Rail
@@ -133,20 +133,11 @@ async def cancel_solve(id: SolveId, ctx: Context[AppState]) -> Solve:
         return await state.credits.cancel_solve(id)
 
 
-READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
-
-
 def register(server: MCPServer, *, read_only: bool) -> None:
     """Add the solve tools; read-only mode leaves out the two that spend or change anything."""
     if not read_only:
-        server.tool(
-            title="Create a captcha solve",
-            annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True),
-        )(create_solve)
-    server.tool(title="Get a solve", annotations=READ_ONLY)(get_solve)
-    server.tool(title="List solves", annotations=READ_ONLY)(list_solves)
+        add_tool(server, create_solve, title="Create a captcha solve", annotations=SPENDS)
+    add_tool(server, get_solve, title="Get a solve", annotations=READ_ONLY)
+    add_tool(server, list_solves, title="List solves", annotations=READ_ONLY)
     if not read_only:
-        server.tool(
-            title="Cancel a solve",
-            annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True),
-        )(cancel_solve)
+        add_tool(server, cancel_solve, title="Cancel a solve", annotations=IDEMPOTENT_CHANGE)
