@@ -44,6 +44,7 @@ log = logging.getLogger("nonecap_mcp.http")
 KeyProvider = Callable[[], Awaitable[Secret]]
 SOLVE_ID = re.compile(r"^(solve|x402)_[0-9A-Za-z]{1,64}$")  # x402_… ids are local (the ledger)
 READ_MARGIN_SECONDS = 15.0  # HTTP read timeout = ?wait + this, so a long-poll never times out first
+SLOT_WAIT_FLOOR_SECONDS = 10  # even a call that will not wait for its result queues this long for a slot
 UNKNOWN_SKEW_WINDOW = timedelta(minutes=2)  # before any Date header, how far back a lost create may lie
 KNOWN_SKEW_SLACK = timedelta(seconds=2)  # Date has 1 s resolution
 _POST_RETRYABLE = frozenset({"pool_exhausted", "rate_limited", "concurrency_limit_exceeded"})
@@ -59,16 +60,22 @@ class _Create:
 
     body: dict[str, Any]
     page: tuple[str, str, str]  # (type, sitekey, url): what a lost create is matched on
-    since: datetime  # on the API's clock, just before the first send
+    first_sent: datetime | None = None  # local time just before the first POST left
     maybe_created: bool = False  # a POST is out, or went unanswered
     solve_id: str | None = None
 
 
-def _seconds_left(deadline: float | None, default: int) -> int:
-    """Whole seconds to the deadline (for ?wait), or `default` without one."""
+def _nothing_created(error: APIError) -> bool:
+    """Error answers that prove no solve was made: every 4xx, and 503 pool_exhausted. Any
+    other 5xx on a create (a crash, a gateway timeout) leaves the outcome unknown."""
+    return error.http_status < 500 or error.code == "pool_exhausted"
+
+
+def _seconds_left(deadline: float | None) -> int:
+    """Whole seconds to the deadline, as the API's ?wait takes them (0 = do not wait)."""
     if deadline is None:
-        return default
-    return max(0, min(default or API_MAX_WAIT, int(deadline - time.monotonic())))
+        return 0
+    return max(0, min(API_MAX_WAIT, int(deadline - time.monotonic())))
 
 
 def check_solve_id(value: str, param: str = "id") -> str:
@@ -167,14 +174,20 @@ class CreditsAPI:
         *,
         params: dict[str, Any] | None = None,
         body: Any = None,
-        read_timeout: float = 30.0,
+        long_poll_until: float | None = None,
         deadline: float | None = None,
     ) -> dict[str, Any]:
-        """One API call with the retry rules above; returns the decoded JSON object."""
+        """One API call with the retry rules above; returns the decoded JSON object.
+
+        With `long_poll_until` (monotonic), each attempt asks `?wait` for the time left then,
+        so a retry never makes the call outlast its caller's deadline.
+        """
 
         async def attempt() -> dict[str, Any]:
+            wait = _seconds_left(long_poll_until)
+            query = (params or {}) | ({"wait": wait} if wait else {})
             try:
-                response = await self._send(method, path, params, body, read_timeout)
+                response = await self._send(method, path, query or None, body, wait + READ_MARGIN_SECONDS)
             except NEVER_SENT as exc:
                 raise APIConnectionError(f"Could not connect to NoneCap ({type(exc).__name__}).") from None
             except httpx.TransportError as exc:
@@ -223,9 +236,9 @@ class CreditsAPI:
         found unambiguously after a lost answer) is cancelled upstream, so its credit is
         refunded rather than spent.
         """
-        call = _Create(body=body, page=(body["type"], body["sitekey"], body["url"]), since=self._server_now())
+        call = _Create(body=body, page=(body["type"], body["sitekey"], body["url"]))
         try:
-            await self._take_slot(deadline)
+            await self._take_slot(None if deadline is None else max(deadline, time.monotonic() + SLOT_WAIT_FLOOR_SECONDS))
             try:
                 return await self._create(call, wait, deadline)
             finally:
@@ -255,60 +268,65 @@ class CreditsAPI:
         """One create, long-polling in the POST itself (one request per solve) unless another
         create for the same page is unanswered: then POST without ?wait and long-poll with a
         GET, so each call learns its own id at once and a lost answer stays unambiguous."""
+        until = deadline if deadline is not None else time.monotonic() + wait
         for _ in range(2):
-            remaining = _seconds_left(deadline, wait)
-            long_poll = remaining > 0 and self._unanswered[call.page] == 0
+            long_poll = _seconds_left(until) > 0 and self._unanswered[call.page] == 0
             call.maybe_created = True
+            call.first_sent = call.first_sent or datetime.now(UTC)
             self._unanswered[call.page] += 1
             try:
                 try:
                     data = await self._request(
-                        "POST", "/v1/solves", params={"wait": remaining} if long_poll else None, body=call.body,
-                        read_timeout=remaining + READ_MARGIN_SECONDS,
-                        deadline=deadline + READ_MARGIN_SECONDS if deadline is not None else None,
+                        "POST", "/v1/solves", body=call.body, long_poll_until=until if long_poll else None, deadline=until
                     )
                     solve = self._solve(data)
                 finally:
                     self._unanswered[call.page] -= 1
             except (_MaybeSent, APIError) as exc:
-                if isinstance(exc, APIError) and exc.http_status >= 300:
-                    call.maybe_created = False  # an error answer: nothing was created
+                if isinstance(exc, APIError) and _nothing_created(exc):
+                    call.maybe_created = False
                     raise
-                log.warning("create outcome unknown (%s); reconciling before any re-send", exc)
+                log.warning("create outcome unknown (%s); reconciling before any re-send", getattr(exc, "code", exc))
                 found = await self._find_created(call)
                 if found is None:
                     call.maybe_created = False
                     continue  # it was never created: sending again cannot charge twice
                 call.solve_id = found.id
-                return await self._finish_adopted(found, deadline)
+                return await self._finish_known(found, until)
             except APIConnectionError:
                 call.maybe_created = False  # never left
                 raise
             call.solve_id = solve.id
             self._claimed.add(solve.id)
-            return solve if long_poll else await self._finish_adopted(solve, deadline)
+            return solve if long_poll else await self._finish_known(solve, until)
         raise OutcomeUnknownError("The create request failed twice without an answer and no new solve was found.")
 
-    async def _finish_adopted(self, solve: Solve, deadline: float | None) -> Solve:
-        """Wait on a solve found by reconciliation for whatever is left of the caller's wait."""
-        remaining = _seconds_left(deadline, 0)
+    async def _finish_known(self, solve: Solve, until: float) -> Solve:
+        """Wait on a solve this call owns for what is left of its wait. If that wait fails,
+        the solve is still returned (pending, with guidance to poll): never lose its id."""
+        remaining = _seconds_left(until)
         if solve.is_terminal or remaining < 1:
             return solve
-        return await self.get_solve(solve.id, wait=remaining, deadline=deadline)
+        try:
+            return await self.get_solve(solve.id, wait=remaining, deadline=until)
+        except (APIError, APIConnectionError) as exc:
+            log.warning("waiting on %s failed (%s); returning it as it was", solve.id, exc.code)
+            return solve
 
     async def _find_created(self, call: _Create) -> Solve | None:
         """The solve a lost create made, if exactly one candidate can be it.
 
-        Another unanswered create for the same page in this process, or two candidates,
-        make the answer ambiguous: then nothing is adopted, cancelled or re-sent.
+        Another unanswered create for the same page in this process (checked again after
+        every listing, since one may start meanwhile), or two candidates, make the answer
+        ambiguous: then nothing is adopted, cancelled or re-sent.
         """
-        if self._unanswered[call.page] > 0:
-            raise OutcomeUnknownError("Another create for the same page was in flight, so the lost answer cannot be matched safely.")
         try:
             for lookup in range(2):
                 if lookup:
                     await anyio.sleep(0.5)
                 page = await self.list_solves(limit=20, type=call.body["type"])
+                if self._unanswered[call.page] > 0:
+                    raise OutcomeUnknownError("Another create for the same page was in flight, so the lost answer cannot be matched safely.")
                 candidates = [solve for solve in page.data if self._matches(solve, call)]
                 if len(candidates) > 1:
                     raise OutcomeUnknownError(f"Several new solves could be this call's: {', '.join(s.id for s in candidates)}.")
@@ -326,13 +344,14 @@ class CreditsAPI:
             created = datetime.fromisoformat(solve.created_at or "")
         except ValueError:
             return False
-        return created >= call.since
+        return created >= self._on_api_clock(call.first_sent or datetime.now(UTC))
 
-    def _server_now(self) -> datetime:
-        """Now on the API's clock (from its Date headers), minus the slack that clock needs."""
+    def _on_api_clock(self, moment: datetime) -> datetime:
+        """A local time on the API's clock (learned from its Date headers, including the
+        listing just made), minus the slack that clock's 1 s resolution needs."""
         if self._clock_skew is None:
-            return datetime.now(UTC) - UNKNOWN_SKEW_WINDOW
-        return datetime.now(UTC) + timedelta(seconds=self._clock_skew) - KNOWN_SKEW_SLACK
+            return moment - UNKNOWN_SKEW_WINDOW
+        return moment + timedelta(seconds=self._clock_skew) - KNOWN_SKEW_SLACK
 
     async def _abandon(self, call: _Create) -> None:
         """Best effort: cancel (and so refund) what an abandoned call created."""
@@ -351,10 +370,9 @@ class CreditsAPI:
 
     async def get_solve(self, solve_id: str, *, wait: int = 0, deadline: float | None = None) -> Solve:
         """GET /v1/solves/{id} (?wait long-poll); 200 and 202 both carry the solve."""
-        params = {"wait": wait} if wait else None
         path = f"/v1/solves/{check_solve_id(solve_id)}"
-        data = await self._request("GET", path, params=params, read_timeout=wait + READ_MARGIN_SECONDS, deadline=deadline)
-        return self._solve(data)
+        until = time.monotonic() + wait if deadline is None else min(deadline, time.monotonic() + wait)
+        return self._solve(await self._request("GET", path, long_poll_until=until, deadline=deadline))
 
     async def list_solves(
         self, *, limit: int = 20, starting_after: str | None = None, status: str | None = None, type: str | None = None

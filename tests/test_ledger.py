@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from nonecap_mcp.errors import ConfigurationError
 from nonecap_mcp.x402.ledger import BUDGET_ENV, BudgetExceeded, Ledger, X402Solve, new_x402_id
 
 AMOUNT = 12_000  # $0.012, the rail's hCaptcha price
@@ -140,7 +141,7 @@ def test_a_ledger_from_a_newer_version_is_refused(path: Path) -> None:
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA user_version = 99")
     conn.close()
-    with pytest.raises(RuntimeError, match="newer nonecap-mcp"):
+    with pytest.raises(ConfigurationError, match="newer nonecap-mcp"):
         Ledger(path)
 
 

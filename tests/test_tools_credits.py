@@ -203,11 +203,14 @@ async def test_pool_exhausted_post_is_retried_after_retry_after(agent: Agent, sa
     assert [r.status for r in upstream(sandbox, "POST")] == [503, 200]
 
 
-async def test_internal_error_on_create_is_not_retried(agent: Agent, sandbox: Sandbox) -> None:
+async def test_internal_error_on_create_is_reconciled_before_any_resend(agent: Agent, sandbox: Sandbox) -> None:
+    """A 500 on a create leaves its outcome unknown: look first, re-send only if nothing was made."""
     sandbox.inject_fault(method="POST", path="/v1/solves", action="status", status=500, code="internal_error")
-    text = await agent.error("create_solve", solve_args("sandbox-solve-100ms"))
-    assert "internal_error (HTTP 500" in text and '"retryable": true' in text
-    assert len(upstream(sandbox, "POST")) == 1
+    solve = await agent.ok("create_solve", solve_args("sandbox-solve-100ms", wait_seconds=5))
+    assert solve["status"] == "solved"
+    assert [r.status for r in upstream(sandbox, "POST")] == [500, 200]
+    assert len(upstream(sandbox, "GET", "/v1/solves")) == 2  # two listings found nothing
+    assert len((await agent.ok("list_solves"))["data"]) == 1
 
 
 @pytest.mark.parametrize(("status", "code"), [(500, "internal_error"), (503, "pool_exhausted"), (429, "rate_limited")])
@@ -323,16 +326,30 @@ async def test_unparseable_url_names_the_parameter(agent: Agent, sandbox: Sandbo
     assert upstream(sandbox) == []
 
 
-async def test_waiting_for_a_local_slot_counts_against_the_wait(sandbox: Sandbox, mode: str) -> None:
+async def test_a_call_queues_for_a_local_slot_then_goes_ahead(sandbox: Sandbox, mode: str) -> None:
     server = build_server(load_settings(sandbox_env(sandbox, NONECAP_MAX_CONCURRENCY="1")))
     async with Client(server, mode=mode) as client:
         agent = Agent(client)
         async with anyio.create_task_group() as group:
-            group.start_soon(agent.ok, "create_solve", solve_args("sandbox-solve-3s", wait_seconds=5))
+            group.start_soon(agent.ok, "create_solve", solve_args("sandbox-solve-1500ms", wait_seconds=5))
+            await anyio.sleep(0.2)
+            started = time.monotonic()
+            second = await agent.ok("create_solve", solve_args("sandbox-solve-100ms", wait_seconds=0))
+            assert time.monotonic() - started >= 1.0  # it waited for the slot, not for a 429
+    assert second["id"].startswith("solve_")
+    assert 429 not in [r.status for r in upstream(sandbox, "POST")]
+
+
+async def test_a_slot_that_never_frees_is_reported_not_waited_on_forever(sandbox: Sandbox) -> None:
+    server = build_server(load_settings(sandbox_env(sandbox, NONECAP_MAX_CONCURRENCY="1")))
+    async with Client(server, mode="legacy") as client:
+        agent = Agent(client)
+        async with anyio.create_task_group() as group:
+            group.start_soon(agent.ok, "create_solve", solve_args("sandbox-hang", wait_seconds=12))
             await anyio.sleep(0.2)
             started = time.monotonic()
             text = await agent.error("create_solve", solve_args("sandbox-solve-100ms", wait_seconds=1))
-            assert time.monotonic() - started < 2.0
+            assert 9.5 < time.monotonic() - started < 11.5  # the 10 s floor of the slot wait
     assert "concurrency_limit_exceeded" in text and "nothing was created" in text
     assert len(upstream(sandbox, "POST")) == 1
 
@@ -343,3 +360,55 @@ async def test_malformed_key_says_check_api_key_not_retry(sandbox: Sandbox, mode
         text = await Agent(client).error("get_balance")
     assert "invalid_api_key" in text and '"action": "check_api_key", "retryable": false' in text
     assert upstream(sandbox) == []
+
+
+async def test_a_create_started_during_reconciliation_is_never_adopted(agent: Agent, sandbox: Sandbox) -> None:
+    sandbox.inject_fault(method="POST", path="/v1/solves", action="drop_before")
+    results: dict[str, Any] = {}
+
+    async def lost() -> None:
+        results["lost"] = await agent.error("create_solve", solve_args("sandbox-solve-2s", wait_seconds=10))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(lost)
+        await anyio.sleep(0.2)  # the lost call is between its two listings now
+        results["other"] = await agent.ok("create_solve", solve_args("sandbox-solve-2s", wait_seconds=10))
+    assert "outcome_unknown" in results["lost"]
+    assert results["other"]["status"] == "solved"
+    assert len(upstream(sandbox, "POST")) == 2  # nothing re-sent
+
+
+async def test_another_clients_earlier_solve_is_never_adopted(agent: Agent, sandbox: Sandbox, settings: Any, mode: str) -> None:
+    earlier = await agent.ok("create_solve", solve_args("sandbox-solve-100ms", wait_seconds=5))
+    await anyio.sleep(3)
+    sandbox.inject_fault(method="POST", path="/v1/solves", action="drop_before")
+    async with Client(build_server(settings), mode=mode) as fresh:  # a new process: no clock learned yet
+        mine = await Agent(fresh).ok("create_solve", solve_args("sandbox-solve-100ms", wait_seconds=5))
+    assert mine["id"] != earlier["id"] and mine["status"] == "solved"
+    assert len((await agent.ok("list_solves"))["data"]) == 2
+
+
+async def test_a_failed_follow_up_wait_still_returns_the_solve_id(agent: Agent, sandbox: Sandbox) -> None:
+    results: list[dict[str, Any]] = []
+
+    async def first() -> None:
+        results.append(await agent.ok("create_solve", solve_args("sandbox-solve-2s", wait_seconds=10)))
+
+    sandbox.inject_fault(method="GET", path="/v1/solves/*", action="status", status=500, code="internal_error", times=3)
+    async with anyio.create_task_group() as group:
+        group.start_soon(first)
+        await anyio.sleep(0.2)
+        second = await agent.ok("create_solve", solve_args("sandbox-solve-2s", wait_seconds=10))
+    assert second["id"].startswith("solve_") and second["status"] in ("pending", "solving")
+    assert second["guidance"]["action"] == "poll"
+    assert results[0]["status"] == "solved" and len(upstream(sandbox, "POST")) == 2
+
+
+async def test_a_retried_create_waits_only_for_what_is_left(agent: Agent, sandbox: Sandbox) -> None:
+    sandbox.inject_fault(method="POST", path="/v1/solves", action="status", status=503, code="pool_exhausted", retry_after=2)
+    started = time.monotonic()
+    solve = await agent.ok("create_solve", solve_args("sandbox-hang", wait_seconds=5))
+    assert solve["status"] == "solving" and time.monotonic() - started < 6.5
+    waits = [int(r.query.get("wait", 0)) for r in upstream(sandbox, "POST")]
+    assert waits[0] >= 4 and waits[1] <= 3
+    await agent.ok("cancel_solve", {"id": solve["id"]})

@@ -346,3 +346,17 @@ async def test_a_failed_free_refetch_still_shows_the_paid_solve(x402_settings_en
         again = await Agent(client).ok("get_solve", {"id": first["id"], "wait_seconds": 0})
     assert again["status"] == "solved" and again["token"] is None and again["cost_usd"] == "0.012"
     assert again["guidance"]["action"] == "retry" and "get_solve" in again["guidance"]["hint"]
+
+
+async def test_a_ledger_failing_mid_payment_does_not_take_the_server_down(
+    payer: Agent, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    import shutil
+
+    solve = await payer.ok("create_solve", solve_args("sandbox-solve-1500ms", wait_seconds=0))
+    shutil.rmtree(tmp_path)  # the ledger vanishes while the paid request is in flight
+    await anyio.sleep(2.5)
+    assert len(sandbox.settlements) == 1
+    pricing = await payer.ok("get_pricing")  # the server is still up
+    assert pricing["prices"]
+    assert solve["status"] == "solving"

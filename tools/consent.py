@@ -28,6 +28,13 @@ class PaymentConsent(BaseModel):
     confirm: bool = Field(description="Pay this amount in USDC from the x402 wallet?")
 
 
+def _can_show_forms(ctx: Context[AppState]) -> bool:
+    """The SDK's own rule: form elicitation, or elicitation declared without naming modes."""
+    capabilities = ctx.client_capabilities
+    elicitation = capabilities.elicitation if capabilities is not None else None
+    return elicitation is not None and (elicitation.form is not None or elicitation.url is None)
+
+
 async def payment_consent(
     type: str,
     sitekey: str,
@@ -53,8 +60,7 @@ async def payment_consent(
         threshold = state.settings.confirm_above_usd
         if price <= threshold:
             return PaymentConsent(confirm=True)
-        capabilities = ctx.client_capabilities
-        if capabilities is not None and capabilities.elicitation is not None:
+        if _can_show_forms(ctx):
             return Elicit(f"Pay ${price} USDC (x402, only if it succeeds) for one {type} solve of {body['url']}?", PaymentConsent)
         if confirm_payment:
             return PaymentConsent(confirm=True)

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from nonecap_mcp import guidance as g
-from nonecap_mcp.errors import NoneCapError
+from nonecap_mcp.errors import ConfigurationError, NoneCapError
 from nonecap_mcp.x402.networks import atomic_to_usd
 
 __all__ = [
@@ -232,7 +232,8 @@ class Ledger:
                 conn.execute("BEGIN IMMEDIATE")
                 version = conn.execute("PRAGMA user_version").fetchone()[0]
                 if version > SCHEMA_VERSION:
-                    raise RuntimeError(
+                    raise ConfigurationError(
+                        "local_state_error",
                         f"{self.path} was written by a newer nonecap-mcp (ledger schema {version}, "
                         f"this version knows {SCHEMA_VERSION}); upgrade nonecap-mcp."
                     )

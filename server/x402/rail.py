@@ -198,12 +198,20 @@ class X402Rail:
         finally:
             if outcome[0] == "unknown" and record.status == "solving":
                 self._fail(record, "failed", "payment_outcome_unknown", outcome[2] or "The paid request did not finish.")
-            state, tx, error = outcome
             with anyio.CancelScope(shield=True):
-                await self._db(lambda ledger: ledger.mark_payment(payment.nonce, state, transaction=tx, error=error))
-                await self._db(lambda ledger: ledger.upsert_solve(record))
+                await self._record(record, payment, outcome)
             self._inflight.pop(record.id, None)
             done.set()
+
+    async def _record(self, record: X402Solve, payment: SignedPayment, outcome: tuple[str, str | None, str | None]) -> None:
+        """Write a payment's outcome; a ledger that fails now is logged, never raised, since
+        this runs in the server's background task group and must not take the server down."""
+        state, tx, error = outcome
+        try:
+            await self._db(lambda ledger: ledger.mark_payment(payment.nonce, state, transaction=tx, error=error))
+            await self._db(lambda ledger: ledger.upsert_solve(record))
+        except Exception:
+            log.exception("could not record the outcome (%s) of x402 payment for %s", state, record.id)
 
     @staticmethod
     def _fail(record: X402Solve, status: str, code: str, message: str) -> None:
