@@ -6,8 +6,10 @@ refuses replays, and can be told to send hostile 402s or lose a paid response.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -360,3 +362,35 @@ async def test_a_ledger_failing_mid_payment_does_not_take_the_server_down(
     pricing = await payer.ok("get_pricing")  # the server is still up
     assert pricing["prices"]
     assert solve["status"] == "solving"
+
+
+class _HtmlPage(BaseHTTPRequestHandler):
+    """A CDN or captive-portal page where the rail's JSON should be."""
+
+    def do_GET(self) -> None:
+        body = b"<html>502 Bad Gateway</html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_POST = do_GET
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+async def test_a_rail_answering_html_is_explained_not_a_bare_error(sandbox: Sandbox, tmp_path: Path, mode: str) -> None:
+    page = ThreadingHTTPServer(("127.0.0.1", 0), _HtmlPage)
+    threading.Thread(target=page.serve_forever, daemon=True).start()
+    try:
+        env = x402_env(sandbox, tmp_path, NONECAP_X402_BASE=f"http://127.0.0.1:{page.server_address[1]}")
+        async with Client(build_server(load_settings(env)), mode=mode) as client:
+            agent = Agent(client)
+            pricing = await agent.ok("get_pricing")
+            text = await agent.error("create_solve", solve_args("sandbox-solve-100ms"))
+    finally:
+        page.shutdown()
+    assert any("unexpected_response" in note for note in pricing["notes"])
+    assert "unexpected_response" in text and "not JSON" in text and sandbox.settlements == []

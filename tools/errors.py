@@ -8,6 +8,7 @@ offending parameter and the guidance as JSON.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +21,8 @@ from pydantic import ValidationError
 
 from nonecap_mcp.errors import APIError, InvalidArgumentError, NoneCapError
 from nonecap_mcp.redaction import redact
+
+log = logging.getLogger("nonecap_mcp")
 
 
 def error_text(exc: NoneCapError) -> str:
@@ -46,6 +49,11 @@ def tool_errors() -> Iterator[None]:
         raise ToolError(error_text(exc)) from None
     except (OSError, sqlite3.Error) as exc:
         raise ToolError(error_text(NoneCapError("local_state_error", f"{type(exc).__name__}: {exc}"))) from None
+    except ToolError:
+        raise
+    except Exception as exc:  # a bug: still tell the agent what not to do next (logged with its traceback)
+        log.exception("unexpected error in a tool")
+        raise ToolError(error_text(NoneCapError("unexpected_error", f"{type(exc).__name__} inside nonecap-mcp."))) from None
 
 
 def _argument_error(exc: ValidationError) -> InvalidArgumentError:

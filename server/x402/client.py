@@ -80,9 +80,19 @@ def _message(response: httpx.Response) -> str:
     return error_text(body, f"HTTP {response.status_code}")
 
 
+def _json(response: httpx.Response) -> Any:
+    """The body as JSON; a CDN or captive-portal page in its place is the rail's fault, not a crash."""
+    try:
+        return response.json()
+    except ValueError:
+        raise NoneCapError("unexpected_response", f"The x402 rail answered HTTP {response.status_code} with something that is not JSON.") from None
+
+
 def _parse_pricing(body: Any) -> Pricing:
     try:
         prices = {str(k): Decimal(str(v)) for k, v in body["pricesUsd"].items()}
+        if not all(price.is_finite() and price > 0 for price in prices.values()):
+            raise InvalidOperation
         return Pricing(network=str(body["network"]), pay_to=str(body["payTo"]), prices_usd=prices)
     except (KeyError, TypeError, AttributeError, InvalidOperation):
         raise NoneCapError("unexpected_response", "The x402 pricing endpoint answered something this client cannot read.") from None
@@ -146,7 +156,7 @@ class X402Client:
         async with self._pricing_lock:
             if self._pricing is None or time.monotonic() - self._pricing[0] > self._pricing_ttl:
                 response = await self._call("GET", "/x402/pricing")
-                self._pricing = (time.monotonic(), _parse_pricing(response.json()))
+                self._pricing = (time.monotonic(), _parse_pricing(_json(response)))
             return self._pricing[1]
 
     async def create_task(self, body: dict[str, Any], payment: SignedPayment | None = None) -> TaskAnswer:
@@ -162,7 +172,7 @@ class X402Client:
     async def task_result(self, task_id: str, result_token: str) -> dict[str, Any]:
         """POST /x402/getTaskResult: re-fetch a paid result for free."""
         response = await self._call("POST", "/x402/getTaskResult", body={"taskId": task_id, "resultToken": result_token})
-        data = response.json()
+        data = _json(response)
         if not isinstance(data, dict):
             raise NoneCapError("unexpected_response", "getTaskResult answered something that is not a JSON object.")
         return data
