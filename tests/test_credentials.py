@@ -10,7 +10,6 @@ import io
 import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +18,8 @@ import keyring.backends.fail
 import keyring.backends.null
 import keyring.errors
 import pytest
+from child_process import child_env as shared_child_env
+from child_process import run_python
 from keyring_backends import KEYRING_FILE_ENV, HangingKeyring, MemoryKeyring
 from nonecap_mcp import auth_cli, cli_io, keystore
 from nonecap_mcp.credentials import (
@@ -33,7 +34,6 @@ from nonecap_mcp.credentials import (
     resolve_api_key,
 )
 
-TESTS_DIR = Path(__file__).resolve().parent
 LIVE_KEY = "nc_live_" + "Zq3x9Kp2Lm8Vb7Nc4Rt6Yw1Hs5Jd0Fg-_wxyz"[-32:]
 TEST_KEY = "nc_test_" + "pL0oKi9Uj8Yh7Tg6Rf5Ed4Ws3Qa2Zx1_abcd"[-32:]
 ALL_KEYS = (LIVE_KEY, TEST_KEY)
@@ -314,17 +314,7 @@ def test_delete_reports_whether_anything_was_removed(memory: MemoryKeyring) -> N
 
 
 def child_env(**extra: str) -> dict[str, str]:
-    """The current env with tests/ importable and no inherited key or backend."""
-    env = {k: v for k, v in os.environ.items() if k not in {API_KEY_ENV, "PYTHON_KEYRING_BACKEND", KEYRING_FILE_ENV}}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS_DIR), env.get("PYTHONPATH")]))
-    env.update(extra)
-    return env
-
-
-def run_python(code: str, env: dict[str, str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", code], input=stdin, env=env, capture_output=True, text=True, timeout=30
-    )
+    return shared_child_env((API_KEY_ENV,), **extra)
 
 
 def auth_command(call: str) -> str:

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import socket
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,6 +22,8 @@ from typing import Any
 import httpx
 import keyring.backends.fail
 import pytest
+from child_process import child_env as shared_child_env
+from child_process import run_python
 from keyring_backends import KEYRING_FILE_ENV, MemoryKeyring
 
 from nonecap_mcp import cli_io, keystore, wallet_cli
@@ -41,7 +41,6 @@ from nonecap_mcp.x402.wallet import (
     usdc_balance,
 )
 
-TESTS_DIR = Path(__file__).resolve().parent
 BASE = NETWORKS["base"]
 
 # Well-known development keys (Hardhat/Anvil accounts #0 and #1) and their addresses.
@@ -444,14 +443,7 @@ def test_keyring_failures_are_one_clean_line() -> None:
 
 
 def child_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in {WALLET_KEY_ENV, RPC_URL_ENV, "PYTHON_KEYRING_BACKEND", KEYRING_FILE_ENV}}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS_DIR), env.get("PYTHONPATH")]))
-    env.update(extra)
-    return env
-
-
-def run_python(code: str, env: dict[str, str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", code], input=stdin, env=env, capture_output=True, text=True, timeout=30)
+    return shared_child_env((WALLET_KEY_ENV, RPC_URL_ENV), **extra)
 
 
 def test_importing_the_wallet_modules_does_not_import_eth_account() -> None:
