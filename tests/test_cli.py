@@ -27,6 +27,19 @@ def test_help_and_version_need_nothing_configured(args: list[str]) -> None:
     assert result.returncode == 0 and result.stdout and not result.stderr
 
 
+HEAVY_IMPORT_PROBE = (
+    "import sys; from nonecap_mcp.config import load_settings; from nonecap_mcp.tools import build_server; "
+    "import nonecap_mcp.auth_cli, nonecap_mcp.wallet_cli, nonecap_mcp.keystore; build_server(load_settings({})); "
+    "print(sorted(m for m in ('eth_account', 'eth_keys', 'eth_abi', 'keyring', 'web3') if m in sys.modules))"
+)
+
+
+def test_start_up_and_cli_modules_import_nothing_heavy() -> None:
+    """eth-account and keyring load only when a payment, a wallet or a credential needs them."""
+    result = subprocess.run([sys.executable, "-c", HEAVY_IMPORT_PROBE], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "[]", result.stderr
+
+
 def test_python_dash_m_is_the_same_command() -> None:
     result = subprocess.run([sys.executable, "-m", "nonecap_mcp", "--version"], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == run("--version").stdout.strip()

@@ -321,16 +321,6 @@ def auth_command(call: str) -> str:
     return f"import sys; from nonecap_mcp import auth_cli; sys.exit(auth_cli.{call})"
 
 
-def test_importing_does_not_import_keyring() -> None:
-    proc = run_python(
-        "import sys, nonecap_mcp.keystore, nonecap_mcp.credentials, nonecap_mcp.auth_cli; "
-        "print('keyring' in sys.modules)",
-        child_env(),
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "False"
-
-
 def test_detection_never_picks_non_recommended_backends(tmp_path: Path) -> None:
     """Importing keyring_backends registers MemoryKeyring (priority 0.2), which
     beats fail.Keyring (0) in keyring's default detection, just as keyrings.alt's

@@ -32,34 +32,21 @@ def open_client(url: str, api_key: str | None = None) -> httpx.Client:
 
 
 @pytest.fixture(scope="module")
-def emulator() -> Iterator[Sandbox]:
-    """One sandbox of this module's own (not conftest's), so these tests stand alone."""
-    with Sandbox() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def shared_clients(emulator: Sandbox) -> Iterator[tuple[httpx.Client, httpx.Client]]:
-    with open_client(emulator.url, emulator.api_key) as authed, open_client(emulator.url) as anonymous:
+def shared_clients(_sandbox_server: Sandbox) -> Iterator[tuple[httpx.Client, httpx.Client]]:
+    """Clients on conftest's shared sandbox (its `sandbox` fixture resets it before each test)."""
+    url = _sandbox_server.url
+    with open_client(url, _sandbox_server.api_key) as authed, open_client(url) as anonymous:
         yield authed, anonymous
 
 
 @pytest.fixture
-def sb(emulator: Sandbox) -> Iterator[Sandbox]:
-    """The module's sandbox, fresh: default accounts, no solves, faults or logged requests."""
-    emulator.reset()
-    yield emulator
-    emulator.reset()
-
-
-@pytest.fixture
-def client(sb: Sandbox, shared_clients: tuple[httpx.Client, httpx.Client]) -> httpx.Client:
+def client(sandbox: Sandbox, shared_clients: tuple[httpx.Client, httpx.Client]) -> httpx.Client:
     """Authenticated as SANDBOX_API_KEY, on a freshly reset sandbox."""
     return shared_clients[0]
 
 
 @pytest.fixture
-def anon(sb: Sandbox, shared_clients: tuple[httpx.Client, httpx.Client]) -> httpx.Client:
+def anon(sandbox: Sandbox, shared_clients: tuple[httpx.Client, httpx.Client]) -> httpx.Client:
     """No Authorization header: for control endpoints and auth tests."""
     return shared_clients[1]
 
@@ -185,8 +172,8 @@ def test_ids_are_strictly_increasing_ulids_even_in_one_millisecond() -> None:
 # -- credits ------------------------------------------------------------------------
 
 
-def test_debit_at_submit_and_refund_on_failure(sb: Sandbox, client: httpx.Client) -> None:
-    sb.set_balance(3)
+def test_debit_at_submit_and_refund_on_failure(sandbox: Sandbox, client: httpx.Client) -> None:
+    sandbox.set_balance(3)
     solve_id = create(client, "sandbox-fail-token_not_granted-200ms").json()["id"]
     assert balance(client) == 2
     final = client.get(f"/v1/solves/{solve_id}", params={"wait": 5}).json()
@@ -194,22 +181,22 @@ def test_debit_at_submit_and_refund_on_failure(sb: Sandbox, client: httpx.Client
     assert balance(client) == 3
 
 
-def test_solved_keeps_the_credit(sb: Sandbox, client: httpx.Client) -> None:
-    sb.set_balance(3)
+def test_solved_keeps_the_credit(sandbox: Sandbox, client: httpx.Client) -> None:
+    sandbox.set_balance(3)
     create(client, "sandbox-solve-0ms")
     assert balance(client) == 2
 
 
-def test_refund_shows_in_balance_without_anyone_reading_the_solve(sb: Sandbox, client: httpx.Client) -> None:
-    sb.set_balance(1)
+def test_refund_shows_in_balance_without_anyone_reading_the_solve(sandbox: Sandbox, client: httpx.Client) -> None:
+    sandbox.set_balance(1)
     create(client, "sandbox-expire-100ms")
     assert balance(client) == 0
     time.sleep(0.15)
     assert balance(client) == 1
 
 
-def test_zero_balance_is_402_with_the_seed_message_and_creates_nothing(sb: Sandbox, client: httpx.Client) -> None:
-    sb.set_balance(0)
+def test_zero_balance_is_402_with_the_seed_message_and_creates_nothing(sandbox: Sandbox, client: httpx.Client) -> None:
+    sandbox.set_balance(0)
     response = create(client)
     assert error_of(response) == (402, "insufficient_credits", None)
     assert response.json()["error"]["message"] == (
@@ -342,10 +329,10 @@ def test_list_validation(client: httpx.Client, params: dict[str, object], param:
     assert error_of(client.get("/v1/solves", params=params)) == (422, "validation_error", param)
 
 
-def test_other_accounts_solves_are_invisible(sb: Sandbox, client: httpx.Client) -> None:
+def test_other_accounts_solves_are_invisible(sandbox: Sandbox, client: httpx.Client) -> None:
     solve_id = create(client).json()["id"]
-    sb.add_account(OTHER_KEY, credits=5)
-    with open_client(sb.url, OTHER_KEY) as other:
+    sandbox.add_account(OTHER_KEY, credits=5)
+    with open_client(sandbox.url, OTHER_KEY) as other:
         assert error_of(other.get(f"/v1/solves/{solve_id}")) == (404, "not_found", None)
         assert error_of(other.delete(f"/v1/solves/{solve_id}")) == (404, "not_found", None)
         assert other.get("/v1/solves").json()["data"] == []
@@ -382,12 +369,12 @@ def test_cancel_of_a_solved_solve_is_409(client: httpx.Client) -> None:
     assert error_of(client.delete(f"/v1/solves/{solve_id}")) == (409, "conflict", None)
 
 
-def test_cancel_wakes_a_waiting_long_poll(sb: Sandbox, client: httpx.Client) -> None:
+def test_cancel_wakes_a_waiting_long_poll(sandbox: Sandbox, client: httpx.Client) -> None:
     solve_id = create(client, "sandbox-hang").json()["id"]
     results: list[httpx.Response] = []
 
     def poll() -> None:
-        with open_client(sb.url, sb.api_key) as own:
+        with open_client(sandbox.url, sandbox.api_key) as own:
             results.append(own.get(f"/v1/solves/{solve_id}", params={"wait": 30}))
 
     waiter = threading.Thread(target=poll)
@@ -494,8 +481,8 @@ def test_valid_proxies_are_accepted_but_never_echoed(client: httpx.Client) -> No
 # -- faults -------------------------------------------------------------------------
 
 
-def test_status_fault_with_retry_after_creates_nothing_and_is_consumed(sb: Sandbox, client: httpx.Client) -> None:
-    sb.inject_fault(method="POST", path="/v1/solves", action="status", status=503, code="pool_exhausted", times=2)
+def test_status_fault_with_retry_after_creates_nothing_and_is_consumed(sandbox: Sandbox, client: httpx.Client) -> None:
+    sandbox.inject_fault(method="POST", path="/v1/solves", action="status", status=503, code="pool_exhausted", times=2)
     for _ in range(2):
         response = create(client)
         assert error_of(response) == (503, "pool_exhausted", None)
@@ -504,9 +491,9 @@ def test_status_fault_with_retry_after_creates_nothing_and_is_consumed(sb: Sandb
     assert create(client).status_code == 202
 
 
-def test_status_fault_from_code_or_status_alone(sb: Sandbox, client: httpx.Client) -> None:
-    sb.inject_fault(method="GET", path="/v1/me", action="status", code="rate_limited", retry_after=7)
-    sb.inject_fault(method="GET", path="/v1/me", action="status", status=500)
+def test_status_fault_from_code_or_status_alone(sandbox: Sandbox, client: httpx.Client) -> None:
+    sandbox.inject_fault(method="GET", path="/v1/me", action="status", code="rate_limited", retry_after=7)
+    sandbox.inject_fault(method="GET", path="/v1/me", action="status", status=500)
     limited = client.get("/v1/me")
     assert error_of(limited) == (429, "rate_limited", None) and limited.headers["retry-after"] == "7"
     broken = client.get("/v1/me")
@@ -514,16 +501,16 @@ def test_status_fault_from_code_or_status_alone(sb: Sandbox, client: httpx.Clien
     assert client.get("/v1/me").status_code == 200
 
 
-def test_drop_before_creates_nothing(sb: Sandbox, client: httpx.Client) -> None:
-    sb.inject_fault(method="POST", path="/v1/solves", action="drop_before")
+def test_drop_before_creates_nothing(sandbox: Sandbox, client: httpx.Client) -> None:
+    sandbox.inject_fault(method="POST", path="/v1/solves", action="drop_before")
     with pytest.raises(httpx.RemoteProtocolError):
         create(client)
     assert client.get("/v1/solves").json()["data"] == []
     assert balance(client) == 100
 
 
-def test_drop_after_creates_and_charges_but_loses_the_answer(sb: Sandbox, client: httpx.Client) -> None:
-    sb.inject_fault(method="POST", path="/v1/solves", action="drop_after")
+def test_drop_after_creates_and_charges_but_loses_the_answer(sandbox: Sandbox, client: httpx.Client) -> None:
+    sandbox.inject_fault(method="POST", path="/v1/solves", action="drop_after")
     with pytest.raises(httpx.RemoteProtocolError):
         create(client, "sandbox-solve-100ms", wait=5)
     listed = client.get("/v1/solves").json()["data"]
@@ -531,9 +518,9 @@ def test_drop_after_creates_and_charges_but_loses_the_answer(sb: Sandbox, client
     assert balance(client) == 99
 
 
-def test_delay_fault_and_prefix_match(sb: Sandbox, client: httpx.Client) -> None:
+def test_delay_fault_and_prefix_match(sandbox: Sandbox, client: httpx.Client) -> None:
     solve_id = create(client).json()["id"]
-    sb.inject_fault(method="GET", path="/v1/solves/*", action="delay", seconds=0.3)
+    sandbox.inject_fault(method="GET", path="/v1/solves/*", action="delay", seconds=0.3)
     assert client.get("/v1/solves").status_code == 200  # the prefix needs the slash
     started = time.monotonic()
     assert client.get(f"/v1/solves/{solve_id}").status_code in (200, 202)
@@ -553,24 +540,24 @@ def test_delay_fault_and_prefix_match(sb: Sandbox, client: httpx.Client) -> None
         ({"action": "drop_before", "path": "v1/me"}, "path"),
     ],
 )
-def test_bad_fault_arguments_raise_value_error(sb: Sandbox, kwargs: dict[str, object], param: str) -> None:
+def test_bad_fault_arguments_raise_value_error(sandbox: Sandbox, kwargs: dict[str, object], param: str) -> None:
     arguments: dict[str, object] = {"method": "GET", "path": "/v1/me"} | kwargs
     with pytest.raises(ValueError) as raised:
-        sb.inject_fault(**arguments)  # type: ignore[arg-type]
+        sandbox.inject_fault(**arguments)  # type: ignore[arg-type]
     assert raised.value.param == param  # type: ignore[attr-defined]
 
 
 # -- request log --------------------------------------------------------------------
 
 
-def test_request_log_records_api_traffic_only(sb: Sandbox, client: httpx.Client) -> None:
-    sb.inject_fault(method="GET", path="/v1/me", action="drop_before")
+def test_request_log_records_api_traffic_only(sandbox: Sandbox, client: httpx.Client) -> None:
+    sandbox.inject_fault(method="GET", path="/v1/me", action="drop_before")
     create(client, wait=3)
     with pytest.raises(httpx.RemoteProtocolError):
         client.get("/v1/me")
     client.get("/_sandbox/requests")
     client.get("/v1/solves", params={"limit": 3, "status": "solved"})
-    log = sb.requests
+    log = sandbox.requests
     assert [(r.method, r.path, r.query, r.status) for r in log] == [
         ("POST", "/v1/solves", {"wait": "3"}, 200),
         ("GET", "/v1/me", {}, None),
@@ -578,18 +565,18 @@ def test_request_log_records_api_traffic_only(sb: Sandbox, client: httpx.Client)
     ]
     assert all(isinstance(r, RecordedRequest) and r.time > 0 for r in log)
     assert log[0].time <= log[1].time <= log[2].time
-    sb.clear_requests()
-    assert sb.requests == []
+    sandbox.clear_requests()
+    assert sandbox.requests == []
 
 
 # -- control endpoints over HTTP ----------------------------------------------------
 
 
-def test_control_endpoints_over_http(sb: Sandbox, client: httpx.Client, anon: httpx.Client) -> None:
+def test_control_endpoints_over_http(sandbox: Sandbox, client: httpx.Client, anon: httpx.Client) -> None:
     account = anon.post("/_sandbox/accounts", json={"api_key": OTHER_KEY, "credits": 1, "email": "qa@example.test"})
     assert account.status_code == 200
     assert (account.json()["credits_balance"], account.json()["email"]) == (1, "qa@example.test")
-    with open_client(sb.url, OTHER_KEY) as other:
+    with open_client(sandbox.url, OTHER_KEY) as other:
         assert create(other, "sandbox-solve-0ms").status_code == 200
         assert error_of(create(other))[1] == "insufficient_credits"
         anon.post("/_sandbox/accounts", json={"api_key": OTHER_KEY, "credits": 0, "locked": True})
@@ -609,7 +596,7 @@ def test_control_endpoints_over_http(sb: Sandbox, client: httpx.Client, anon: ht
     assert [(r["method"], r["path"], r["status"]) for r in logged][-1] == ("GET", "/v1/me", 503)
     assert set(logged[0]) == {"method", "path", "query", "status", "time"}
     assert anon.delete("/_sandbox/requests").status_code == 200
-    assert sb.requests == []
+    assert sandbox.requests == []
 
     bad = anon.post("/_sandbox/faults", json={"method": "GET", "path": "/v1/me", "action": "status", "status": "503"})
     assert error_of(bad) == (422, "validation_error", "status")
@@ -636,11 +623,11 @@ def test_every_response_has_request_id_json_and_length(client: httpx.Client) -> 
     assert len(ids) == 3
 
 
-def test_keep_alive_serves_several_requests_on_one_connection(sb: Sandbox) -> None:
-    host, port = sb.url.removeprefix("http://").split(":")
+def test_keep_alive_serves_several_requests_on_one_connection(sandbox: Sandbox) -> None:
+    host, port = sandbox.url.removeprefix("http://").split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=5)
     try:
-        headers = {"Authorization": f"Bearer {sb.api_key}", "Content-Type": "application/json"}
+        headers = {"Authorization": f"Bearer {sandbox.api_key}", "Content-Type": "application/json"}
         connection.request("POST", "/v1/solves", body=b'{"type": "hcaptcha"', headers=headers)
         first = connection.getresponse()
         assert (first.status, first.read()[:9]) == (400, b'{"error":')
@@ -653,8 +640,8 @@ def test_keep_alive_serves_several_requests_on_one_connection(sb: Sandbox) -> No
         connection.close()
 
 
-def test_garbage_request_line_still_gets_the_envelope(sb: Sandbox) -> None:
-    host, port = sb.url.removeprefix("http://").split(":")
+def test_garbage_request_line_still_gets_the_envelope(sandbox: Sandbox) -> None:
+    host, port = sandbox.url.removeprefix("http://").split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=5)
     try:
         connection.request("BREW", "/v1/me")

@@ -44,26 +44,13 @@ def open_client(url: str) -> httpx.Client:
 
 
 @pytest.fixture(scope="module")
-def emulator() -> Iterator[Sandbox]:
-    with Sandbox() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def shared_client(emulator: Sandbox) -> Iterator[httpx.Client]:
-    with open_client(emulator.url) as client:
+def shared_client(_sandbox_server: Sandbox) -> Iterator[httpx.Client]:
+    with open_client(_sandbox_server.url) as client:
         yield client
 
 
 @pytest.fixture
-def sb(emulator: Sandbox) -> Iterator[Sandbox]:
-    emulator.reset()
-    yield emulator
-    emulator.reset()
-
-
-@pytest.fixture
-def client(sb: Sandbox, shared_client: httpx.Client) -> httpx.Client:
+def client(sandbox: Sandbox, shared_client: httpx.Client) -> httpx.Client:
     return shared_client
 
 
@@ -103,10 +90,10 @@ def tampered(header_value: str, **changes: object) -> str:
     return b64(document)
 
 
-def assert_nothing_settled(sb: Sandbox) -> None:
-    assert sb.settlements == []
-    assert sb.usdc_balance(SANDBOX_WALLET_ADDRESS) == Decimal("5.00")
-    assert sb.usdc_balance(SANDBOX_PAY_TO) == 0
+def assert_nothing_settled(sandbox: Sandbox) -> None:
+    assert sandbox.settlements == []
+    assert sandbox.usdc_balance(SANDBOX_WALLET_ADDRESS) == Decimal("5.00")
+    assert sandbox.usdc_balance(SANDBOX_PAY_TO) == 0
 
 
 def reason_of(response: httpx.Response) -> str:
@@ -149,7 +136,7 @@ def test_pricing_is_public_and_exact(client: httpx.Client) -> None:
 # -- the 402 challenge --------------------------------------------------------------
 
 
-def test_402_v1_body_is_the_seeds_shape(sb: Sandbox, client: httpx.Client) -> None:
+def test_402_v1_body_is_the_seeds_shape(sandbox: Sandbox, client: httpx.Client) -> None:
     response = create(client)
     assert response.status_code == 402
     assert "PAYMENT-REQUIRED" not in response.headers
@@ -161,7 +148,7 @@ def test_402_v1_body_is_the_seeds_shape(sb: Sandbox, client: httpx.Client) -> No
                 "scheme": "exact",
                 "network": "base",
                 "maxAmountRequired": "12000",
-                "resource": f"{sb.url}/x402/createTask",
+                "resource": f"{sandbox.url}/x402/createTask",
                 "description": f"NoneCap sandbox solve: {HARD}",
                 "mimeType": "application/json",
                 "payTo": SANDBOX_PAY_TO,
@@ -173,9 +160,9 @@ def test_402_v1_body_is_the_seeds_shape(sb: Sandbox, client: httpx.Client) -> No
     }
 
 
-def test_402_v2_is_a_payment_required_header(sb: Sandbox, client: httpx.Client) -> None:
-    sb.set_x402(2)
-    assert sb.x402_version == 2
+def test_402_v2_is_a_payment_required_header(sandbox: Sandbox, client: httpx.Client) -> None:
+    sandbox.set_x402(2)
+    assert sandbox.x402_version == 2
     response = create(client)
     assert response.status_code == 402
     assert response.json()["error"] == "PAYMENT-SIGNATURE header is required"
@@ -183,7 +170,7 @@ def test_402_v2_is_a_payment_required_header(sb: Sandbox, client: httpx.Client) 
         "x402Version": 2,
         "error": "PAYMENT-SIGNATURE header is required",
         "resource": {
-            "url": f"{sb.url}/x402/createTask",
+            "url": f"{sandbox.url}/x402/createTask",
             "description": f"NoneCap sandbox solve: {HARD}",
             "mimeType": "application/json",
         },
@@ -217,7 +204,7 @@ def test_402_v2_is_a_payment_required_header(sb: Sandbox, client: httpx.Client) 
         (task_body("sandbox-typo"), "Unknown sandbox test sitekey"),
     ],
 )
-def test_bad_bodies_are_400_before_any_402(sb: Sandbox, client: httpx.Client, body: object, fragment: str) -> None:
+def test_bad_bodies_are_400_before_any_402(sandbox: Sandbox, client: httpx.Client, body: object, fragment: str) -> None:
     kwargs: dict[str, Any] = {"content": body} if isinstance(body, bytes) else {"json": body}
     response = client.post("/x402/createTask", **kwargs)
     assert response.status_code == 400
@@ -233,7 +220,7 @@ def test_wrong_method_and_unknown_path_use_the_rail_shape(client: httpx.Client) 
 # -- paying ---------------------------------------------------------------------------
 
 
-def test_good_payment_solves_settles_and_returns_a_receipt(sb: Sandbox, client: httpx.Client) -> None:
+def test_good_payment_solves_settles_and_returns_a_receipt(sandbox: Sandbox, client: httpx.Client) -> None:
     payment = sign_payment(WALLET, requirement(client))
     response = create(client, headers={payment.header_name: payment.header_value})
     assert response.status_code == 200
@@ -249,36 +236,36 @@ def test_good_payment_solves_settles_and_returns_a_receipt(sb: Sandbox, client: 
     assert receipt.payer == SANDBOX_WALLET_ADDRESS
     assert receipt.transaction is not None and len(receipt.transaction) == 66
 
-    assert sb.usdc_balance(SANDBOX_WALLET_ADDRESS) == Decimal("5.00") - Decimal("0.012")
-    assert sb.usdc_balance(SANDBOX_PAY_TO) == Decimal("0.012")
-    [settlement] = sb.settlements
+    assert sandbox.usdc_balance(SANDBOX_WALLET_ADDRESS) == Decimal("5.00") - Decimal("0.012")
+    assert sandbox.usdc_balance(SANDBOX_PAY_TO) == Decimal("0.012")
+    [settlement] = sandbox.settlements
     assert (settlement.payer, settlement.pay_to, settlement.value) == (SANDBOX_WALLET_ADDRESS, SANDBOX_PAY_TO, 12_000)
     assert (settlement.nonce, settlement.tx, settlement.task_id) == (
         payment.nonce, receipt.transaction, body["taskId"])  # fmt: skip
     assert settlement.usd == Decimal("0.012")
-    [attempt] = sb.payment_attempts
+    [attempt] = sandbox.payment_attempts
     assert (attempt.status, attempt.nonce, attempt.task_id) == (200, payment.nonce, body["taskId"])
 
 
 def test_failed_solve_settles_nothing_and_the_same_authorization_pays_once_later(
-    sb: Sandbox, client: httpx.Client
+    sandbox: Sandbox, client: httpx.Client
 ) -> None:
     name, value = signed(client)
     failed = create(client, "sandbox-fail-proxy_error-50ms", {name: value})
     assert failed.status_code == 422
     assert failed.json()["errorCode"] == "proxy_error" and "proxy" in failed.json()["error"]
     assert "X-PAYMENT-RESPONSE" not in failed.headers
-    assert_nothing_settled(sb)
+    assert_nothing_settled(sandbox)
 
     # The authorization is bound to the price, not to the task: re-sent for a solvable one, it pays once.
     assert create(client, FAST, {name: value}).status_code == 200
-    assert len(sb.settlements) == 1
+    assert len(sandbox.settlements) == 1
     replay = create(client, FAST, {name: value})
     assert reason_of(replay) == "invalid_exact_evm_nonce_already_used"
     assert replay.json()["accepts"][0]["payTo"] == SANDBOX_PAY_TO  # the 402 offers the requirements again
-    assert len(sb.settlements) == 1
-    assert sb.usdc_balance(SANDBOX_WALLET_ADDRESS) == Decimal("4.988")
-    assert [a.status for a in sb.payment_attempts] == [422, 200, 402]
+    assert len(sandbox.settlements) == 1
+    assert sandbox.usdc_balance(SANDBOX_WALLET_ADDRESS) == Decimal("4.988")
+    assert [a.status for a in sandbox.payment_attempts] == [422, 200, 402]
 
 
 def _wrong_domain_header(client: httpx.Client, name: str = "USDC") -> str:
@@ -318,7 +305,7 @@ def _wrong_domain_header(client: httpx.Client, name: str = "USDC") -> str:
     ],
 )
 def test_tampered_payments_are_402_with_the_reason(
-    sb: Sandbox, client: httpx.Client, tamper: str, reason: str
+    sandbox: Sandbox, client: httpx.Client, tamper: str, reason: str
 ) -> None:
     _, value = signed(client)
     document = unb64(value)
@@ -346,8 +333,8 @@ def test_tampered_payments_are_402_with_the_reason(
     response = create(client, headers={"X-PAYMENT": header})
     assert reason_of(response) == reason
     assert response.json()["accepts"][0]["maxAmountRequired"] == "12000"
-    assert_nothing_settled(sb)
-    assert sb.payment_attempts[-1].reason == reason
+    assert_nothing_settled(sandbox)
+    assert sandbox.payment_attempts[-1].reason == reason
 
 
 @pytest.mark.parametrize(
@@ -359,28 +346,28 @@ def test_tampered_payments_are_402_with_the_reason(
     ],
 )
 def test_authorization_outside_its_window_is_402(
-    sb: Sandbox, client: httpx.Client, now_offset: int, reason: str
+    sandbox: Sandbox, client: httpx.Client, now_offset: int, reason: str
 ) -> None:
     payment = sign_payment(WALLET, requirement(client), now=int(time.time()) + now_offset)
     assert reason_of(create(client, headers={"X-PAYMENT": payment.header_value})) == reason
-    assert_nothing_settled(sb)
+    assert_nothing_settled(sandbox)
 
 
-def test_unfunded_payer_is_402_insufficient_funds_until_funded(sb: Sandbox, client: httpx.Client) -> None:
+def test_unfunded_payer_is_402_insufficient_funds_until_funded(sandbox: Sandbox, client: httpx.Client) -> None:
     name, value = signed(client, OTHER_KEY)
     assert reason_of(create(client, headers={name: value})) == "insufficient_funds"
-    assert_nothing_settled(sb)
+    assert_nothing_settled(sandbox)
     payer = unb64(value)["payload"]["authorization"]["from"]
-    sb.fund(payer, "0.011999")
+    sandbox.fund(payer, "0.011999")
     assert reason_of(create(client, headers={name: value})) == "insufficient_funds"
-    sb.fund(payer, Decimal("0.02"))
+    sandbox.fund(payer, Decimal("0.02"))
     assert create(client, headers={name: value}).status_code == 200
-    assert sb.usdc_balance(payer) == Decimal("0.008")
-    assert sb.usdc_balance(SANDBOX_WALLET_ADDRESS) == Decimal("5.00")
+    assert sandbox.usdc_balance(payer) == Decimal("0.008")
+    assert sandbox.usdc_balance(SANDBOX_WALLET_ADDRESS) == Decimal("5.00")
 
 
-def test_same_authorization_sent_twice_at_once_settles_once(sb: Sandbox) -> None:
-    with open_client(sb.url) as first, open_client(sb.url) as second:
+def test_same_authorization_sent_twice_at_once_settles_once(sandbox: Sandbox) -> None:
+    with open_client(sandbox.url) as first, open_client(sandbox.url) as second:
         name, value = signed(first)
         results: list[int] = []
 
@@ -393,33 +380,33 @@ def test_same_authorization_sent_twice_at_once_settles_once(sb: Sandbox) -> None
         for thread in threads:
             thread.join()
     assert sorted(results) == [200, 402]
-    assert len(sb.settlements) == 1
-    assert sb.usdc_balance(SANDBOX_WALLET_ADDRESS) == Decimal("4.988")
+    assert len(sandbox.settlements) == 1
+    assert sandbox.usdc_balance(SANDBOX_WALLET_ADDRESS) == Decimal("4.988")
 
 
-def test_expired_solve_is_504_and_the_authorization_stays_unspent(sb: Sandbox, client: httpx.Client) -> None:
+def test_expired_solve_is_504_and_the_authorization_stays_unspent(sandbox: Sandbox, client: httpx.Client) -> None:
     name, value = signed(client)
     response = create(client, "sandbox-expire-100ms", {name: value})
     assert response.status_code == 504 and response.json()["errorCode"] == "timeout"
-    assert_nothing_settled(sb)
+    assert_nothing_settled(sandbox)
     assert create(client, FAST, {name: value}).status_code == 200
 
 
 def test_solve_over_the_cap_is_504() -> None:
-    with Sandbox(x402_solve_timeout=0.2) as sb, open_client(sb.url) as client:
+    with Sandbox(x402_solve_timeout=0.2) as sandbox, open_client(sandbox.url) as client:
         name, value = signed(client)
         started = time.monotonic()
         response = create(client, "sandbox-solve-2s", {name: value})
         assert response.status_code == 504 and "0.2 seconds" in response.json()["error"]
         assert time.monotonic() - started < 1.5
-        assert sb.settlements == []
+        assert sandbox.settlements == []
 
 
 # -- x402 v2 ---------------------------------------------------------------------------
 
 
-def test_v2_end_to_end(sb: Sandbox, client: httpx.Client) -> None:
-    sb.set_x402(2)
+def test_v2_end_to_end(sandbox: Sandbox, client: httpx.Client) -> None:
+    sandbox.set_x402(2)
     payment = sign_payment(WALLET, requirement(client))
     assert payment.header_name == "PAYMENT-SIGNATURE"
     assert reason_of(create(client, headers={"X-PAYMENT": payment.header_value})) == (
@@ -429,25 +416,25 @@ def test_v2_end_to_end(sb: Sandbox, client: httpx.Client) -> None:
     assert "X-PAYMENT-RESPONSE" not in response.headers
     receipt = decode_receipt(response.headers["PAYMENT-RESPONSE"])
     assert receipt is not None and receipt.success and receipt.network == "eip155:8453"
-    assert sb.settlements[0].network == "eip155:8453"
-    assert sb.usdc_balance(SANDBOX_WALLET_ADDRESS) == Decimal("4.988")
+    assert sandbox.settlements[0].network == "eip155:8453"
+    assert sandbox.usdc_balance(SANDBOX_WALLET_ADDRESS) == Decimal("4.988")
 
 
-def test_v2_accepted_must_be_what_was_offered(sb: Sandbox, client: httpx.Client) -> None:
-    sb.set_x402(2)
+def test_v2_accepted_must_be_what_was_offered(sandbox: Sandbox, client: httpx.Client) -> None:
+    sandbox.set_x402(2)
     payment = sign_payment(WALLET, requirement(client))
     document = unb64(payment.header_value)
     document["accepted"]["maxTimeoutSeconds"] = 60
     response = create(client, headers={"PAYMENT-SIGNATURE": b64(document)})
     assert reason_of(response) == "no_matching_payment_requirements"
     assert unb64(response.headers["PAYMENT-REQUIRED"])["accepts"][0]["amount"] == "12000"
-    assert_nothing_settled(sb)
+    assert_nothing_settled(sandbox)
 
 
 # -- getTaskResult ---------------------------------------------------------------------
 
 
-def test_get_task_result_with_right_and_wrong_tokens(sb: Sandbox, client: httpx.Client) -> None:
+def test_get_task_result_with_right_and_wrong_tokens(sandbox: Sandbox, client: httpx.Client) -> None:
     name, value = signed(client)
     paid = create(client, headers={name: value}).json()
     again = client.post("/x402/getTaskResult", json={"taskId": paid["taskId"], "resultToken": paid["resultToken"]})
@@ -461,14 +448,14 @@ def test_get_task_result_with_right_and_wrong_tokens(sb: Sandbox, client: httpx.
     unknown = client.post("/x402/getTaskResult", json={"taskId": "0" * 36, "resultToken": paid["resultToken"]})
     assert unknown.status_code == 404
     assert client.post("/x402/getTaskResult", json={}).status_code == 400
-    assert len(sb.settlements) == 1  # re-fetching is free
+    assert len(sandbox.settlements) == 1  # re-fetching is free
 
 
 # -- rate limit, faults, request log -----------------------------------------------------
 
 
 def test_rate_limit_per_ip_across_x402_with_retry_after() -> None:
-    with Sandbox(x402_rate_limit=3) as sb, open_client(sb.url) as client:
+    with Sandbox(x402_rate_limit=3) as sandbox, open_client(sandbox.url) as client:
         assert client.get("/x402/pricing").status_code == 200
         assert create(client).status_code == 402
         assert client.post("/x402/getTaskResult", json={"taskId": "x"}).status_code == 404
@@ -477,29 +464,29 @@ def test_rate_limit_per_ip_across_x402_with_retry_after() -> None:
         assert 1 <= int(limited.headers["Retry-After"]) <= 60
         assert create(client).status_code == 429
         assert client.post("/rpc", json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"}).status_code == 200
-        sb.reset()
+        sandbox.reset()
         assert client.get("/x402/pricing").status_code == 200
     with pytest.raises(ValueError):
         Sandbox(x402_rate_limit=0)
 
 
-def test_drop_after_loses_the_answer_but_the_payment_settled(sb: Sandbox, client: httpx.Client) -> None:
+def test_drop_after_loses_the_answer_but_the_payment_settled(sandbox: Sandbox, client: httpx.Client) -> None:
     name, value = signed(client)
-    sb.inject_fault(method="POST", path="/x402/createTask", action="drop_after")
+    sandbox.inject_fault(method="POST", path="/x402/createTask", action="drop_after")
     with pytest.raises(httpx.TransportError):
         create(client, headers={name: value})
-    assert len(sb.settlements) == 1
-    assert sb.requests[-1].status is None
+    assert len(sandbox.settlements) == 1
+    assert sandbox.requests[-1].status is None
     assert reason_of(create(client, headers={name: value})) == "invalid_exact_evm_nonce_already_used"
 
 
-def test_skip_lets_the_unpaid_probe_through_and_faults_the_paid_request(sb: Sandbox, client: httpx.Client) -> None:
-    sb.inject_fault(method="POST", path="/x402/createTask", action="drop_after", skip=1)
+def test_skip_lets_the_unpaid_probe_through_and_faults_the_paid_request(sandbox: Sandbox, client: httpx.Client) -> None:
+    sandbox.inject_fault(method="POST", path="/x402/createTask", action="drop_after", skip=1)
     name, value = signed(client)  # the probe: skipped, a normal 402
     with pytest.raises(httpx.TransportError):
         create(client, headers={name: value})
-    assert len(sb.settlements) == 1
-    assert [r.status for r in sb.requests] == [402, None]
+    assert len(sandbox.settlements) == 1
+    assert [r.status for r in sandbox.requests] == [402, None]
     assert create(client).status_code == 402  # the fault is used up
     described = client.post("/_sandbox/faults", json={"method": "GET", "path": "/x402/pricing", "action": "status",
                                                       "status": 503, "skip": 2}).json()  # fmt: skip
@@ -507,25 +494,25 @@ def test_skip_lets_the_unpaid_probe_through_and_faults_the_paid_request(sb: Sand
     assert [client.get("/x402/pricing").status_code for _ in range(3)] == [200, 200, 503]
 
 
-def test_drop_before_and_status_faults_settle_nothing(sb: Sandbox, client: httpx.Client) -> None:
+def test_drop_before_and_status_faults_settle_nothing(sandbox: Sandbox, client: httpx.Client) -> None:
     name, value = signed(client)
-    sb.inject_fault(method="POST", path="/x402/*", action="drop_before")
+    sandbox.inject_fault(method="POST", path="/x402/*", action="drop_before")
     with pytest.raises(httpx.TransportError):
         create(client, headers={name: value})
-    sb.inject_fault(method="*", path="/x402/createTask", action="status", status=503, retry_after=2)
+    sandbox.inject_fault(method="*", path="/x402/createTask", action="status", status=503, retry_after=2)
     unavailable = create(client, headers={name: value})
     assert unavailable.status_code == 503 and unavailable.headers["Retry-After"] == "2"
     assert unavailable.json() == {"error": "All workers busy; retry after the Retry-After delay.",
                                   "errorCode": "pool_exhausted"}  # fmt: skip
-    assert_nothing_settled(sb)
+    assert_nothing_settled(sandbox)
     assert create(client, headers={name: value}).status_code == 200
 
 
-def test_request_log_records_x402_and_rpc_requests(sb: Sandbox, client: httpx.Client) -> None:
+def test_request_log_records_x402_and_rpc_requests(sandbox: Sandbox, client: httpx.Client) -> None:
     client.get("/x402/pricing")
     create(client)
     client.post("/rpc", json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"})
-    assert [(r.method, r.path, r.status) for r in sb.requests] == [
+    assert [(r.method, r.path, r.status) for r in sandbox.requests] == [
         ("GET", "/x402/pricing", 200), ("POST", "/x402/createTask", 402), ("POST", "/rpc", 200)]  # fmt: skip
 
 
@@ -542,7 +529,7 @@ def balance_of_call(address: str, to: str = USDC) -> dict[str, str]:
     return {"to": to, "data": "0x70a08231" + "00" * 12 + address[2:].lower()}
 
 
-def test_rpc_balance_of_and_authorization_state(sb: Sandbox, client: httpx.Client) -> None:
+def test_rpc_balance_of_and_authorization_state(sandbox: Sandbox, client: httpx.Client) -> None:
     assert rpc(client, "eth_chainId")["result"] == "0x2105"
     assert int(rpc(client, "eth_call", balance_of_call(SANDBOX_WALLET_ADDRESS), "latest")["result"], 16) == 5_000_000
     assert int(rpc(client, "eth_call", balance_of_call(EVIL), "latest")["result"], 16) == 0
@@ -555,7 +542,7 @@ def test_rpc_balance_of_and_authorization_state(sb: Sandbox, client: httpx.Clien
     assert len(result) == 66 and int(result, 16) == 4_988_000
 
 
-def test_rpc_errors_are_json_rpc_errors(sb: Sandbox, client: httpx.Client) -> None:
+def test_rpc_errors_are_json_rpc_errors(sandbox: Sandbox, client: httpx.Client) -> None:
     assert rpc(client, "eth_sendRawTransaction", "0x00")["error"]["code"] == -32601
     assert rpc(client, "eth_call", {"to": USDC, "data": "0xdeadbeef"}, "latest")["error"]["message"] == (
         "execution reverted")  # fmt: skip
@@ -572,65 +559,65 @@ def test_rpc_errors_are_json_rpc_errors(sb: Sandbox, client: httpx.Client) -> No
 # -- hostile 402s --------------------------------------------------------------------------
 
 
-def test_hostile_overrides_show_up_in_the_402_and_our_policy_refuses_them(sb: Sandbox, client: httpx.Client) -> None:
-    sb.set_x402(1, {"payTo": EVIL, "maxAmountRequired": "5000000", "asset": EVIL, "extra": None})
+def test_hostile_overrides_show_up_in_the_402_and_our_policy_refuses_them(sandbox: Sandbox, client: httpx.Client) -> None:
+    sandbox.set_x402(1, {"payTo": EVIL, "maxAmountRequired": "5000000", "asset": EVIL, "extra": None})
     accept = create(client).json()["accepts"][0]
     assert (accept["payTo"], accept["maxAmountRequired"], accept["asset"]) == (EVIL, "5000000", EVIL)
     assert "extra" not in accept and accept["scheme"] == "exact"
 
-    sb.set_x402(1, {"payTo": EVIL})
+    sandbox.set_x402(1, {"payTo": EVIL})
     with pytest.raises(PolicyViolation) as refused:
         choose_requirement(
             parse_payment_required(create(client).json(), None),
             policy=SpendPolicy(), price_usd=Decimal("0.012"), pricing_pay_to=SANDBOX_PAY_TO,
-            resource_url=f"{sb.url}/x402/createTask",
+            resource_url=f"{sandbox.url}/x402/createTask",
         )  # fmt: skip
     assert refused.value.field == "payTo"
 
     several = [{"scheme": "exact", "network": "base", "payTo": EVIL}, {"scheme": "upto"}, "junk"]
-    sb.set_x402(1, {"accepts": several, "x402Version": 7})
+    sandbox.set_x402(1, {"accepts": several, "x402Version": 7})
     assert create(client).json() == {"x402Version": 7, "error": "X-PAYMENT header is required", "accepts": several}
 
-    sb.set_x402(2, {"resource": {"url": "https://evil.example/"}, "network": "eip155:1", "maxTimeoutSeconds": 10**9})
+    sandbox.set_x402(2, {"resource": {"url": "https://evil.example/"}, "network": "eip155:1", "maxTimeoutSeconds": 10**9})
     document = unb64(create(client).headers["PAYMENT-REQUIRED"])
     assert document["resource"] == {"url": "https://evil.example/"}
     assert (document["accepts"][0]["network"], document["accepts"][0]["maxTimeoutSeconds"]) == ("eip155:1", 10**9)
-    assert sb.x402_overrides["network"] == "eip155:1"
-    sb.reset()
-    assert (sb.x402_version, sb.x402_overrides) == (1, {})
+    assert sandbox.x402_overrides["network"] == "eip155:1"
+    sandbox.reset()
+    assert (sandbox.x402_version, sandbox.x402_overrides) == (1, {})
     assert create(client).json()["accepts"][0]["payTo"] == SANDBOX_PAY_TO
 
 
-def test_a_naive_client_that_pays_a_hostile_402_is_caught(sb: Sandbox, client: httpx.Client) -> None:
+def test_a_naive_client_that_pays_a_hostile_402_is_caught(sandbox: Sandbox, client: httpx.Client) -> None:
     # Verification follows the offer, so a client that signs a hostile payTo really pays it...
-    sb.set_x402(1, {"payTo": EVIL})
+    sandbox.set_x402(1, {"payTo": EVIL})
     assert create(client, headers=dict([signed(client)])).status_code == 200
-    assert [(s.pay_to, s.value) for s in sb.settlements] == [(EVIL, PRICE_ATOMIC)]
+    assert [(s.pay_to, s.value) for s in sandbox.settlements] == [(EVIL, PRICE_ATOMIC)]
     # ...while one signing another EIP-712 domain passes the server but not the (sandbox) chain.
-    sb.reset()
-    sb.set_x402(1, {"extra": {"name": "USDC", "version": "2"}})
+    sandbox.reset()
+    sandbox.set_x402(1, {"extra": {"name": "USDC", "version": "2"}})
     assert reason_of(create(client, headers={"X-PAYMENT": _wrong_domain_header(client)})) == (
         "invalid_exact_evm_payload_signature")  # fmt: skip
-    assert_nothing_settled(sb)
-    assert sb.payment_attempts[-1].status == 402
+    assert_nothing_settled(sandbox)
+    assert sandbox.payment_attempts[-1].status == 402
 
 
-def test_bad_python_controls_raise_value_error(sb: Sandbox) -> None:
+def test_bad_python_controls_raise_value_error(sandbox: Sandbox) -> None:
     with pytest.raises(ValueError):
-        sb.set_x402(3)
+        sandbox.set_x402(3)
     with pytest.raises(ValueError):
-        sb.set_x402(1, {"accepts": "nope"})
+        sandbox.set_x402(1, {"accepts": "nope"})
     with pytest.raises(ValueError):
-        sb.fund(EVIL, 0.5)  # type: ignore[arg-type]
+        sandbox.fund(EVIL, 0.5)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
-        sb.fund(EVIL, "0.0000001")
+        sandbox.fund(EVIL, "0.0000001")
     with pytest.raises(ValueError):
-        sb.fund("0x1234", "1")
-    sb.x402_version = 2
-    assert sb.x402_version == 2
+        sandbox.fund("0x1234", "1")
+    sandbox.x402_version = 2
+    assert sandbox.x402_version == 2
 
 
-def test_x402_control_endpoints_over_http(sb: Sandbox, client: httpx.Client) -> None:
+def test_x402_control_endpoints_over_http(sandbox: Sandbox, client: httpx.Client) -> None:
     configured = client.post("/_sandbox/x402", json={"version": 2, "overrides": {"payTo": EVIL}})
     assert configured.status_code == 200
     assert (configured.json()["version"], configured.json()["overrides"]) == (2, {"payTo": EVIL})
@@ -641,7 +628,7 @@ def test_x402_control_endpoints_over_http(sb: Sandbox, client: httpx.Client) -> 
 
     funded = client.post("/_sandbox/x402/fund", json={"address": EVIL, "usd": "1.5"})
     assert funded.json() == {"object": "balance", "address": EVIL, "usd": "1.5"}
-    assert sb.usdc_balance(EVIL) == Decimal("1.5")
+    assert sandbox.usdc_balance(EVIL) == Decimal("1.5")
     assert client.post("/_sandbox/x402/fund", json={"address": EVIL, "usd": 1.5}).status_code == 422
 
     assert create(client, headers=dict([signed(client)])).status_code == 200
@@ -651,13 +638,13 @@ def test_x402_control_endpoints_over_http(sb: Sandbox, client: httpx.Client) -> 
     assert [a["status"] for a in view["payment_attempts"]] == [200]
     assert client.post("/_sandbox/reset").status_code == 200
     assert client.get("/_sandbox/x402").json()["settlements"] == []
-    assert sb.usdc_balance(EVIL) == 0
-    assert all(not r.path.startswith("/_sandbox") for r in sb.requests)
+    assert sandbox.usdc_balance(EVIL) == 0
+    assert all(not r.path.startswith("/_sandbox") for r in sandbox.requests)
 
 
 def test_stop_cuts_a_solve_short_and_settles_nothing() -> None:
-    sb = Sandbox().start()
-    with open_client(sb.url) as client:
+    sandbox = Sandbox().start()
+    with open_client(sandbox.url) as client:
         header = dict([signed(client)])
         outcome: list[object] = []
 
@@ -671,7 +658,7 @@ def test_stop_cuts_a_solve_short_and_settles_nothing() -> None:
         thread.start()
         time.sleep(0.2)
         started = time.monotonic()
-        sb.stop()
+        sandbox.stop()
         thread.join(5)
         assert not thread.is_alive() and time.monotonic() - started < 2
-    assert sb.settlements == []
+    assert sandbox.settlements == []

@@ -446,16 +446,6 @@ def child_env(**extra: str) -> dict[str, str]:
     return shared_child_env((WALLET_KEY_ENV, RPC_URL_ENV), **extra)
 
 
-def test_importing_the_wallet_modules_does_not_import_eth_account() -> None:
-    proc = run_python(
-        "import sys, nonecap_mcp.x402.wallet, nonecap_mcp.x402.ledger, nonecap_mcp.wallet_cli; "
-        "print([m for m in ('eth_account', 'eth_keys', 'eth_abi', 'keyring') if m in sys.modules])",
-        child_env(),
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "[]"
-
-
 def test_cli_round_trip_in_subprocesses(tmp_path: Path) -> None:
     """create, import over it, remove: three processes sharing one keyring file."""
     store = tmp_path / "keyring.json"

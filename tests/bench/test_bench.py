@@ -7,7 +7,6 @@ request counts in each benchmark's extra_info.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -22,18 +21,6 @@ from mcp import Client, StdioServerParameters
 from nonecap_mcp.config import load_settings
 from nonecap_mcp.sandbox import Sandbox
 from nonecap_mcp.tools import build_server
-
-STARTUP_PROBE = (
-    "import sys; from nonecap_mcp.config import load_settings; from nonecap_mcp.tools import build_server; "
-    "build_server(load_settings({})); print(sorted(m for m in ('eth_account', 'keyring', 'web3') if m in sys.modules))"
-)
-
-
-def test_startup_path_imports_no_heavy_modules() -> None:
-    """Not a timing: eth-account and keyring must stay off the path to tools/list."""
-    result = subprocess.run([sys.executable, "-c", STARTUP_PROBE], capture_output=True, text=True, timeout=60)
-    assert result.stdout.strip() == "[]", result.stderr
-
 
 def _spawn_and_list_tools() -> int:
     async def go() -> int:
