@@ -124,3 +124,51 @@ def api_error_class(http_status: int) -> type[APIError]:
     if http_status >= 500:
         return ServerError
     return _BY_STATUS.get(http_status, APIError)
+
+
+class X402Error(NoneCapError):
+    """Base of the x402 rail's errors (the rail reports failures as HTTP statuses, not codes)."""
+
+
+class X402StatusError(X402Error):
+    """The rail answered one of its documented failure statuses with its own JSON: nothing settled."""
+
+    def __init__(self, http_status: int, message: str, retry_after: float | None = None) -> None:
+        self.http_status = http_status
+        self.retry_after = retry_after
+        super().__init__(f"x402_http_{http_status}", message, guidance=g.for_x402_status(http_status, retry_after))
+
+
+class X402ConnectionError(X402Error):
+    """The x402 rail could not be reached: the request never left, so nothing was paid."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("x402_connection_error", message)
+
+
+class X402ResponseError(X402Error):
+    """The rail (or something in front of it) answered what it does not document: HTML, a 3xx, bad JSON."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("x402_unexpected_response", message)
+
+
+class X402SetupTimeout(X402Error):
+    """The rail did not offer a payment (price, 402) within the call's time: nothing was signed."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("x402_setup_timeout", message)
+
+
+class PaymentOutcomeUnknown(X402Error):
+    """A paid request was sent and no readable answer came back: it may have settled."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("payment_outcome_unknown", message)
+
+
+class LocalStateError(NoneCapError):
+    """The x402 ledger on this machine could not be read or written."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("local_state_error", message)

@@ -92,7 +92,10 @@ LOCAL: dict[str, Guidance] = {
     "refetch_failed": _g("retry", True, "The solve was paid and solved, but re-fetching its token (free) failed just now. Call get_solve again shortly; do not pay for a new solve."),
     "not_cancellable": _g("none", False, "x402 solves cannot be cancelled, and cost nothing unless they succeed; wait for it with get_solve."),
     "local_state_error": _g("check_state_dir", False, "The server could not read or write its local state (the x402 ledger in NONECAP_STATE_DIR, default ~/.local/state/nonecap-mcp). Only the user can fix this: ask them to check that directory's permissions and free disk space, or point NONECAP_STATE_DIR at a writable one and restart the server. Retrying before then fails the same way. If an x402 solve was under way, its payment may be unrecorded: have the user check the wallet (`nonecap-mcp wallet show`) before paying again."),
-    "payment_outcome_unknown": _g("check_status_first", False, "The paid request got no answer, so the payment may have settled; it was counted against the daily budget and was not re-sent. Check the wallet balance before paying for another solve of this page."),
+    "payment_outcome_unknown": _g("check_status_first", False, "The paid request got no readable answer from the x402 rail, so the payment may have settled; it counts as spent against the daily budget and was not re-sent. The server checks the chain for it (get_solve or get_balance later shows whether it settled or was released); check list_solves with rail=x402 before paying for another solve of this page."),
+    "x402_connection_error": _g("retry", True, "The x402 rail could not be reached, so nothing was sent or paid. Retry shortly; check the network or NONECAP_X402_BASE if it persists."),
+    "x402_unexpected_response": _g("retry", True, "The x402 rail (or a gateway in front of it) answered something it does not document, such as an HTML page or a redirect; nothing was paid by this answer. Retry shortly; check NONECAP_X402_BASE if it persists."),
+    "x402_setup_timeout": _g("retry", True, "The x402 rail did not offer a payment within the call's time, so nothing was signed or paid. Retry, with a larger wait_seconds if it persists, or use rail=credits."),
 }
 
 # x402 rail statuses (x402-rail contract: "Failure modes"); no failure here is ever settled.
@@ -111,6 +114,9 @@ X402_FAILURES: dict[str, Guidance] = {
     "x402_unsolvable": X402_STATUSES[422],
     "x402_timeout": X402_STATUSES[504],
     "payment_outcome_unknown": LOCAL["payment_outcome_unknown"],
+    "x402_no_solution": _g("contact_support", False, "The x402 rail answered success but sent no token; the payment counts as spent (settled, or unknown until the chain says). Do not re-fetch; create a new solve only if you still need a token, and report this to NoneCap support with the solve id."),
+    "x402_result_lost": _g("none", False, "The chain shows this payment settled, so the rail solved it, but its answer never reached this server and the token cannot be recovered. The payment is spent; create a new solve if you still need a token."),
+    "x402_not_settled": _g("retry", True, "The paid request's answer was lost, but its authorization expired unused on chain: nothing was paid and its budget was released. Create a new solve if you still need a token."),
 }
 
 _BY_STATUS_FALLBACK: dict[bool, Guidance] = {

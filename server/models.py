@@ -86,8 +86,14 @@ class Balance(BaseModel):
     key_mode: Literal["live", "test"] | None = Field(default=None, description="From the key prefix; test keys never bill.")
     wallet_address: str | None = Field(default=None, description="x402: the paying wallet.")
     usdc_balance: str | None = Field(default=None, description="x402: the wallet's USDC, as a decimal string.")
-    x402_spent_today_usd: str | None = Field(default=None, description="x402: counted against today's (UTC) budget.")
+    x402_spent_today_usd: str | None = Field(
+        default=None, description="x402: spent today (UTC): settled, plus payments in flight or of unknown outcome."
+    )
+    x402_held_usd: str | None = Field(
+        default=None, description="x402: failed payments whose signed authorization has not expired; released when it does."
+    )
     x402_daily_budget_usd: str | None = None
+    x402_budget_left_usd: str | None = Field(default=None, description="x402: the daily budget minus spent and held.")
     sandbox: bool = Field(description="True when talking to the built-in offline sandbox.")
     notes: list[str] = Field(default_factory=list, description="Why a rail's figures are missing, if they are.")
 

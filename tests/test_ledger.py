@@ -131,9 +131,53 @@ def test_wal_mode_and_schema_version(ledger: Ledger, path: Path) -> None:
     conn = sqlite3.connect(path)
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
     finally:
         conn.close()
+
+
+def test_a_version_1_ledger_is_migrated_keeping_its_payments(path: Path) -> None:
+    """Version 1 had no payer column; its payments survive and still count."""
+    from nonecap_mcp.x402 import ledger as module
+
+    path.parent.mkdir(parents=True)
+    conn = sqlite3.connect(path)
+    v1_schema = module._SCHEMA.replace(",\n    payer          TEXT\n", "\n")
+    assert "payer" not in v1_schema
+    conn.executescript(v1_schema + "PRAGMA user_version = 1;")
+    conn.execute("INSERT INTO payments (nonce, solve_id, amount_atomic, pay_to, network, asset, task_type, valid_before, "
+                 "state, utc_day, created_at, updated_at) VALUES ('0x01', 'x402_A', 12000, ?, 'base', ?, 'h', 2000000000, "
+                 "'unknown', date('now'), 'x', 'x')", (PAY_TO, USDC))
+    conn.commit()
+    conn.close()
+    ledger = Ledger(path)
+    [payment] = ledger.unresolved_payments()
+    assert payment["payer"] is None and payment["state"] == "unknown"
+    assert ledger.today_atomic() == (AMOUNT, 0)
+
+
+def test_outcome_and_solve_are_one_write_and_a_final_outcome_stands(ledger: Ledger) -> None:
+    nonce = fresh_nonce()
+    ledger.reserve_payment(nonce=nonce, solve_id="x402_B", amount_atomic=AMOUNT, pay_to=PAY_TO, network="base",
+                           asset=USDC, task_type="hcaptcha", valid_before=2_000_000_000, daily_budget_atomic=10**6,
+                           payer=PAY_TO, solve=solve("x402_B", status="solving"))
+    assert ledger.get_solve("x402_B").status == "solving"  # the reservation wrote the solve too
+    assert ledger.record_outcome(nonce, "settled", solve=solve("x402_B"), transaction="0xabc") == "settled"
+    assert ledger.get_solve("x402_B").status == "solved"
+    # Another process that read "failed" somewhere cannot undo what the chain showed.
+    assert ledger.record_outcome(nonce, "failed", solve=solve("x402_B", status="failed")) == "settled"
+    assert ledger.payments_for("x402_B")[0]["state"] == "settled" and ledger.unresolved_payments() == []
+
+
+def test_spent_and_held_are_told_apart(ledger: Ledger) -> None:
+    settled, failed, unknown = fresh_nonce(), fresh_nonce(), fresh_nonce()
+    for nonce in (settled, failed, unknown):
+        reserve(ledger, budget=10**6, nonce=nonce)
+    ledger.record_outcome(settled, "settled")
+    ledger.record_outcome(failed, "failed")
+    ledger.record_outcome(unknown, "unknown")
+    assert ledger.today_atomic() == (2 * AMOUNT, AMOUNT)  # settled + unknown spent; the failed one held
+    assert ledger.counted_today_atomic() == 3 * AMOUNT
 
 
 def test_a_ledger_from_a_newer_version_is_refused(path: Path) -> None:
@@ -209,7 +253,7 @@ def test_budget_allows_exactly_what_fits_and_writes_nothing_beyond(ledger: Ledge
     assert (exc.spent_usd, exc.budget_usd, exc.amount_usd) == (Decimal("0.036"), Decimal("0.036"), Decimal("0.012"))
     assert BUDGET_ENV in exc.message and "$0.036 of $0.036" in exc.message and "$0.012" in exc.message
     assert exc.guidance.action == "change_policy" and exc.guidance.retryable is False
-    assert ledger.spent_today_atomic() == budget
+    assert ledger.counted_today_atomic() == budget
     assert ledger.payments_for("x402_B") == []
 
 
@@ -223,7 +267,7 @@ def test_every_state_but_failed_counts_as_spent(ledger: Ledger, state: str) -> N
     nonce = reserve(ledger, budget=AMOUNT)
     if state != "signed":
         ledger.mark_payment(nonce, state)
-    assert ledger.spent_today_atomic() == AMOUNT
+    assert ledger.counted_today_atomic() == AMOUNT
     with pytest.raises(BudgetExceeded):
         reserve(ledger, budget=AMOUNT)
 
@@ -234,11 +278,11 @@ def test_failed_payments_give_the_budget_back_once_their_authorization_expires(p
     nonce = reserve(ledger, budget=AMOUNT)
     ledger.mark_payment(nonce, "sent")
     ledger.mark_payment(nonce, "failed", error="insufficient_funds")
-    assert ledger.spent_today_atomic() == AMOUNT  # the rail still holds a valid signed authorization
+    assert ledger.counted_today_atomic() == AMOUNT  # the rail still holds a valid signed authorization
     clock.at += timedelta(seconds=61)
-    assert ledger.spent_today_atomic() == 0
+    assert ledger.counted_today_atomic() == 0
     reserve(ledger, budget=AMOUNT, nonce="0x" + "cd" * 32)
-    assert ledger.spent_today_atomic() == AMOUNT
+    assert ledger.counted_today_atomic() == AMOUNT
 
 
 def test_budget_is_per_utc_day(path: Path) -> None:
@@ -248,11 +292,11 @@ def test_budget_is_per_utc_day(path: Path) -> None:
     with pytest.raises(BudgetExceeded):
         reserve(ledger, budget=AMOUNT)
     clock.at += timedelta(seconds=2)  # 00:00:01 UTC, the next day
-    assert ledger.spent_today_atomic() == 0
+    assert ledger.counted_today_atomic() == 0
     reserve(ledger, budget=AMOUNT)
     # 01:30 in UTC+02:00 is still 23:30 UTC on the 22nd: that day is full.
     clock.at = datetime(2026, 11, 23, 1, 30, tzinfo=timezone(timedelta(hours=2)))
-    assert ledger.spent_today_atomic() == AMOUNT
+    assert ledger.counted_today_atomic() == AMOUNT
     with pytest.raises(BudgetExceeded):
         reserve(ledger, budget=AMOUNT)
 
@@ -265,7 +309,7 @@ def test_spend_and_solves_survive_a_restart(path: Path) -> None:
     del first
 
     again = Ledger(path)
-    assert again.spent_today_atomic() == AMOUNT
+    assert again.counted_today_atomic() == AMOUNT
     assert [p["state"] for p in again.payments_for("x402_R")] == ["unknown"]
     assert again.get_solve("x402_R") == solve("x402_R")
     reserve(again, budget=2 * AMOUNT)
@@ -295,7 +339,7 @@ def test_budget_holds_across_twenty_threads(ledger: Ledger) -> None:
     for t in threads:
         t.join()
     assert outcomes.count("ok") == allowed and outcomes.count("refused") == 20 - allowed
-    assert ledger.spent_today_atomic() == allowed * AMOUNT
+    assert ledger.counted_today_atomic() == allowed * AMOUNT
 
 
 CHILD = """
@@ -335,7 +379,7 @@ def test_budget_holds_across_four_processes(path: Path) -> None:
         assert child.returncode == 0, err
         granted += int(out)
     assert granted == allowed
-    assert Ledger(path).spent_today_atomic() == allowed * AMOUNT
+    assert Ledger(path).counted_today_atomic() == allowed * AMOUNT
 
 
 # --- payment states -----------------------------------------------------------------
@@ -385,7 +429,7 @@ def test_bad_marks_and_reservations_are_refused(ledger: Ledger) -> None:
         reserve(ledger, budget=10 * AMOUNT, nonce=nonce)
     with pytest.raises(ValueError, match="positive"):
         reserve(ledger, budget=10 * AMOUNT, amount=0)
-    assert ledger.spent_today_atomic() == AMOUNT
+    assert ledger.counted_today_atomic() == AMOUNT
 
 
 # --- solves ---------------------------------------------------------------------------

@@ -80,7 +80,7 @@ async def test_failed_solve_costs_nothing(payer: Agent, sandbox: Sandbox, tmp_pa
     assert sandbox.settlements == [] and sandbox.usdc_balance(SANDBOX_WALLET_ADDRESS) == Decimal("5")
     ledger = Ledger(tmp_path / "ledger.sqlite3")
     assert [p["state"] for p in ledger.payments_for(solve["id"])] == ["failed"]
-    assert ledger.spent_today_atomic() == 12000  # held against the budget until the authorization expires
+    assert ledger.counted_today_atomic() == 12000  # held against the budget until the authorization expires
 
 
 async def test_slow_paid_solve_continues_in_the_background(payer: Agent, sandbox: Sandbox) -> None:
@@ -127,7 +127,7 @@ async def test_hostile_402_is_refused_with_nothing_signed(
     text = await payer.error("create_solve", solve_args("sandbox-solve-100ms"))
     assert "payment_refused" in text and field in text and "Nothing was signed or paid" in text
     assert paid_posts(sandbox) == 1  # only the unpaid probe
-    assert Ledger(tmp_path / "ledger.sqlite3").spent_today_atomic() == 0
+    assert Ledger(tmp_path / "ledger.sqlite3").counted_today_atomic() == 0
 
 
 async def test_price_above_the_operator_cap_is_refused(sandbox: Sandbox, tmp_path: Path, mode: str) -> None:
@@ -160,15 +160,32 @@ async def test_daily_budget_holds_under_concurrent_calls_and_restarts(sandbox: S
     assert "budget_exceeded" in text and len(sandbox.settlements) == 2
 
 
-async def test_lost_paid_response_is_unknown_and_never_paid_twice(payer: Agent, sandbox: Sandbox, tmp_path: Path) -> None:
+async def test_lost_paid_response_is_resolved_from_the_chain_and_never_paid_twice(
+    payer: Agent, sandbox: Sandbox, tmp_path: Path
+) -> None:
     sandbox.inject_fault(method="POST", path="/x402/createTask", action="drop_after", skip=1)  # the paid request
+    solve = await payer.ok("create_solve", solve_args("sandbox-solve-100ms"))
+    # The answer was lost, but authorizationState on chain shows the authorization used: settled.
+    assert solve["status"] == "failed" and solve["error"]["code"] == "x402_result_lost"
+    assert solve["cost_usd"] == "0.012" and solve["guidance"]["retryable"] is False
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    assert [p["state"] for p in ledger.payments_for(solve["id"])] == ["settled"]
+    assert ledger.counted_today_atomic() == 12000  # spent
+    assert paid_posts(sandbox) == 2 and len(sandbox.settlements) == 1  # sent once; settled once upstream
+
+
+async def test_lost_paid_response_with_the_chain_unreachable_stays_unknown(
+    payer: Agent, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    sandbox.inject_fault(method="POST", path="/x402/createTask", action="drop_after", skip=1)
+    sandbox.inject_fault(method="POST", path="/rpc", action="drop_before", times=50)
     solve = await payer.ok("create_solve", solve_args("sandbox-solve-100ms"))
     assert solve["status"] == "failed" and solve["error"]["code"] == "payment_outcome_unknown"
     assert solve["guidance"]["action"] == "check_status_first"
     ledger = Ledger(tmp_path / "ledger.sqlite3")
     assert [p["state"] for p in ledger.payments_for(solve["id"])] == ["unknown"]
-    assert ledger.spent_today_atomic() == 12000  # counted as spent
-    assert paid_posts(sandbox) == 2 and len(sandbox.settlements) == 1  # sent once; settled once upstream
+    assert ledger.counted_today_atomic() == 12000  # counted as spent
+    assert paid_posts(sandbox) == 2 and len(sandbox.settlements) == 1
 
 
 @pytest.mark.parametrize("answer", ["accept", "decline"])
@@ -256,22 +273,43 @@ async def test_a_retried_paid_request_reuses_the_same_signature(payer: Agent, sa
     assert paid_posts(sandbox) == 3 and len(sandbox.settlements) == 1  # probe, 503, the same header again
 
 
-async def test_a_payment_orphaned_by_a_crash_reads_as_unknown(payer: Agent, tmp_path: Path) -> None:
+def orphan(ledger: Ledger, *, valid_before: int, nonce: str = "0x" + "ab" * 32) -> str:
     """What a process that died mid-payment leaves behind: a solving record and a sent payment."""
     from nonecap_mcp.x402.ledger import X402Solve, new_x402_id
 
-    ledger = Ledger(tmp_path / "ledger.sqlite3")
-    solve_id, nonce = new_x402_id(), "0x" + "ab" * 32
-    ledger.upsert_solve(X402Solve(id=solve_id, type="hcaptcha", sitekey="k", url=URL, status="solving", task_id=None,
-                                  result_token=None, error_code=None, error_message=None, cost_usd=None,
-                                  settlement_tx=None, created_at="2026-01-01T00:00:00.000Z", finished_at=None))
+    solve_id = new_x402_id()
     ledger.reserve_payment(nonce=nonce, solve_id=solve_id, amount_atomic=12000, pay_to=SANDBOX_PAY_TO, network="base",
                            asset="0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913", task_type="HardCaptchaTokenProxyLess",
-                           valid_before=0, daily_budget_atomic=10**6)
+                           valid_before=valid_before, daily_budget_atomic=10**6, payer=SANDBOX_WALLET_ADDRESS,
+                           solve=X402Solve(id=solve_id, type="hcaptcha", sitekey="k", url=URL, status="solving",
+                                           task_id=None, result_token=None, error_code=None, error_message=None,
+                                           cost_usd=None, settlement_tx=None, created_at="2026-01-01T00:00:00.000Z",
+                                           finished_at=None))
     ledger.mark_payment(nonce, "sent")
+    return solve_id
+
+
+async def test_a_payment_orphaned_by_a_crash_is_released_once_expired_unused(payer: Agent, tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    solve_id = orphan(ledger, valid_before=0)  # long expired, never settled on the sandbox chain
+    solve = await payer.ok("get_solve", {"id": solve_id, "wait_seconds": 0})
+    assert solve["status"] == "failed" and solve["error"]["code"] == "x402_not_settled" and solve["cost_usd"] is None
+    assert [p["state"] for p in ledger.payments_for(solve_id)] == ["failed"]
+    assert ledger.counted_today_atomic() == 0  # released
+
+
+async def test_a_payment_orphaned_by_a_crash_reads_as_unknown_while_it_may_settle(
+    payer: Agent, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    import time
+
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    solve_id = orphan(ledger, valid_before=int(time.time()) + 600)  # still valid: it could yet settle
     solve = await payer.ok("get_solve", {"id": solve_id, "wait_seconds": 0})
     assert solve["status"] == "failed" and solve["error"]["code"] == "payment_outcome_unknown"
     assert [p["state"] for p in ledger.payments_for(solve_id)] == ["unknown"]
+    assert ledger.counted_today_atomic() == 12000
+    assert any(r.path == "/rpc" for r in sandbox.requests)  # the chain was asked
 
 
 async def test_wallet_only_balance_survives_an_rpc_outage(payer: Agent, sandbox: Sandbox) -> None:

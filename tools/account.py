@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
+from pydantic import ValidationError
 
 from nonecap_mcp.credentials import key_mode
 from nonecap_mcp.errors import ConfigurationError, NoneCapError
@@ -13,7 +15,7 @@ from nonecap_mcp.models import Balance, Pricing, RailPrice
 from nonecap_mcp.tools.errors import tool_errors
 from nonecap_mcp.tools.registration import READ_ONLY, add_tool
 from nonecap_mcp.tools.state import NO_PAYMENT_METHOD, AppState
-from nonecap_mcp.x402.networks import NETWORKS
+from nonecap_mcp.x402.networks import NETWORKS, UsdcNetwork
 from nonecap_mcp.x402.rail import X402_TASK_TYPES
 from nonecap_mcp.x402.wallet import usdc_balance
 
@@ -23,43 +25,64 @@ NOT_CONFIGURED_CODES = ("missing_api_key", "missing_wallet")  # a rail the user 
 
 
 async def _credits_figures(state: AppState, balance: Balance) -> None:
-    account = await state.credits.me()
+    try:
+        account = await state.credits.me()
+    except ValidationError as exc:  # e.g. a float or NaN balance: name the field, keep the other rail's figures
+        fields = ", ".join(sorted({".".join(str(part) for part in error["loc"]) for error in exc.errors()}))
+        raise NoneCapError("unexpected_response", f"NoneCap's /v1/me answered an unreadable {fields}.") from None
     balance.credits_balance, balance.account_id = account.credits_balance, account.id
     balance.key_mode = key_mode((await state.credits.api_key()).reveal())  # type: ignore[assignment]
 
 
 async def _wallet_figures(state: AppState, balance: Balance) -> None:
-    """The ledger's figures first, so an unreachable RPC endpoint loses only `usdc_balance`."""
+    """The wallet, then each figure on its own: a corrupt ledger or an unreachable RPC
+    endpoint loses only the figures it holds, each named in a note."""
     wallet = await state.wallet()
     if wallet is None:
         raise ConfigurationError("missing_wallet", "no x402 wallet configured")
     balance.wallet_address = wallet.address
-    balance.x402_spent_today_usd = str(await state.x402.spent_today())
     balance.x402_daily_budget_usd = str(state.settings.daily_budget_usd)
+    await _fill(balance, "x402", ("x402_spent_today_usd", "x402_held_usd", "x402_budget_left_usd"), _budget_figures(state, balance))
     network = NETWORKS[state.settings.x402_network]
-    balance.usdc_balance = str(await usdc_balance(wallet.address, rpc_url=state.rpc_url, network=network))
+    await _fill(balance, "x402", ("usdc_balance",), _usdc_figure(state, balance, wallet.address, network))
+
+
+async def _budget_figures(state: AppState, balance: Balance) -> None:
+    spent, held = await state.x402.day_figures()
+    left = max(Decimal(0), state.settings.daily_budget_usd - spent - held)
+    balance.x402_spent_today_usd, balance.x402_held_usd, balance.x402_budget_left_usd = str(spent), str(held), str(left)
+
+
+async def _usdc_figure(state: AppState, balance: Balance, address: str, network: UsdcNetwork) -> None:
+    balance.usdc_balance = str(await usdc_balance(address, rpc_url=state.rpc_url, network=network))
+
+
+async def _fill(balance: Balance, rail: str, figures: tuple[str, ...], work: Awaitable[None]) -> NoneCapError | None:
+    """Run one step of the balance; on failure note which figures it left missing and why."""
+    try:
+        await work
+    except NoneCapError as exc:
+        missing = ", ".join(name for name in figures if getattr(balance, name) is None)
+        balance.notes.append(f"{rail}: {missing} unavailable ({exc.code}): {exc.message}")
+        return exc
+    return None
 
 
 # Each rail, the function that fills its figures, and those figures (named in a note when missing).
 RAILS: tuple[tuple[str, Callable[[AppState, Balance], Awaitable[None]], tuple[str, ...]], ...] = (
     ("credits", _credits_figures, ("credits_balance", "account_id", "key_mode")),
-    ("x402", _wallet_figures, ("wallet_address", "x402_spent_today_usd", "x402_daily_budget_usd", "usdc_balance")),
+    ("x402", _wallet_figures, ("wallet_address", "x402_spent_today_usd", "x402_held_usd", "x402_daily_budget_usd",
+                               "x402_budget_left_usd", "usdc_balance")),
 )
 
 
 async def get_balance(ctx: Context[AppState]) -> Balance:
-    """Show what is left to spend: credits (1 per solve) and the x402 wallet's USDC and daily budget."""
+    """Show what is left to spend: credits (1 per solve), and the x402 wallet's USDC, today's spend, held
+    authorizations and what is left of the daily budget."""
     state = ctx.request_context.lifespan_context
     balance = Balance(sandbox=state.sandbox_url is not None)
-    failures: list[NoneCapError] = []
     with tool_errors():
-        for rail, fill, figures in RAILS:
-            try:
-                await fill(state, balance)
-            except NoneCapError as exc:
-                failures.append(exc)
-                missing = ", ".join(name for name in figures if getattr(balance, name) is None)
-                balance.notes.append(f"{rail}: {missing} unavailable ({exc.code}): {exc.message}")
+        failures = [exc for rail, fill, figures in RAILS if (exc := await _fill(balance, rail, figures, fill(state, balance)))]
         # Partial figures (say the wallet's address and spend with the RPC down) beat an error.
         if balance.credits_balance is None and balance.wallet_address is None:
             real = [f for f in failures if f.code not in NOT_CONFIGURED_CODES]

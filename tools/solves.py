@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any, Literal
-
-import anyio
+from typing import Annotated, Literal
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context, Resolve
@@ -21,7 +19,6 @@ from nonecap_mcp.tools.progress import with_progress
 from nonecap_mcp.tools.registration import IDEMPOTENT_CHANGE, READ_ONLY, SPENDS, add_tool
 from nonecap_mcp.tools.state import AppState
 from nonecap_mcp.validation import ProxyConfig, build_solve_body
-from nonecap_mcp.x402.rail import X402Rail
 
 CaptchaType = Literal["hcaptcha", "hcaptcha_enterprise"]
 Status = Literal["pending", "solving", "solved", "failed", "cancelled", "expired"]
@@ -35,7 +32,6 @@ RailChoice = Annotated[
     Field(description="How to pay: credits (API key) or x402 (USDC per successful solve); auto picks what is configured."),
 ]
 X402_PREFIX = "x402_"
-X402_SETUP_FLOOR_SECONDS = 10  # even with wait_seconds=0, time to ask the rail for its 402
 
 
 def _wait(state: AppState, wait_seconds: int | None) -> int:
@@ -78,23 +74,8 @@ async def create_solve(
             raise NoneCapError("confirmation_declined", "The user declined the payment; nothing was paid.")
         wait = _wait(state, wait_seconds)
         deadline = time.monotonic() + wait
-        if await state.choose_rail(rail) == "x402":
-            X402Rail.check_body(body)
-            return await with_progress(ctx, wait, "solving", lambda: _paid_solve(state, body, user_agent, deadline))
-        return await with_progress(
-            ctx, wait, "solving", lambda: state.credits.create_solve(body, wait=wait, deadline=deadline)
-        )
-
-
-async def _paid_solve(state: AppState, body: dict[str, Any], user_agent: str | None, deadline: float) -> Solve:
-    """Pay and wait within one deadline, so asking the rail for its price and the 402
-    cannot push the call past the host's limit; a timeout before the payment is reserved
-    leaves nothing paid, and after it the payment goes on in the background."""
-    with anyio.move_on_after(max(deadline - time.monotonic(), X402_SETUP_FLOOR_SECONDS)) as scope:
-        solve_id = await state.x402.start(captcha_type=body["type"], sitekey=body["sitekey"], url=body["url"], user_agent=user_agent)
-    if scope.cancelled_caught:
-        raise NoneCapError("x402_http_504", "The x402 rail did not offer a payment in time; nothing was signed or paid.")
-    return await state.x402.get(solve_id, wait=max(0, int(deadline - time.monotonic())))
+        rail_api = state.x402 if await state.choose_rail(rail) == "x402" else state.credits
+        return await with_progress(ctx, wait, "solving", lambda: rail_api.create_solve(body, wait=wait, deadline=deadline))
 
 
 async def get_solve(id: SolveId, ctx: Context[AppState], wait_seconds: WaitSeconds = None) -> Solve:

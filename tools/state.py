@@ -130,7 +130,7 @@ def lifespan_for(settings: Settings):  # noqa: ANN201 - the SDK's lifespan type 
         try:
             async with anyio.create_task_group() as background:
                 rail = X402Rail(x402_client, policy=settings.spend_policy(), ledger_path=ledger_path, wallet=wallet,
-                                background=background)
+                                background=background, rpc_url=rpc_url)
                 yield AppState(settings=settings, credits=credits, x402=rail, wallet=wallet, rpc_url=rpc_url,
                                sandbox_url=sandbox.url if sandbox else None)
         finally:

@@ -1,10 +1,13 @@
 """HTTP client for the x402 rail: the price table, createTask and the free result re-fetch.
 
-It knows the wire, not the money: `rail.py` decides whether to pay and records it. The one
-money rule enforced here is about retries: an unpaid request may be repeated freely; a
-paid one is repeated only with the very same payment header (never re-signed), only when
-the rail said it did not run (429, 503) or the request never left; a paid request lost in
-flight raises `PaymentOutcomeUnknown` and is never sent again.
+It knows the wire, not the money: `rail.py` decides whether to pay and records it. Two
+money rules live here. Retries: an unpaid request may be repeated freely; a paid one is
+repeated only with the very same payment header (never re-signed), only when the rail
+said in its own words that it did not run (429, 503) or the request never left; a paid
+request lost in flight raises `PaymentOutcomeUnknown` and is never sent again. And what an
+answer proves: only the rail's documented failure (`TaskAnswer.failure`: a documented status
+with the rail's JSON envelope) says nothing was settled; an HTML gateway page, a redirect or
+an undocumented status after a paid request proves nothing either way.
 """
 
 from __future__ import annotations
@@ -18,30 +21,22 @@ import anyio
 import httpx
 
 from nonecap_mcp import __version__
-from nonecap_mcp.errors import NoneCapError
-from nonecap_mcp.guidance import LOCAL, for_x402_status
+from nonecap_mcp.errors import (
+    PaymentOutcomeUnknown,
+    X402ConnectionError,
+    X402ResponseError,
+    X402StatusError,
+)
 from nonecap_mcp.retry import NEVER_SENT, RetryPolicy, call_with_retries, parse_retry_after
 from nonecap_mcp.x402.signing import SignedPayment
 
 PAID_READ_TIMEOUT = 75.0  # the rail's 60 s solve cap plus margin
 RECEIPT_HEADERS = ("PAYMENT-RESPONSE", "X-PAYMENT-RESPONSE")
-_ANSWERS = frozenset({200, 402, 422, 504})  # what createTask may legitimately answer
-
-
-class X402Error(NoneCapError):
-    """The rail answered a failure status; nothing was settled."""
-
-    def __init__(self, http_status: int, message: str, retry_after: float | None = None) -> None:
-        self.http_status = http_status
-        self.retry_after = retry_after
-        super().__init__(f"x402_http_{http_status}", message, guidance=for_x402_status(http_status, retry_after))
-
-
-class PaymentOutcomeUnknown(NoneCapError):
-    """A paid request was sent and no answer came back: it may have settled."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__("payment_outcome_unknown", message, guidance=LOCAL["payment_outcome_unknown"])
+# The failure statuses the rail documents ("Failure modes"); with its JSON envelope, none was settled.
+DOCUMENTED_FAILURES = frozenset({400, 402, 422, 429, 503, 504})
+RETRYABLE_FAILURES = frozenset({429, 503})  # the rail did not run the request: send the same header again
+# A 402 for this reason says the authorization was already settled (an earlier send got through).
+NONCE_ALREADY_USED = "invalid_exact_evm_nonce_already_used"
 
 
 @dataclass(frozen=True)
@@ -55,7 +50,7 @@ class Pricing:
 
 @dataclass(frozen=True)
 class TaskAnswer:
-    """One createTask answer the rail layer interprets (200, 402, 422 or 504)."""
+    """One createTask answer for the rail layer to interpret; `body` is None when not JSON."""
 
     status: int
     body: Any
@@ -65,6 +60,10 @@ class TaskAnswer:
     def receipt_header(self) -> str | None:
         return next((self.headers[name] for name in RECEIPT_HEADERS if name in self.headers), None)
 
+    def failure(self) -> X402StatusError | None:
+        """The rail's own failure (nothing settled), or None when the answer proves no such thing."""
+        return documented_failure(self.status, self.body, self.headers)
+
 
 def error_text(body: Any, default: str) -> str:
     """The rail's own words for a failure (`error`, `errorDescription` or `message`), shortened."""
@@ -72,12 +71,46 @@ def error_text(body: Any, default: str) -> str:
     return str(text)[:300] if text else default
 
 
-def _message(response: httpx.Response) -> str:
+def documented_failure(status: int, body: Any, headers: httpx.Headers) -> X402StatusError | None:
+    """A documented failure status carrying the rail's JSON envelope (`{"error": "..."}`).
+
+    A 402 naming an already-used nonce is not one: it means that authorization settled.
+    """
+    if status not in DOCUMENTED_FAILURES or not isinstance(body, dict) or not isinstance(body.get("error"), str):
+        return None
+    if status == 402 and body["error"] == NONCE_ALREADY_USED:
+        return None
+    return X402StatusError(status, error_text(body, f"HTTP {status}"), parse_retry_after(headers.get("retry-after")))
+
+
+def _decoded(response: httpx.Response) -> Any:
     try:
-        body = response.json()
+        return response.json()
     except ValueError:
-        body = None
-    return error_text(body, f"HTTP {response.status_code}")
+        return None
+
+
+def _undocumented(response: httpx.Response) -> X402ResponseError:
+    kind = "a redirect, not followed" if 300 <= response.status_code < 400 else "not the rail's documented JSON"
+    return X402ResponseError(f"The x402 rail answered HTTP {response.status_code} ({kind}).")
+
+
+def _checked(response: httpx.Response, *, paid: bool, answers: frozenset[int]) -> httpx.Response:
+    """Raise for what is a failure of this request; return what the caller interprets.
+
+    A paid request returns everything but a retryable documented failure: only the rail
+    layer may decide what a paid answer means for the money.
+    """
+    failure = documented_failure(response.status_code, _decoded(response), response.headers)
+    if failure is not None and failure.http_status in RETRYABLE_FAILURES:
+        raise failure
+    if paid or response.status_code in answers:
+        return response
+    if failure is not None:
+        raise failure
+    if response.status_code >= 300:
+        raise _undocumented(response)
+    return response
 
 
 def _json(response: httpx.Response) -> Any:
@@ -85,7 +118,7 @@ def _json(response: httpx.Response) -> Any:
     try:
         return response.json()
     except ValueError:
-        raise NoneCapError("unexpected_response", f"The x402 rail answered HTTP {response.status_code} with something that is not JSON.") from None
+        raise X402ResponseError(f"The x402 rail answered HTTP {response.status_code} with something that is not JSON.") from None
 
 
 def _parse_pricing(body: Any) -> Pricing:
@@ -95,7 +128,7 @@ def _parse_pricing(body: Any) -> Pricing:
             raise InvalidOperation
         return Pricing(network=str(body["network"]), pay_to=str(body["payTo"]), prices_usd=prices)
     except (KeyError, TypeError, AttributeError, InvalidOperation):
-        raise NoneCapError("unexpected_response", "The x402 pricing endpoint answered something this client cannot read.") from None
+        raise X402ResponseError("The x402 pricing endpoint answered something this client cannot read.") from None
 
 
 class X402Client:
@@ -125,26 +158,23 @@ class X402Client:
         await self._http.aclose()
 
     async def _call(self, method: str, path: str, *, body: Any = None, headers: dict[str, str] | None = None,
-                    paid: bool = False) -> httpx.Response:
+                    paid: bool = False, answers: frozenset[int] = frozenset()) -> httpx.Response:
+        """One request with retries; `answers` are the failure statuses returned rather than raised."""
         async def attempt() -> httpx.Response:
             try:
                 response = await self._http.request(method, path, json=body, headers=headers)
             except NEVER_SENT as exc:
-                raise NoneCapError("connection_error", f"Could not connect to the x402 rail ({type(exc).__name__}).") from None
+                raise X402ConnectionError(f"Could not connect to the x402 rail ({type(exc).__name__}).") from None
             except httpx.TransportError as exc:
                 if paid:
                     raise PaymentOutcomeUnknown(f"The paid request got no answer ({type(exc).__name__}); it was not re-sent.") from None
-                raise NoneCapError("connection_error", f"The x402 rail connection failed ({type(exc).__name__}).") from None
-            if response.status_code in _ANSWERS and path.endswith("createTask"):
-                return response
-            if response.status_code >= 400:
-                raise X402Error(response.status_code, _message(response), parse_retry_after(response.headers.get("retry-after")))
-            return response
+                raise X402ConnectionError(f"The x402 rail connection failed ({type(exc).__name__}).") from None
+            return _checked(response, paid=paid, answers=answers)
 
         def retry_after_if_retryable(exc: Exception) -> float | None:
-            if isinstance(exc, X402Error) and exc.http_status in (429, 503):
+            if isinstance(exc, X402StatusError) and exc.http_status in RETRYABLE_FAILURES:
                 return exc.retry_after or 0.0
-            if getattr(exc, "code", None) == "connection_error":
+            if isinstance(exc, X402ConnectionError):
                 return 0.0
             return None
 
@@ -160,19 +190,16 @@ class X402Client:
             return self._pricing[1]
 
     async def create_task(self, body: dict[str, Any], payment: SignedPayment | None = None) -> TaskAnswer:
-        """POST /x402/createTask, unpaid (expecting a 402) or with one signed payment."""
+        """POST /x402/createTask: unpaid (expecting a 402), or with one signed payment (any answer)."""
         headers = {payment.header_name: payment.header_value} if payment else None
-        response = await self._call("POST", "/x402/createTask", body=body, headers=headers, paid=payment is not None)
-        try:
-            decoded = response.json()
-        except ValueError:
-            decoded = None
-        return TaskAnswer(status=response.status_code, body=decoded, headers=response.headers)
+        response = await self._call("POST", "/x402/createTask", body=body, headers=headers, paid=payment is not None,
+                                    answers=frozenset({402}))
+        return TaskAnswer(status=response.status_code, body=_decoded(response), headers=response.headers)
 
     async def task_result(self, task_id: str, result_token: str) -> dict[str, Any]:
         """POST /x402/getTaskResult: re-fetch a paid result for free."""
         response = await self._call("POST", "/x402/getTaskResult", body={"taskId": task_id, "resultToken": result_token})
         data = _json(response)
         if not isinstance(data, dict):
-            raise NoneCapError("unexpected_response", "getTaskResult answered something that is not a JSON object.")
+            raise X402ResponseError("getTaskResult answered something that is not a JSON object.")
         return data

@@ -12,8 +12,13 @@ safety record, not a cache:
   transaction, which takes SQLite's write lock up front, so two reservations can never
   both see the same "spent so far", whether they come from threads or processes.
 * **Spent means possibly spent.** ``signed``, ``sent``, ``settled`` and ``unknown``
-  all count against the budget; only ``failed`` (the server said it did not settle)
-  gives the money back. Anything else could let a flaky network overspend.
+  all count against the budget; only ``failed`` (the rail said in its own words that it
+  did not settle, or the chain shows the authorization expired unused) gives the money
+  back, once the authorization has expired. Anything else could let a flaky network
+  overspend. ``unknown`` and stale in-flight payments are resolved from the chain
+  (EIP-3009 ``authorizationState``), never guessed.
+* **Two writes per paid solve.** The reservation writes the payment and its solve in one
+  transaction, and so does the outcome, so a crash never leaves one without the other.
 * **Free re-fetch.** Solve records keep the rail's ``task_id`` and ``result_token`` so
   a result can be fetched again (``getTaskResult`` is free) after a cancelled call.
 
@@ -69,7 +74,7 @@ COUNTED_STATES = ("signed", "sent", "settled", "unknown")
 # outcomes are final, so a late "unknown" cannot overwrite a settled receipt.
 _RANK = {"signed": 0, "sent": 1, "unknown": 2, "settled": 3, "failed": 3}
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE payments (
     nonce          TEXT PRIMARY KEY,
@@ -85,7 +90,8 @@ CREATE TABLE payments (
     error          TEXT,
     utc_day        TEXT NOT NULL,
     created_at     TEXT NOT NULL,
-    updated_at     TEXT NOT NULL
+    updated_at     TEXT NOT NULL,
+    payer          TEXT
 );
 CREATE INDEX payments_by_day ON payments (utc_day, state);
 CREATE INDEX payments_by_solve ON payments (solve_id);
@@ -106,6 +112,8 @@ CREATE TABLE solves (
 );
 CREATE INDEX solves_by_status ON solves (status, id);
 """
+# Version 1 lacked the payer, which authorizationState needs (rows without it use the wallet's).
+_MIGRATIONS = {1: "ALTER TABLE payments ADD COLUMN payer TEXT"}
 
 BUSY_TIMEOUT_SECONDS = 5.0
 
@@ -168,8 +176,10 @@ class X402Solve:
 _SOLVE_COLUMNS = tuple(f.name for f in fields(X402Solve))
 _PAYMENT_COLUMNS = (
     "nonce, solve_id, amount_atomic, pay_to, network, asset, task_type, valid_before, "
-    "state, tx_hash AS \"transaction\", error, utc_day, created_at, updated_at"
+    "state, tx_hash AS \"transaction\", error, utc_day, created_at, updated_at, payer"
 )
+IN_FLIGHT_STATES = ("signed", "sent")
+UNRESOLVED_STATES = ("signed", "sent", "unknown")  # money may or may not have moved
 
 
 class BudgetExceeded(NoneCapError):
@@ -241,7 +251,10 @@ class Ledger:
                     for statement in _SCHEMA.split(";"):
                         if statement.strip():
                             conn.execute(statement)
-                    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                else:
+                    for step in range(version, SCHEMA_VERSION):
+                        conn.execute(_MIGRATIONS[step])
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @staticmethod
     def _use_wal(conn: sqlite3.Connection) -> None:
@@ -312,14 +325,25 @@ class Ledger:
         now = self._now().astimezone(timezone.utc)
         return now.date().isoformat(), now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
-    def _spent(self, conn: sqlite3.Connection, day: str) -> int:
+    def _day_figures(self, conn: sqlite3.Connection, day: str) -> tuple[int, int]:
+        """(spent, held) of a UTC day in atomic units.
+
+        Spent: settled, unknown and in-flight payments (any may have moved money). Held:
+        failed payments whose signed authorization has not expired, since the rail could
+        still settle it until then.
+        """
         marks = ", ".join("?" for _ in COUNTED_STATES)
         row = conn.execute(
-            "SELECT COALESCE(SUM(amount_atomic), 0) FROM payments WHERE utc_day = ? "
-            f"AND (state IN ({marks}) OR (state = 'failed' AND valid_before > ?))",
-            (day, *COUNTED_STATES, int(self._now().timestamp())),
+            f"SELECT COALESCE(SUM(CASE WHEN state IN ({marks}) THEN amount_atomic END), 0), "
+            "COALESCE(SUM(CASE WHEN state = 'failed' AND valid_before > ? THEN amount_atomic END), 0) "
+            "FROM payments WHERE utc_day = ?",
+            (*COUNTED_STATES, int(self._now().timestamp()), day),
         ).fetchone()
-        return int(row[0])
+        return int(row[0]), int(row[1])
+
+    def _spent(self, conn: sqlite3.Connection, day: str) -> int:
+        """What counts against the day's budget: spent plus held."""
+        return sum(self._day_figures(conn, day))
 
     # --- payments ---
 
@@ -335,10 +359,12 @@ class Ledger:
         task_type: str,
         valid_before: int,
         daily_budget_atomic: int,
+        payer: str | None = None,
+        solve: X402Solve | None = None,
     ) -> None:
-        """Record a signed authorization before it is sent, if the budget allows.
+        """Record a signed authorization (and its solve) before it is sent, if the budget allows.
 
-        The budget check and the insert are one write-locked transaction, so
+        The budget check and the inserts are one write-locked transaction, so
         concurrent callers (threads or processes) are serialized and the day's
         total can never pass ``daily_budget_atomic``. Raises
         :class:`BudgetExceeded` (nothing written) when it would.
@@ -358,14 +384,17 @@ class Ledger:
             try:
                 conn.execute(
                     "INSERT INTO payments (nonce, solve_id, amount_atomic, pay_to, network, asset, task_type, "
-                    "valid_before, state, utc_day, created_at, updated_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'signed', ?, ?, ?)",
-                    (nonce, solve_id, amount_atomic, pay_to, network, asset, task_type, valid_before, day, stamp, stamp),
+                    "valid_before, state, utc_day, created_at, updated_at, payer) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'signed', ?, ?, ?, ?)",
+                    (nonce, solve_id, amount_atomic, pay_to, network, asset, task_type, valid_before, day, stamp, stamp,
+                     payer),
                 )
             except sqlite3.IntegrityError:
                 # A repeated nonce means a signing bug; recording it twice would
                 # also count the same money twice.
                 raise ValueError("this payment nonce is already recorded; sign a fresh authorization") from None
+            if solve is not None:
+                self._upsert_solve(conn, solve)
 
     def mark_payment(self, nonce: str, state: str, *, transaction: str | None = None, error: str | None = None) -> None:
         """Move a payment forward (signed -> sent -> unknown -> settled | failed).
@@ -392,11 +421,51 @@ class Ledger:
                 (state, transaction, error, stamp, nonce),
             )
 
-    def spent_today_atomic(self) -> int:
-        """Atomic units counted against today's (UTC) budget."""
+    def record_outcome(self, nonce: str, state: str, *, solve: X402Solve | None = None,
+                       transaction: str | None = None, error: str | None = None) -> str:
+        """A payment's outcome and its solve, in one transaction; returns the state now stored.
+
+        Unlike :meth:`mark_payment` this never refuses: when the payment already has a
+        final outcome (another process read it from the chain first) that one stands,
+        since the chain's word is the strongest there is; the solve is written either way.
+        """
+        if state not in _RANK:
+            raise ValueError(f"unknown payment state {state!r}; expected one of {', '.join(PAYMENT_STATES)}")
+        _, stamp = self._stamp()
+        with self._connect() as conn, conn:
+            conn.execute("BEGIN IMMEDIATE")
+            row = conn.execute("SELECT state FROM payments WHERE nonce = ?", (nonce,)).fetchone()
+            if row is None:
+                raise ValueError("no payment with this nonce is recorded")
+            stored = row["state"] if _RANK[state] < _RANK[row["state"]] or _RANK[row["state"]] == 3 else state
+            conn.execute(
+                "UPDATE payments SET state = ?, tx_hash = COALESCE(?, tx_hash), error = COALESCE(?, error), "
+                "updated_at = ? WHERE nonce = ?",
+                (stored, transaction, error, stamp, nonce),
+            )
+            if solve is not None:
+                self._upsert_solve(conn, solve)
+        return stored
+
+    def counted_today_atomic(self) -> int:
+        """Atomic units counted against today's (UTC) budget: spent plus held."""
+        return sum(self.today_atomic())
+
+    def today_atomic(self) -> tuple[int, int]:
+        """Today's (UTC) (spent, held) in atomic units; see :meth:`_day_figures`."""
         day, _ = self._stamp()
         with self._connect() as conn:
-            return self._spent(conn, day)
+            return self._day_figures(conn, day)
+
+    def unresolved_payments(self, solve_id: str | None = None) -> list[dict[str, Any]]:
+        """Payments whose outcome is not known yet (in flight or unknown), oldest first."""
+        marks = ", ".join("?" for _ in UNRESOLVED_STATES)
+        where = f"state IN ({marks})" + (" AND solve_id = ?" if solve_id is not None else "")
+        params = (*UNRESOLVED_STATES, *(() if solve_id is None else (solve_id,)))
+        with self._connect() as conn:
+            rows = conn.execute(f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE {where} ORDER BY created_at, rowid",
+                                params).fetchall()
+        return [dict(row) for row in rows]
 
     def payments_for(self, solve_id: str) -> list[dict[str, Any]]:
         """Every authorization signed for a solve, oldest first."""
@@ -411,15 +480,19 @@ class Ledger:
 
     def upsert_solve(self, record: X402Solve) -> None:
         """Insert the solve, or replace every field of the stored one with ``record``'s."""
+        with self._connect() as conn, conn:
+            conn.execute("BEGIN IMMEDIATE")
+            self._upsert_solve(conn, record)
+
+    @staticmethod
+    def _upsert_solve(conn: sqlite3.Connection, record: X402Solve) -> None:
         columns = ", ".join(_SOLVE_COLUMNS)
         marks = ", ".join("?" for _ in _SOLVE_COLUMNS)
         updates = ", ".join(f"{c} = excluded.{c}" for c in _SOLVE_COLUMNS if c != "id")
-        with self._connect() as conn, conn:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute(
-                f"INSERT INTO solves ({columns}) VALUES ({marks}) ON CONFLICT (id) DO UPDATE SET {updates}",
-                astuple(record),
-            )
+        conn.execute(
+            f"INSERT INTO solves ({columns}) VALUES ({marks}) ON CONFLICT (id) DO UPDATE SET {updates}",
+            astuple(record),
+        )
 
     def get_solve(self, solve_id: str) -> X402Solve | None:
         """The stored solve, or ``None``."""

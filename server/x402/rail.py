@@ -1,19 +1,26 @@
-"""The x402 rail behind the same tools: decide, sign, record, pay, remember.
+"""The x402 rail behind the same tools: decide, sign, record, pay, remember, and find out.
 
 Order matters and is the whole point of this module:
 1. ask the rail (unpaid) what it wants — a 402;
 2. check every field against the published pricing and the operator's policy, and the
    daily budget, before a signature exists (`policy.choose_requirement`);
-3. sign a fresh authorization and reserve it in the ledger (atomic budget check) before
-   it is sent;
+3. sign a fresh authorization and reserve it, with its solve, in the ledger (one atomic
+   write with the budget check) before it is sent;
 4. send it once, in the background so a slow (≤ 60 s) solve survives the tool call, and
-   record the outcome: settled, failed (nothing settled) or unknown (counted as spent,
-   never re-sent).
+   record the outcome with the solve (the second and last write): settled; failed, only
+   when the rail said so in its own documented words; or unknown (counted as spent,
+   never re-sent);
+5. find out what an unknown (or orphaned in-flight) payment did from the chain itself:
+   EIP-3009 `authorizationState(payer, nonce)` on USDC. Used means settled; unused once
+   the authorization has expired means it never can settle, and its budget is released.
+   This runs lazily (get, list, balance), within the call's time, and once at start-up.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -24,15 +31,24 @@ from typing import Any, TypeVar
 import anyio
 from anyio.abc import TaskGroup
 
-from nonecap_mcp.errors import ConfigurationError, InvalidArgumentError, NoneCapError
+from nonecap_mcp.errors import (
+    ConfigurationError,
+    InvalidArgumentError,
+    LocalStateError,
+    NoneCapError,
+    X402ConnectionError,
+    X402ResponseError,
+    X402SetupTimeout,
+    X402StatusError,
+)
 from nonecap_mcp.guidance import LOCAL
 from nonecap_mcp.models import Solve, SolveError, SolveList
-from nonecap_mcp.x402.client import PaymentOutcomeUnknown, TaskAnswer, X402Client, X402Error, error_text
+from nonecap_mcp.x402.client import TaskAnswer, X402Client
 from nonecap_mcp.x402.ledger import BudgetExceeded, Ledger, X402Solve, new_x402_id
 from nonecap_mcp.x402.networks import NETWORKS, atomic_to_usd, usd_to_atomic
 from nonecap_mcp.x402.policy import PaymentRequirement, SpendPolicy, parse_payment_required
 from nonecap_mcp.x402.signing import SignedPayment, authorize_payment, decode_receipt
-from nonecap_mcp.x402.wallet import Wallet
+from nonecap_mcp.x402.wallet import Wallet, usdc_call
 
 log = logging.getLogger("nonecap_mcp.x402")
 T = TypeVar("T")
@@ -40,21 +56,37 @@ T = TypeVar("T")
 # Our captcha types → the rail's task types (its price table keys).
 X402_TASK_TYPES: dict[str, str] = {"hcaptcha": "HardCaptchaTokenProxyLess"}
 WalletLoader = Callable[[], Awaitable[Wallet | None]]
-ORPHAN_AFTER_SECONDS = 300  # far beyond the paid request's 75 s timeout and any authorization's validity
+ORPHAN_AFTER_SECONDS = 300  # far beyond the paid request's 75 s timeout: no live process still owns it
+SETUP_FLOOR_SECONDS = 10  # even with wait_seconds=0, time to ask the rail for its price and 402
+CHAIN_CHECK_SECONDS = 5.0  # the most one call spends asking the chain about payments
+EXPIRY_MARGIN_SECONDS = 30  # our clock against the chain's before "expired unused" is final
+OUTCOME_WRITE_RETRIES = (0.2, 0.5, 1.0)  # seconds between attempts to write a payment's outcome
+POLL_SECONDS = 0.5  # how often a wait re-reads a solve another process is paying for
+AUTHORIZATION_STATE = "0xe94a0102"  # authorizationState(address,bytes32)
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _text(value: Any) -> str | None:
+    """A field the rail should send as a string; anything else is treated as absent."""
+    return value if isinstance(value, str) and value else None
+
+
 def _token(body: Any) -> str | None:
+    """The captcha token in a rail answer, wherever the solution keeps it as a string."""
     solution = body.get("solution") if isinstance(body, dict) else None
     if not isinstance(solution, dict):
         return None
     for key in ("token", "gRecaptchaResponse"):
-        if isinstance(solution.get(key), str):
+        if _text(solution.get(key)):
             return solution[key]
-    return next((v for v in solution.values() if isinstance(v, str)), None)
+    return next((v for v in solution.values() if _text(v)), None)
+
+
+def _age_seconds(record: X402Solve) -> float:
+    return (datetime.now(UTC) - datetime.fromisoformat(record.created_at)).total_seconds()
 
 
 def to_solve(record: X402Solve, token: str | None = None) -> Solve:
@@ -82,14 +114,17 @@ class X402Rail:
     """Pays for solves from the local wallet under the operator's spend policy."""
 
     def __init__(self, client: X402Client, *, policy: SpendPolicy, ledger_path: Path, wallet: WalletLoader,
-                 background: TaskGroup) -> None:
+                 background: TaskGroup, rpc_url: str) -> None:
         self.client = client
         self.policy = policy
         self._ledger_path = ledger_path
         self._wallet = wallet
         self._background = background
+        self._rpc_url = rpc_url
         self._inflight: dict[str, anyio.Event] = {}
         self._tokens: dict[str, str] = {}  # tokens of this process's solves; the ledger keeps only the resultToken
+        self._unsaved: dict[str, X402Solve] = {}  # this process's outcomes the ledger could not take (yet)
+        background.start_soon(self._check_chain_at_startup)
 
     @cached_property
     def ledger(self) -> Ledger:
@@ -97,8 +132,12 @@ class X402Rail:
         return Ledger(self._ledger_path)
 
     async def _db(self, work: Callable[[Ledger], T]) -> T:
-        """Run `work` on the ledger in a worker thread: SQLite (and opening it) may block."""
-        return await anyio.to_thread.run_sync(lambda: work(self.ledger))
+        """Run `work` on the ledger in a worker thread (SQLite, and opening it, may block);
+        a ledger this machine cannot read or write is a `local_state_error`."""
+        try:
+            return await anyio.to_thread.run_sync(lambda: work(self.ledger))
+        except (OSError, sqlite3.Error) as exc:
+            raise LocalStateError(f"{type(exc).__name__}: {exc}") from None
 
     @staticmethod
     def task_type(captcha_type: str) -> str:
@@ -121,7 +160,7 @@ class X402Rail:
         task_type = self.task_type(captcha_type)
         prices = (await self.client.pricing()).prices_usd
         if task_type not in prices:
-            raise NoneCapError("unexpected_response", f"The x402 rail publishes no price for {task_type}.")
+            raise X402ResponseError(f"The x402 rail publishes no price for {task_type}.")
         return prices[task_type]
 
     async def wallet(self) -> Wallet:
@@ -133,7 +172,7 @@ class X402Rail:
 
     def _check_budget(self, requirement: PaymentRequirement) -> None:
         """The daily budget before signing (the ledger re-checks it atomically when reserving)."""
-        spent = self.ledger.spent_today_atomic()
+        spent = self.ledger.counted_today_atomic()
         if spent + requirement.amount_atomic > usd_to_atomic(self.policy.daily_budget_usd):
             raise BudgetExceeded(spent_usd=atomic_to_usd(spent), budget_usd=self.policy.daily_budget_usd,
                                  amount_usd=atomic_to_usd(requirement.amount_atomic))
@@ -145,6 +184,22 @@ class X402Rail:
         return await anyio.to_thread.run_sync(lambda: authorize_payment(
             required, policy=self.policy, price_usd=price, pricing_pay_to=pricing.pay_to,
             resource_url=self.client.create_task_url, private_key=wallet.private_key, before_signing=self._check_budget))
+
+    async def create_solve(self, body: dict[str, Any], *, wait: int = 0, deadline: float) -> Solve:
+        """Pay for one solve and wait for it, within one deadline, like `CreditsAPI.create_solve`.
+
+        Asking for the price and the 402 gets at least `SETUP_FLOOR_SECONDS` even with no
+        wait; running out of time before the payment is reserved leaves nothing paid, and
+        after it the paid request goes on in the background (`get` picks it up).
+        """
+        self.check_body(body)
+        solve_id: str | None = None
+        with anyio.move_on_after(max(deadline - time.monotonic(), SETUP_FLOOR_SECONDS)):
+            solve_id = await self.start(captcha_type=body["type"], sitekey=body["sitekey"], url=body["url"],
+                                        user_agent=body.get("user_agent"))
+        if solve_id is None:
+            raise X402SetupTimeout("The x402 rail did not offer a payment in time; nothing was signed or paid.")
+        return await self.get(solve_id, wait=min(wait, max(0, int(deadline - time.monotonic()))))
 
     async def start(self, *, captcha_type: str, sitekey: str, url: str, user_agent: str | None) -> str:
         """Pay for one solve and start it; returns the local solve id (`x402_…`).
@@ -162,14 +217,14 @@ class X402Rail:
                            settlement_tx=None, created_at=_now(), finished_at=None)
         answer = await self.client.create_task(body)
         if answer.status != 402:
-            raise NoneCapError("unexpected_response", f"The x402 rail answered HTTP {answer.status} to an unpaid request instead of 402.")
+            raise X402ResponseError(f"The x402 rail answered HTTP {answer.status} to an unpaid request instead of 402.")
         payment = await self._authorize(answer, price, wallet)
         with anyio.CancelScope(shield=True):  # once reserved, the payment must also be sent and tracked
             await self._db(lambda ledger: ledger.reserve_payment(
                 nonce=payment.nonce, solve_id=record.id, amount_atomic=payment.value_atomic, pay_to=payment.pay_to,
                 network=self.policy.network, asset=NETWORKS[self.policy.network].asset, task_type=task_type,
-                valid_before=payment.valid_before, daily_budget_atomic=usd_to_atomic(self.policy.daily_budget_usd)))
-            await self._db(lambda ledger: ledger.upsert_solve(record))
+                valid_before=payment.valid_before, daily_budget_atomic=usd_to_atomic(self.policy.daily_budget_usd),
+                payer=payment.payer, solve=record))
             done = self._inflight[record.id] = anyio.Event()
             self._background.start_soon(self._pay, record, body, payment, done)
         return record.id
@@ -182,16 +237,15 @@ class X402Rail:
         """
         outcome: tuple[str, str | None, str | None] = ("unknown", None, "The paid request did not finish.")
         try:
-            await self._db(lambda ledger: ledger.mark_payment(payment.nonce, "sent"))
             answer = await self.client.create_task(body, payment)
-            state, tx = self._apply(record, answer, payment)
-            outcome = (state, tx, None)
-        except PaymentOutcomeUnknown as exc:
-            self._fail(record, "failed", exc.code, exc.message)
-            outcome = ("unknown", None, exc.message)
-        except X402Error as exc:
+            outcome = self._apply(record, answer, payment)
+        except (X402StatusError, X402ConnectionError) as exc:  # the rail said it did not run, or it was never sent
             self._fail(record, "failed", exc.code, exc.message)
             outcome = ("failed", None, exc.message)
+        except NoneCapError as exc:  # sent, and no readable answer: it may have settled
+            log.warning("x402 payment for %s: outcome unknown (%s)", record.id, exc.code)
+            self._fail(record, "failed", "payment_outcome_unknown", exc.message)
+            outcome = ("unknown", None, exc.message)
         except Exception as exc:  # a bug must not lose the record of a payment that was sent
             log.exception("x402 payment %s ended unexpectedly", record.id)
             outcome = ("unknown", None, type(exc).__name__)
@@ -199,56 +253,87 @@ class X402Rail:
             if outcome[0] == "unknown" and record.status == "solving":
                 self._fail(record, "failed", "payment_outcome_unknown", outcome[2] or "The paid request did not finish.")
             with anyio.CancelScope(shield=True):
-                await self._record(record, payment, outcome)
+                await self._record(record, payment.nonce, outcome)
             self._inflight.pop(record.id, None)
             done.set()
 
-    async def _record(self, record: X402Solve, payment: SignedPayment, outcome: tuple[str, str | None, str | None]) -> None:
-        """Write a payment's outcome; a ledger that fails now is logged, never raised, since
-        this runs in the server's background task group and must not take the server down."""
+    async def _record(self, record: X402Solve, nonce: str, outcome: tuple[str, str | None, str | None]) -> None:
+        """Write a payment's outcome and its solve in one transaction, retrying a failed write.
+
+        Until it is on disk the record (and any token) stays in memory, so `get` still
+        answers with it. Never raises: this runs in the server's background task group.
+        """
         state, tx, error = outcome
-        try:
-            await self._db(lambda ledger: ledger.mark_payment(payment.nonce, state, transaction=tx, error=error))
-            await self._db(lambda ledger: ledger.upsert_solve(record))
-        except Exception:
-            log.exception("could not record the outcome (%s) of x402 payment for %s", state, record.id)
+        self._unsaved[record.id] = record
+        for delay in (*OUTCOME_WRITE_RETRIES, None):
+            try:
+                await self._db(lambda ledger: ledger.record_outcome(nonce, state, solve=record, transaction=tx, error=error))
+            except Exception as exc:
+                if delay is None:
+                    log.error("could not record the outcome (%s) of x402 payment for %s (%s); kept in memory",
+                              state, record.id, getattr(exc, "code", type(exc).__name__))
+                    return
+                await anyio.sleep(delay)
+            else:
+                self._unsaved.pop(record.id, None)
+                return
 
     @staticmethod
     def _fail(record: X402Solve, status: str, code: str, message: str) -> None:
         record.status, record.error_code, record.error_message, record.finished_at = status, code, message, _now()
 
-    def _apply(self, record: X402Solve, answer: TaskAnswer, payment: SignedPayment) -> tuple[str, str | None]:
-        """Update the record from the paid answer; returns the payment's new ledger state and tx."""
-        if answer.status == 200:
-            receipt = decode_receipt(answer.receipt_header)
-            body = answer.body if isinstance(answer.body, dict) else {}
-            record.status, record.finished_at = "solved", _now()
-            token, record.task_id = _token(body), body.get("taskId")
-            if token:
-                self._tokens[record.id] = token
-            record.result_token = body.get("resultToken")
+    def _apply(self, record: X402Solve, answer: TaskAnswer, payment: SignedPayment) -> tuple[str, str | None, str | None]:
+        """Update the record from the paid answer; returns the payment's (state, tx, error).
+
+        Only the rail's documented failure means nothing settled. Anything else that is not
+        a readable 200 (an HTML gateway page, a redirect, an undocumented status, a 402 saying
+        the nonce is already used) may have followed a settlement: unknown, counted as spent.
+        """
+        if answer.status == 200 and isinstance(answer.body, dict):
+            return self._apply_success(record, answer, payment)
+        failure = answer.failure()
+        if failure is None:
+            kind = "a redirect" if 300 <= answer.status < 400 else "not the rail's documented answer"
+            message = (f"The paid request was answered HTTP {answer.status} ({kind}); the payment may have settled, "
+                       "so it counts as spent until the chain shows otherwise.")
+            self._fail(record, "failed", "payment_outcome_unknown", message)
+            return "unknown", None, message
+        status, code = {422: ("failed", "x402_unsolvable"), 504: ("expired", "x402_timeout")}.get(
+            answer.status, ("failed", failure.code))
+        self._fail(record, status, code, failure.message)
+        return "failed", None, failure.message
+
+    def _apply_success(self, record: X402Solve, answer: TaskAnswer, payment: SignedPayment) -> tuple[str, str | None, None]:
+        """A readable 200: keep whatever token it carries, whatever the other fields look like."""
+        receipt = decode_receipt(answer.receipt_header)
+        token = _token(answer.body)
+        record.task_id, record.result_token = _text(answer.body.get("taskId")), _text(answer.body.get("resultToken"))
+        settled = receipt.success if receipt is not None else token is not None
+        record.settlement_tx = receipt.transaction if receipt else None
+        if settled:
             record.cost_usd = str(atomic_to_usd(payment.value_atomic))
-            record.settlement_tx = receipt.transaction if receipt else None
-            return ("settled" if receipt is None or receipt.success else "unknown"), record.settlement_tx
-        if answer.status == 422:
-            self._fail(record, "failed", "x402_unsolvable", error_text(answer.body, "No provider could solve this captcha."))
-        elif answer.status == 504:
-            self._fail(record, "expired", "x402_timeout", error_text(answer.body, "The solve did not finish within 60 seconds."))
+        if token:
+            self._tokens[record.id] = token
+            record.status, record.finished_at = "solved", _now()
         else:
-            self._fail(record, "failed", "x402_http_402", error_text(answer.body, "The rail did not accept the payment."))
-        return "failed", None
+            self._fail(record, "failed", "x402_no_solution",
+                       "The x402 rail answered 200 without a solution token; the payment counts as spent.")
+        return ("settled" if settled else "unknown"), record.settlement_tx, None
 
     async def get(self, solve_id: str, *, wait: int = 0) -> Solve:
-        """A solve from the ledger, waiting up to `wait` s while it runs; a solved one is
-        re-fetched for free through getTaskResult (falling back on the ledger's copy)."""
+        """A solve, waiting up to `wait` s while it runs (this process's, or one another
+        process is paying for); a solved one is re-fetched for free through getTaskResult
+        (falling back on the ledger's copy)."""
+        deadline = time.monotonic() + wait
         done = self._inflight.get(solve_id)
         if done is not None and wait > 0:
             with anyio.move_on_after(wait):
                 await done.wait()
-        record = await self._db(lambda ledger: ledger.get_solve(solve_id))
-        if record is None:
-            raise NoneCapError("not_found", f"No x402 solve {solve_id} is recorded on this machine.", guidance=LOCAL["unknown_x402_solve"])
-        record = await self._unless_orphaned(record)
+        record = await self._load(solve_id)
+        record = await self._resolve(record, time.monotonic() + CHAIN_CHECK_SECONDS)
+        while record.status == "solving" and solve_id not in self._inflight and time.monotonic() < deadline:
+            await anyio.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+            record = await self._resolve(await self._load(solve_id), min(deadline, time.monotonic() + CHAIN_CHECK_SECONDS))
         token = self._tokens.get(solve_id)
         if record.status != "solved" or token is not None or not (record.task_id and record.result_token):
             return to_solve(record, token)
@@ -261,27 +346,118 @@ class X402Rail:
             self._tokens[solve_id] = token
         return to_solve(record, token)
 
+    async def _load(self, solve_id: str) -> X402Solve:
+        """This process's unsaved record if there is one, else the ledger's."""
+        record = self._unsaved.get(solve_id) or await self._db(lambda ledger: ledger.get_solve(solve_id))
+        if record is None:
+            raise NoneCapError("not_found", f"No x402 solve {solve_id} is recorded on this machine.", guidance=LOCAL["unknown_x402_solve"])
+        return record
+
     async def list(self, *, limit: int, starting_after: str | None, status: str | None, type: str | None) -> SolveList:
         """x402 solves from the ledger, newest first."""
         records, has_more = await self._db(
             lambda ledger: ledger.list_solves(limit=limit, starting_after=starting_after, status=status, type=type))
-        solves = [to_solve(await self._unless_orphaned(r), self._tokens.get(r.id)) for r in records]
+        until = time.monotonic() + CHAIN_CHECK_SECONDS
+        solves = [to_solve(await self._resolve(self._unsaved.get(r.id, r), until), self._tokens.get(r.id)) for r in records]
         return SolveList(data=solves, has_more=has_more, next_starting_after=solves[-1].id if has_more and solves else None)
 
-    async def _unless_orphaned(self, record: X402Solve) -> X402Solve:
-        """A solve still "solving" long after any paid request could have ended belongs to a
-        process that died mid-payment: record its payment as unknown (counted as spent)."""
-        if record.status != "solving" or record.id in self._inflight:
+    # --- finding out from the chain ---
+
+    async def _resolve(self, record: X402Solve, until: float) -> X402Solve:
+        """The solve after asking the chain about its unresolved payments (until `until`).
+
+        A solve still "solving" after `ORPHAN_AFTER_SECONDS` belongs to a process that died
+        mid-payment: its payment becomes unknown (counted as spent) unless the chain knows better.
+        """
+        if record.id in self._inflight or record.id in self._unsaved:
             return record
-        started = datetime.fromisoformat(record.created_at)
-        if (datetime.now(UTC) - started).total_seconds() < ORPHAN_AFTER_SECONDS:
-            return record
-        self._fail(record, "failed", "payment_outcome_unknown", "The process paying for this solve stopped before the answer arrived.")
-        for payment in await self._db(lambda ledger: ledger.payments_for(record.id)):
-            if payment["state"] in ("signed", "sent"):
-                await self._db(lambda ledger, nonce=payment["nonce"]: ledger.mark_payment(nonce, "unknown"))
-        await self._db(lambda ledger: ledger.upsert_solve(record))
+        stale = record.status == "solving" and _age_seconds(record) >= ORPHAN_AFTER_SECONDS
+        payments = await self._db(lambda ledger: ledger.unresolved_payments(record.id))
+        if stale and not payments:
+            self._learned(record, "unknown", 0)
+            await self._db(lambda ledger: ledger.upsert_solve(record))
+        await self._resolve_payments(payments, until, {record.id: record})
         return record
 
-    async def spent_today(self) -> Decimal:
-        return atomic_to_usd(await self._db(lambda ledger: ledger.spent_today_atomic()))
+    async def _resolve_payments(self, payments: list[dict[str, Any]], until: float,
+                                solves: dict[str, X402Solve] | None = None) -> None:
+        """Ask the chain about each payment; write what it settles, with the solve it changes."""
+        solves = dict(solves or {})
+        for payment in payments:
+            solve_id = payment["solve_id"]
+            if solve_id in self._inflight or solve_id in self._unsaved:
+                continue
+            if solve_id not in solves:
+                solves[solve_id] = await self._db(lambda ledger, i=solve_id: ledger.get_solve(i))
+            record = solves[solve_id]
+            stale = record is not None and record.status == "solving" and _age_seconds(record) >= ORPHAN_AFTER_SECONDS
+            verdict = await self._ask_chain(payment, until) or ("unknown" if stale else None)
+            if verdict is None:
+                continue
+            # A solve still running in another process is that process's to write.
+            touch = record is not None and (stale or record.status != "solving")
+            if touch:
+                self._learned(record, verdict, payment["amount_atomic"])
+            await self._db(lambda ledger, p=payment, v=verdict, r=record if touch else None:
+                           ledger.record_outcome(p["nonce"], v, solve=r))
+
+    @classmethod
+    def _learned(cls, record: X402Solve, payment_state: str, amount_atomic: int) -> None:
+        """What a payment's resolved state says about a solve whose answer never arrived."""
+        lost = record.status == "solving" or record.error_code == "payment_outcome_unknown"
+        if payment_state == "settled":
+            record.cost_usd = str(atomic_to_usd(amount_atomic))
+            if lost:
+                cls._fail(record, "failed", "x402_result_lost",
+                          "The chain shows this payment settled, but the rail's answer never arrived; the token is lost.")
+        elif payment_state == "failed" and lost:
+            cls._fail(record, "failed", "x402_not_settled",
+                      "The paid request's answer was lost, but its authorization expired unused: nothing was paid.")
+        elif payment_state == "unknown" and record.status == "solving":
+            cls._fail(record, "failed", "payment_outcome_unknown",
+                      "The process paying for this solve stopped before the answer arrived.")
+
+    async def _ask_chain(self, payment: dict[str, Any], until: float) -> str | None:
+        """`settled` if the chain shows the authorization used, `failed` if unused after it
+        expired, None when it may still settle or the chain could not be asked in time."""
+        expired = time.time() > payment["valid_before"] + EXPIRY_MARGIN_SECONDS  # read before asking
+        with anyio.move_on_after(max(0.0, until - time.monotonic())):
+            payer = payment["payer"] or await self._wallet_address()
+            nonce = str(payment["nonce"]).lower()
+            if payer is None or len(nonce) != 66:
+                return None
+            data = AUTHORIZATION_STATE + payer[2:].lower().rjust(64, "0") + nonce[2:]
+            network = NETWORKS.get(payment["network"], NETWORKS[self.policy.network])
+            try:
+                used = await usdc_call(data, "authorizationState", rpc_url=self._rpc_url, network=network)
+            except NoneCapError as exc:
+                log.info("could not ask the chain about an x402 payment (%s)", exc.code)
+                return None
+            return "settled" if used else ("failed" if expired else None)
+        return None
+
+    async def _wallet_address(self) -> str | None:
+        """The paying address, for payments recorded before the ledger kept the payer."""
+        try:
+            wallet = await self._wallet()
+        except ConfigurationError:
+            return None
+        return wallet.address if wallet else None
+
+    async def _check_chain_at_startup(self) -> None:
+        """Resolve what earlier processes left unknown, in the background: never blocks
+        start-up, never creates a ledger that is not there, never takes the server down."""
+        if not self._ledger_path.exists():
+            return
+        try:
+            payments = await self._db(lambda ledger: ledger.unresolved_payments())
+            await self._resolve_payments(payments, time.monotonic() + CHAIN_CHECK_SECONDS)
+        except Exception as exc:
+            log.warning("start-up check of unresolved x402 payments failed (%s)", getattr(exc, "code", type(exc).__name__))
+
+    async def day_figures(self) -> tuple[Decimal, Decimal]:
+        """Today's (spent, held) in USD, after asking the chain about unresolved payments."""
+        payments = await self._db(lambda ledger: ledger.unresolved_payments())
+        await self._resolve_payments(payments, time.monotonic() + CHAIN_CHECK_SECONDS)
+        spent, held = await self._db(lambda ledger: ledger.today_atomic())
+        return atomic_to_usd(spent), atomic_to_usd(held)

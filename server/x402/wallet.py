@@ -38,6 +38,7 @@ __all__ = [
     "load_wallet",
     "rpc_url_for",
     "usdc_balance",
+    "usdc_call",
 ]
 
 WALLET_KEY_ENV = "NONECAP_WALLET_PRIVATE_KEY"
@@ -178,9 +179,9 @@ def _rpc_error(message: str) -> NoneCapError:
     return NoneCapError("rpc_error", message, guidance=RPC_GUIDANCE)
 
 
-def _balance_from(body: Any, status_code: int, where: str, network: UsdcNetwork) -> int:
+def _word_from(body: Any, status_code: int, where: str, network: UsdcNetwork, what: str) -> int:
     """The uint256 in a JSON-RPC ``eth_call`` answer, checking ``error`` first:
-    an error response has no ``result`` and must not read as a zero balance."""
+    an error response has no ``result`` and must not read as a zero balance (or an unused nonce)."""
     if isinstance(body, dict) and body.get("error") is not None:
         error = body["error"]
         if isinstance(error, dict):
@@ -197,7 +198,7 @@ def _balance_from(body: Any, status_code: int, where: str, network: UsdcNetwork)
             f"is it an RPC for {network.name} (chain id {network.chain_id})?"
         )
     if not (isinstance(result, str) and re.fullmatch(r"0x[0-9a-fA-F]{64}", result)):
-        raise _rpc_error(f"The RPC endpoint {where} answered something that is not a balanceOf result.")
+        raise _rpc_error(f"The RPC endpoint {where} answered something that is not a {what} result.")
     return int(result, 16)
 
 
@@ -216,7 +217,19 @@ async def usdc_balance(
     """
     if not _ADDRESS.match(address):
         raise InvalidArgumentError("address", "The wallet address must be 0x followed by 40 hex digits.")
-    call = {"to": network.asset, "data": BALANCE_OF_SELECTOR + address[2:].lower().rjust(64, "0")}
+    data = BALANCE_OF_SELECTOR + address[2:].lower().rjust(64, "0")
+    atomic = await usdc_call(data, "balanceOf", rpc_url=rpc_url, network=network, http=http)
+    return atomic_to_usd(atomic)  # USDC has 6 decimals on every network we know
+
+
+async def usdc_call(
+    data: str, what: str, *, rpc_url: str, network: UsdcNetwork, http: httpx.AsyncClient | None = None
+) -> int:
+    """The uint256 (or bool) a read-only ``eth_call`` of ``data`` on the network's USDC returns.
+
+    ``what`` names the call in errors. Raises ``NoneCapError("rpc_error")`` as :func:`usdc_balance`.
+    """
+    call = {"to": network.asset, "data": data}
     payload = {"jsonrpc": "2.0", "id": 1, "method": "eth_call", "params": [call, "latest"]}
     where = _endpoint(rpc_url)
     try:
@@ -232,5 +245,4 @@ async def usdc_balance(
         body = response.json()
     except ValueError:
         body = None
-    atomic = _balance_from(body, response.status_code, where, network)
-    return atomic_to_usd(atomic)  # USDC has 6 decimals on every network we know
+    return _word_from(body, response.status_code, where, network, what)
