@@ -114,6 +114,7 @@ X402_FAILURES: dict[str, Guidance] = {
     "x402_unsolvable": X402_STATUSES[422],
     "x402_timeout": X402_STATUSES[504],
     "payment_outcome_unknown": LOCAL["payment_outcome_unknown"],
+    "x402_connection_error": LOCAL["x402_connection_error"],
     "x402_no_solution": _g("contact_support", False, "The x402 rail answered success but sent no token; the payment counts as spent (settled, or unknown until the chain says). Do not re-fetch; create a new solve only if you still need a token, and report this to NoneCap support with the solve id."),
     "x402_result_lost": _g("none", False, "The chain shows this payment settled, so the rail solved it, but its answer never reached this server and the token cannot be recovered. The payment is spent; create a new solve if you still need a token."),
     "x402_not_settled": _g("retry", True, "The paid request's answer was lost, but its authorization expired unused on chain: nothing was paid and its budget was released. Create a new solve if you still need a token."),
