@@ -76,7 +76,8 @@ async def _session(client: Any, out: TextIO) -> None:
         ("We no longer need the slow one: cancel it (its credit is refunded)", "cancel_solve", {"id": pending_id}),
         ("Cancelling it again is a conflict, with guidance", "cancel_solve", {"id": pending_id}),
         ("x402 solves are kept in a local ledger", "list_solves", {"rail": "x402", "limit": 5}),
-        ("Balance after: one credit and one x402 price spent, failures free", "get_balance", {}),
+        ("Balance after: one credit and one x402 price spent; the free x402 failure's authorization is only held until it expires",
+         "get_balance", {}),
     ]
     for title, name, args in follow_ups:
         _show(out, title, name, args, await client.call_tool(name, args))

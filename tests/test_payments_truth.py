@@ -162,6 +162,20 @@ async def test_a_gateway_lying_after_settlement_never_lets_the_budget_be_exceede
     assert balance["x402_budget_left_usd"] == "0"
 
 
+async def test_a_settled_payment_behind_a_lie_stays_spent_after_its_authorization_expires(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """A failed authorization is only held until it expires; a settled one is spent for good."""
+    sandbox.set_x402(overrides={"maxTimeoutSeconds": 7})  # the authorization expires 7 s after signing
+    with Gateway(sandbox.url, html(502)) as gateway:
+        async with payer_through(sandbox, tmp_path, gateway, **PRICE_ENV) as agent:
+            await agent.ok("create_solve", solve_args("sandbox-solve-100ms"))
+            await anyio.sleep(8)
+            second = await agent.error("create_solve", solve_args("sandbox-solve-100ms"))
+    assert "budget_exceeded" in second
+    assert len(sandbox.settlements) == 1 and len(sandbox.payment_attempts) == 1  # $0.012 spent, never $0.024
+
+
 async def test_a_lie_with_the_chain_unreachable_is_unknown_and_counted_until_the_chain_answers(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:

@@ -542,6 +542,25 @@ def test_rpc_balance_of_and_authorization_state(sandbox: Sandbox, client: httpx.
     assert len(result) == 66 and int(result, 16) == 4_988_000
 
 
+def test_authorization_state_is_used_only_once_the_rail_settled_that_authorization(
+    sandbox: Sandbox, client: httpx.Client
+) -> None:
+    def used(payer: str, nonce: str) -> int:
+        call = {"to": USDC, "data": "0xe94a0102" + "00" * 12 + payer[2:].lower() + nonce[2:]}
+        return int(rpc(client, "eth_call", call, "latest")["result"], 16)
+
+    failed = sign_payment(WALLET, requirement(client, "sandbox-fail-proxy_error"))
+    assert create(client, "sandbox-fail-proxy_error", {failed.header_name: failed.header_value}).status_code == 422
+    assert used(SANDBOX_WALLET_ADDRESS, failed.nonce) == 0  # verified and run, never settled
+    settled = sign_payment(WALLET, requirement(client))
+    assert create(client, headers={settled.header_name: settled.header_value}).status_code == 200
+    assert used(SANDBOX_WALLET_ADDRESS, settled.nonce) == 1
+    assert used(EVIL, settled.nonce) == 0  # the nonce is the payer's, not anyone's
+    assert used(SANDBOX_WALLET_ADDRESS, failed.nonce) == 0
+    sandbox.reset()
+    assert used(SANDBOX_WALLET_ADDRESS, settled.nonce) == 0  # a reset chain forgets
+
+
 def test_rpc_errors_are_json_rpc_errors(sandbox: Sandbox, client: httpx.Client) -> None:
     assert rpc(client, "eth_sendRawTransaction", "0x00")["error"]["code"] == -32601
     assert rpc(client, "eth_call", {"to": USDC, "data": "0xdeadbeef"}, "latest")["error"]["message"] == (

@@ -77,8 +77,7 @@ RAILS: tuple[tuple[str, Callable[[AppState, Balance], Awaitable[None]], tuple[st
 
 
 async def get_balance(ctx: Context[AppState]) -> Balance:
-    """Show what is left to spend: credits (1 per solve), and the x402 wallet's USDC, today's spend, held
-    authorizations and what is left of the daily budget."""
+    """Show what is left to spend: credits (1 per solve); the x402 wallet's USDC and today's spent, held and left budget."""
     state = ctx.request_context.lifespan_context
     balance = Balance(sandbox=state.sandbox_url is not None)
     with tool_errors():
