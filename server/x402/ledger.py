@@ -69,9 +69,11 @@ PAYMENT_STATES = ("signed", "sent", "settled", "failed", "unknown")
 # still valid: the rail holds a signed bearer authorization until valid_before, and a
 # buggy or hostile rail could still settle it.
 COUNTED_STATES = ("signed", "sent", "settled", "unknown")
-# A payment only moves forward: signed -> sent -> unknown -> settled | failed.
-# "unknown" can still be resolved (e.g. by authorizationState on chain); the two
-# outcomes are final, so a late "unknown" cannot overwrite a settled receipt.
+# A payment only moves forward: signed -> sent -> unknown -> settled | failed. This
+# version writes "signed" at the reservation and the outcome next ("sent" comes from
+# older ledgers; both mean in flight). "unknown" and stale in-flight payments are
+# resolved by authorizationState on chain; the two outcomes are final, so a late
+# "unknown" cannot overwrite a settled receipt.
 _RANK = {"signed": 0, "sent": 1, "unknown": 2, "settled": 3, "failed": 3}
 
 SCHEMA_VERSION = 2

@@ -63,6 +63,8 @@ EXPIRY_MARGIN_SECONDS = 30  # our clock against the chain's before "expired unus
 OUTCOME_WRITE_RETRIES = (0.2, 0.5, 1.0)  # seconds between attempts to write a payment's outcome
 POLL_SECONDS = 0.5  # how often a wait re-reads a solve another process is paying for
 AUTHORIZATION_STATE = "0xe94a0102"  # authorizationState(address,bytes32)
+# Solve failures whose payment may still be unresolved (every other outcome is written final).
+UNRESOLVED_CODES = frozenset({"payment_outcome_unknown", "x402_no_solution"})
 
 
 def _now() -> str:
@@ -369,8 +371,9 @@ class X402Rail:
         A solve still "solving" after `ORPHAN_AFTER_SECONDS` belongs to a process that died
         mid-payment: its payment becomes unknown (counted as spent) unless the chain knows better.
         """
-        if record.id in self._inflight or record.id in self._unsaved:
-            return record
+        if record.id in self._inflight or record.id in self._unsaved or not (
+                record.status == "solving" or record.error_code in UNRESOLVED_CODES):
+            return record  # its payment's outcome is already final
         stale = record.status == "solving" and _age_seconds(record) >= ORPHAN_AFTER_SECONDS
         payments = await self._db(lambda ledger: ledger.unresolved_payments(record.id))
         if stale and not payments:
