@@ -27,17 +27,18 @@ from child_process import run_python
 from keyring_backends import KEYRING_FILE_ENV, MemoryKeyring
 
 from nonecap_mcp import cli_io, keystore, wallet_cli
+from nonecap_mcp.config import load_settings
 from nonecap_mcp.credentials import Secret
 from nonecap_mcp.errors import ConfigurationError, InvalidArgumentError, NoneCapError
 from nonecap_mcp.x402.networks import NETWORKS
 from nonecap_mcp.x402.wallet import (
     RPC_URL_ENV,
     WALLET_KEY_ENV,
+    WALLET_KEY_FILE_ENV,
     WALLET_KEY_NAME,
     Wallet,
     check_private_key,
     load_wallet,
-    rpc_url_for,
     usdc_balance,
 )
 
@@ -222,8 +223,9 @@ async def test_unusable_keyring_points_at_the_env_var() -> None:
     keystore.set_backend(keyring.backends.fail.Keyring())
     with pytest.raises(ConfigurationError) as caught:
         await load_wallet({})
-    assert caught.value.code == "keyring_error"
-    assert "No usable OS keyring" in caught.value.message and WALLET_KEY_ENV in caught.value.message
+    assert caught.value.code == "keyring_unavailable"  # nothing can be stored here: not configured, not broken
+    message = caught.value.message
+    assert "No usable OS keyring" in message and WALLET_KEY_ENV in message and WALLET_KEY_FILE_ENV in message
 
 
 # --- usdc_balance ------------------------------------------------------------------------
@@ -290,10 +292,14 @@ async def test_bad_address_is_refused_before_any_request(rpc: Rpc) -> None:
     assert rpc.requests == []
 
 
-def test_rpc_url_comes_from_env_else_the_network_table() -> None:
-    assert rpc_url_for({}, BASE) == "https://mainnet.base.org"
-    assert rpc_url_for({RPC_URL_ENV: " "}, BASE) == "https://mainnet.base.org"
-    assert rpc_url_for({RPC_URL_ENV: "https://rpc.example/x"}, BASE) == "https://rpc.example/x"
+def test_rpc_url_is_a_setting_from_env_or_flag_else_the_network_table() -> None:
+    assert load_settings({}).rpc_url() == "https://mainnet.base.org"
+    assert load_settings({RPC_URL_ENV: " "}).rpc_url() == "https://mainnet.base.org"
+    assert load_settings({RPC_URL_ENV: "https://rpc.example/x"}).rpc_url() == "https://rpc.example/x"
+    assert load_settings({RPC_URL_ENV: "https://rpc.example/x"}, base_rpc_url="https://b.example").rpc_url() == "https://b.example"
+    for bad in ("http://rpc.example/x", "https://user:pw@rpc.example/", "rpc.example"):
+        with pytest.raises(ConfigurationError, match=RPC_URL_ENV):
+            load_settings({RPC_URL_ENV: bad})
 
 
 # --- wallet CLI, in process ----------------------------------------------------------------
