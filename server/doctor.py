@@ -268,13 +268,13 @@ async def collect(settings: Settings, env: Mapping[str, str], *, sandbox: bool) 
     return checks
 
 
-def _sandbox_env(stack: ExitStack) -> dict[str, str]:
+def _sandbox_env(stack: ExitStack, base: Mapping[str, str]) -> dict[str, str]:
     """A fresh in-process sandbox and the env a host would give the server for it."""
     from nonecap_mcp.sandbox import SANDBOX_API_KEY, SANDBOX_WALLET_KEY, Sandbox
 
     sandbox = stack.enter_context(Sandbox())
     state = stack.enter_context(tempfile.TemporaryDirectory(prefix="nonecap-doctor-"))
-    return {**{k: v for k, v in os.environ.items() if not k.startswith("NONECAP_")},
+    return {**{k: v for k, v in base.items() if not k.startswith("NONECAP_")},
             API_KEY_ENV: SANDBOX_API_KEY, "NONECAP_WALLET_PRIVATE_KEY": SANDBOX_WALLET_KEY,
             "NONECAP_API_BASE": sandbox.url, "NONECAP_X402_BASE": sandbox.url,
             "NONECAP_BASE_RPC_URL": f"{sandbox.url}/rpc", "NONECAP_STATE_DIR": state}
@@ -282,7 +282,7 @@ def _sandbox_env(stack: ExitStack) -> dict[str, str]:
 
 def _symbols(out: TextIO) -> dict[str, str]:
     try:
-        "".join(SYMBOLS.values()).encode(out.encoding or "ascii")
+        "".join(SYMBOLS.values()).encode(getattr(out, "encoding", None) or "utf-8")
         return SYMBOLS
     except (UnicodeEncodeError, LookupError):
         return ASCII_SYMBOLS
@@ -295,11 +295,17 @@ def report(checks: list[Check], out: TextIO, *, as_json: bool) -> bool:
         print(json.dumps({"ok": ok, "checks": [asdict(c) for c in checks]}, indent=2), file=out)
         return ok
     symbols = _symbols(out)
+    plain = symbols is ASCII_SYMBOLS
+
+    def say(line: str) -> None:
+        # A masked key's "…" would crash an ASCII terminal, as would any other non-ASCII text.
+        print(line.replace("…", "...").encode("ascii", "replace").decode() if plain else line, file=out)
+
     for check in checks:
-        print(f"{symbols[check.status]} {check.name}: {check.detail}", file=out)
+        say(f"{symbols[check.status]} {check.name}: {check.detail}")
         if check.fix and check.status != "ok":
-            print(f"    fix: {check.fix}", file=out)
-    print("all configured rails work" if ok else "something needs fixing (see fix: above)", file=out)
+            say(f"    fix: {check.fix}")
+    say("all configured rails work" if ok else "something needs fixing (see fix: above)")
     return ok
 
 
@@ -308,7 +314,9 @@ def run_doctor(*, sandbox: bool = False, as_json: bool = False, out: TextIO | No
     """The `doctor` command; exit 0 when every configured rail works, 1 otherwise."""
     out = sys.stdout if out is None else out
     with ExitStack() as stack:
-        env = _sandbox_env(stack) if sandbox else dict(os.environ if env is None else env)
+        env = dict(os.environ if env is None else env)
+        if sandbox:
+            env = _sandbox_env(stack, env)
         try:
             settings = load_settings(env)
         except NoneCapError as exc:

@@ -194,7 +194,20 @@ def _dump(config: Mapping[str, Any]) -> str:
     return json.dumps(config, indent=2, ensure_ascii=False) + "\n"
 
 
+def _masked(value: Any) -> Any:
+    """A copy for the terminal: an API key in any ``env`` shows as ``nc_live_…abcd``."""
+    from nonecap_mcp.credentials import mask_api_key
+
+    if isinstance(value, dict):
+        return {k: mask_api_key(v) if k == API_KEY_ENV and isinstance(v, str) and not v.startswith("${")
+                else _masked(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v) for v in value]
+    return value
+
+
 def _diff(path: Path, before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
+    before, after = _masked(before), _masked(after)
     lines = difflib.unified_diff(_dump(before).splitlines(True), _dump(after).splitlines(True),
                                  fromfile=f"{path} (now)", tofile=f"{path} (after)")
     return "".join(lines)
@@ -296,7 +309,7 @@ def install(options: InstallOptions, console: Console) -> int:
         config = load_config(path, options.host)
     except InstallError as exc:
         console.error(str(exc))
-        _show(console, json.dumps({options.host.servers_key: {options.name: entry}}, indent=2))
+        _show(console, json.dumps({options.host.servers_key: {options.name: _masked(entry)}}, indent=2))
         return 1
     servers = config.get(options.host.servers_key, {})
     existing = servers.get(options.name)
@@ -336,7 +349,7 @@ def install(options: InstallOptions, console: Console) -> int:
     backup = write_config(path, updated, secret=api_key is not None)
     verb = "Updated" if existing is not None else "Added"
     _show(console, f'{verb} "{options.name}" in {options.host.title}\'s config {path}:')
-    _show(console, json.dumps({options.name: entry}, indent=2))
+    _show(console, json.dumps({options.name: _masked(entry)}, indent=2))
     if backup is not None:
         _show(console, f"The previous file is kept as {backup}.")
     _show(console, options.host.restart)
