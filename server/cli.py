@@ -97,8 +97,10 @@ def _install_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[
         parser.add_argument("--force", action="store_true", default=False, help="replace or remove an entry of that name that is not ours")
         if command == "uninstall":
             continue
-        parser.add_argument("--uvx", nargs="?", const="", default=None, metavar="SPEC",
-                            help="run `uvx --from SPEC nonecap-mcp` (default SPEC: this version on PyPI) instead of this installation")
+        parser.add_argument("--uvx", action="store_true", default=False,
+                            help="run `uvx --from nonecap-mcp==<this version> nonecap-mcp` instead of this installation")
+        parser.add_argument("--uvx-from", metavar="SPEC", default=None,
+                            help="with --uvx: another package spec for uvx --from (a wheel path, a version)")
         parser.add_argument("--sandbox", action="store_true", default=False, help="the entry serves the offline sandbox")
         parser.add_argument("--read-only", action="store_true", default=False, help="the entry serves only the tools that cannot spend")
         parser.add_argument("--rail", choices=("auto", "credits", "x402"), default=None, help="the entry's default payment rail")
@@ -113,10 +115,10 @@ def _install_options(args: argparse.Namespace):  # noqa: ANN202 - InstallOptions
 
     from nonecap_mcp.install import HOSTS, InstallOptions, default_uvx_spec
 
-    uvx = getattr(args, "uvx", None)
+    uvx = (getattr(args, "uvx_from", None) or default_uvx_spec()) if getattr(args, "uvx", False) else None
     return InstallOptions(
         host=HOSTS[args.host], name=args.name, config=Path(args.config) if args.config else None,
-        workspace=args.workspace, uvx=(uvx or default_uvx_spec()) if uvx is not None else None,
+        workspace=args.workspace, uvx=uvx,
         sandbox=getattr(args, "sandbox", False), read_only=getattr(args, "read_only", False), rail=getattr(args, "rail", None),
         wallet_key_file=getattr(args, "wallet_key_file", None),
         write_api_key_to_config=getattr(args, "write_api_key_to_config", False), dry_run=args.dry_run, force=args.force,
@@ -159,6 +161,7 @@ def run_sandbox(port: int) -> int:
     setup_logging("INFO")
     with Sandbox(port=port) as sandbox:
         print(f"NoneCap sandbox on {sandbox.url}  (API key: {sandbox.api_key})", file=sys.stderr)
+        print(f"Servers share it with: nonecap-mcp serve --sandbox-url {sandbox.url}", file=sys.stderr)
         for sitekey, outcome in TEST_SITEKEYS.items():
             print(f"  {sitekey:<32} {outcome}", file=sys.stderr)
         try:

@@ -70,7 +70,7 @@ def test_serve_flags_name_and_uvx_go_into_the_entry(tmp_path: Path) -> None:
     assert uvx.returncode == 0, uvx.stderr
     entry = json.loads(config.read_text())["mcpServers"]["nonecap"]
     assert entry == {"command": "uvx", "args": ["--from", f"nonecap-mcp=={__version__}", "nonecap-mcp", "serve"]}
-    pinned = run(tmp_path, "install", "cursor", "--config", str(config), "--uvx", "/wheels/nonecap_mcp-0.1.0-py3-none-any.whl")
+    pinned = run(tmp_path, "install", "cursor", "--config", str(config), "--uvx", "--uvx-from", "/wheels/nonecap_mcp-0.1.0-py3-none-any.whl")
     assert json.loads(config.read_text())["mcpServers"]["nonecap"]["args"][1] == "/wheels/nonecap_mcp-0.1.0-py3-none-any.whl", pinned.stderr
 
 

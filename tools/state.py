@@ -27,7 +27,6 @@ from nonecap_mcp.credits_api import CreditsAPI, KeyProvider
 from nonecap_mcp.errors import ConfigurationError
 from nonecap_mcp.retry import RetryPolicy
 from nonecap_mcp.x402.client import X402Client
-from nonecap_mcp.x402.ledger import Ledger
 from nonecap_mcp.x402.rail import X402Rail
 from nonecap_mcp.x402.wallet import Wallet, check_private_key, load_wallet
 
