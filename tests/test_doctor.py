@@ -121,3 +121,20 @@ def test_plain_ascii_terminals_get_ascii_marks(tmp_path: Path) -> None:
     result = doctor(tmp_path, "--sandbox", PYTHONIOENCODING="ascii")
     assert result.returncode == 0, result.stderr
     assert "[ok] wallet:" in result.stdout and "[ok] api key: nc_test_...only" in result.stdout
+
+
+def test_payments_of_unknown_outcome_are_reported(tmp_path: Path, sandbox: Sandbox) -> None:
+    from nonecap_mcp.sandbox import SANDBOX_PAY_TO, SANDBOX_WALLET_KEY
+    from nonecap_mcp.x402.ledger import Ledger
+
+    ledger = Ledger(tmp_path / "state" / "ledger.sqlite3")
+    ledger.reserve_payment(nonce="0x" + "cd" * 32, solve_id="x402_01M8W2HS0WJA6Y4DSSJN98N22W", amount_atomic=12000,
+                           pay_to=SANDBOX_PAY_TO, network="base", asset="0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913",
+                           task_type="HardCaptchaTokenProxyLess", valid_before=0, daily_budget_atomic=10**6)
+    ledger.mark_payment("0x" + "cd" * 32, "unknown")
+    env = sandbox_env(sandbox, NONECAP_WALLET_PRIVATE_KEY=SANDBOX_WALLET_KEY, NONECAP_STATE_DIR=str(tmp_path / "state"))
+    out = io.StringIO()
+    code = run_doctor(env=env | {"HOME": str(tmp_path), "PATH": os.environ["PATH"], "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring"}, out=out)
+    print(out.getvalue())  # for the leak check
+    assert "– state dir: ledger " in out.getvalue() and "1 payment(s) of unknown outcome waiting" in out.getvalue()
+    assert code == 0  # waiting on an outcome is not a failure
