@@ -13,7 +13,10 @@ dialog here, hence the longer :data:`keystore.CLI_TIMEOUT`).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TextIO
+from functools import partial
+from typing import TYPE_CHECKING, TextIO
+
+import anyio
 
 from . import keystore
 from .cli_io import Console
@@ -22,20 +25,63 @@ from .credentials import (
     API_KEY_NAME,
     NO_KEY_MESSAGE,
     CredentialError,
+    Secret,
     api_key_from_env,
     check_api_key_format,
     key_mode,
     mask_api_key,
 )
 
-__all__ = ["login", "logout", "status"]
+if TYPE_CHECKING:
+    from .models import Account
+
+__all__ = ["check_key_online", "login", "logout", "status"]
 
 _PROMPT = "NoneCap API key (input is hidden): "
+
+
+async def check_key_online(key: str, api_base: str) -> Account:
+    """``GET /v1/me`` with ``key``: the account it opens, or the API's error (401 for a bad key).
+
+    One retry at most: this runs while a person waits at a terminal.
+    """
+    from .credits_api import CreditsAPI
+    from .retry import RetryPolicy
+
+    async def provide() -> Secret:
+        return Secret(key)
+
+    api = CreditsAPI(api_base, provide, retry=RetryPolicy(max_retries=1))
+    try:
+        return await api.me()
+    finally:
+        await api.aclose()
+
+
+def _verified(key: str, console: Console) -> bool:
+    """Check the key against the configured API before it is stored; say why not when it fails."""
+    from .config import load_settings
+    from .errors import NoneCapError
+
+    try:
+        api_base = load_settings(console.env).api_base
+        account = anyio.run(partial(check_key_online, key, api_base))
+    except NoneCapError as exc:
+        if exc.code == "unauthorized":
+            console.error(f"the API rejected key {mask_api_key(key)} (401 unauthorized: revoked, or mistyped); it was "
+                          "not stored. Copy it again from the NoneCap dashboard.")
+        else:
+            console.error(f"could not check the key with GET {api_base}/v1/me ({exc.code}: {exc.message}); it was not "
+                          "stored. Pass --no-verify to store it without checking (offline).")
+        return False
+    console.note(f"the key works: account {account.id}, {account.credits_balance} credits.")
+    return True
 
 
 def login(
     *,
     from_stdin: bool = False,
+    verify: bool = True,
     stdin: TextIO | None = None,
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
@@ -46,7 +92,8 @@ def login(
     Prompts without echo on a TTY; reads one line from ``stdin`` when
     ``from_stdin`` is set or stdin is not a TTY, so scripts can pipe the key
     in instead of putting it on the command line (where ``ps`` and shell
-    history would see it).
+    history would see it). With ``verify`` (the default) the key is stored only
+    after ``GET /v1/me`` accepted it, so a typo is caught here, not mid-task.
     """
     console = Console.of(stdin=stdin, stdout=stdout, stderr=stderr, env=env)
     raw = console.read_secret(_PROMPT, from_stdin=from_stdin, what="API key", command="auth login")
@@ -55,11 +102,14 @@ def login(
 
     try:
         key = check_api_key_format(raw)
-        keystore.write_secret(API_KEY_NAME, key, timeout=keystore.CLI_TIMEOUT)
-        backend = keystore.backend_name(timeout=keystore.CLI_TIMEOUT)
     except CredentialError as exc:
         console.error(str(exc))
         return 1
+    if verify and not _verified(key, console):
+        return 1
+    try:
+        keystore.write_secret(API_KEY_NAME, key, timeout=keystore.CLI_TIMEOUT)
+        backend = keystore.backend_name(timeout=keystore.CLI_TIMEOUT)
     except keystore.KeystoreError as exc:
         console.error(f"could not store the API key: {exc} Or set {API_KEY_ENV} in the MCP server's env instead.")
         return 1

@@ -1,4 +1,4 @@
-"""The `nonecap-mcp` command: serve over stdio (the default), sandbox, demo and auth.
+"""The `nonecap-mcp` command: serve over stdio (the default), sandbox, demo, install, doctor, auth, wallet.
 
 Only `--help` and `--version` write to stdout before serving; once serving, stdout is the
 MCP protocol and every log line goes to stderr. Heavy modules (the MCP SDK, keyring,
@@ -20,8 +20,10 @@ from nonecap_mcp.redaction import RedactingFormatter
 
 EPILOG = """\
 environment: NONECAP_API_KEY (else the OS keyring; see `auth login`), NONECAP_WALLET_PRIVATE_KEY
-(else the OS keyring; see `wallet`), NONECAP_BASE_RPC_URL, NONECAP_STATE_DIR, {vars}.
-First time? `nonecap-mcp demo` runs everything offline against the built-in sandbox."""
+(else NONECAP_WALLET_KEY_FILE, else the OS keyring; see `wallet`), {vars}.
+First time? `nonecap-mcp demo` runs everything offline against the built-in sandbox;
+`nonecap-mcp install claude-desktop` (or claude-code, cursor, vscode, windsurf) adds it to a host;
+`nonecap-mcp doctor` says what works and how to fix what does not."""
 
 
 def _serve_flags(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +32,7 @@ def _serve_flags(parser: argparse.ArgumentParser) -> None:
     for name, (var, text) in OPTIONS.items():
         default = getattr(defaults, name)
         flag = "--" + name.replace("_", "-")
-        help_text = f"{text} ({var}; default {default})"
+        help_text = f"{text} ({var}; default {'unset' if default is None else default})"
         if isinstance(default, bool):
             parser.add_argument(flag, action="store_const", const="true", help=help_text)
         else:
@@ -53,22 +55,74 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox = sub.add_parser("sandbox", help="run only the offline API emulator, for testing your own clients")
     sandbox.add_argument("--port", type=int, default=8787, help="port on 127.0.0.1 (default 8787)")
     sub.add_parser("demo", help="drive the server in sandbox mode as an agent would, printing each call")
+    _install_commands(sub)
+    doctor = sub.add_parser("doctor", help="check Python, keyring, API key, wallet, x402 rail, ledger and hosts; a fix for each failure")
+    doctor.add_argument("--sandbox", action="store_true", default=False, help="check against a fresh in-process sandbox instead")
+    doctor.add_argument("--json", action="store_true", default=False, help="one JSON object instead of lines")
     auth = sub.add_parser("auth", help="store, show or remove the NoneCap API key in the OS keyring")
     auth_sub = auth.add_subparsers(dest="auth_command", metavar="ACTION", required=True)
     login = auth_sub.add_parser("login", help="store a key (prompted without echo, or read from stdin)")
     login.add_argument("--stdin", action="store_true", default=False, help="read the key from standard input")
+    login.add_argument("--no-verify", action="store_true", default=False,
+                       help="store without checking the key with GET /v1/me (offline)")
     auth_sub.add_parser("status", help="show where the key comes from, masked")
     auth_sub.add_parser("logout", help="remove the key from the OS keyring")
     wallet = sub.add_parser("wallet", help="the x402 wallet (USDC on Base) kept in the OS keyring")
     wallet_sub = wallet.add_subparsers(dest="wallet_command", metavar="ACTION", required=True)
     create = wallet_sub.add_parser("create", help="make a new key; prints only its address")
     create.add_argument("--force", action="store_true", default=False, help="replace an existing key (its funds need a backup!)")
+    create.add_argument("--key-file", metavar="PATH", default=None,
+                        help="write the key to a new 0600 file instead of the OS keyring (for machines without one); "
+                             "the server reads it through NONECAP_WALLET_KEY_FILE")
     imported = wallet_sub.add_parser("import", help="store an existing key (prompted without echo, or read from stdin)")
     imported.add_argument("--stdin", action="store_true", default=False, help="read the key from standard input")
     imported.add_argument("--force", action="store_true", default=False, help="replace a different stored key")
     wallet_sub.add_parser("show", help="address and USDC balance (NONECAP_BASE_RPC_URL)")
     wallet_sub.add_parser("remove", help="forget the key (back it up first)")
     return parser
+
+
+def _install_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """`install HOST` and `uninstall HOST`, sharing the flags that find the config file."""
+    from nonecap_mcp.install import HOSTS
+
+    for command, text in (("install", "add this server to an MCP host's config (merged, backed up, idempotent)"),
+                          ("uninstall", "remove this server's entry from an MCP host's config, and nothing else")):
+        parser = sub.add_parser(command, help=text)
+        parser.add_argument("host", choices=list(HOSTS), metavar="HOST", help=", ".join(HOSTS))
+        parser.add_argument("--config", metavar="PATH", default=None, help="the host's config file (default: its usual place on this OS)")
+        parser.add_argument("--workspace", action="store_true", default=False, help="vscode: this folder's .vscode/mcp.json, not the user's")
+        parser.add_argument("--name", default="nonecap", help="the server's name in the host (default nonecap)")
+        parser.add_argument("--dry-run", action="store_true", default=False, help="print the change; write nothing")
+        parser.add_argument("--force", action="store_true", default=False, help="replace or remove an entry of that name that is not ours")
+        if command == "uninstall":
+            continue
+        parser.add_argument("--uvx", action="store_true", default=False,
+                            help="run `uvx --from nonecap-mcp==<this version> nonecap-mcp` instead of this installation")
+        parser.add_argument("--uvx-from", metavar="SPEC", default=None,
+                            help="with --uvx: another package spec for uvx --from (a wheel path, a version)")
+        parser.add_argument("--sandbox", action="store_true", default=False, help="the entry serves the offline sandbox")
+        parser.add_argument("--read-only", action="store_true", default=False, help="the entry serves only the tools that cannot spend")
+        parser.add_argument("--rail", choices=("auto", "credits", "x402"), default=None, help="the entry's default payment rail")
+        parser.add_argument("--wallet-key-file", metavar="PATH", default=None,
+                            help="pass NONECAP_WALLET_KEY_FILE=PATH (see `wallet create --key-file`)")
+        parser.add_argument("--write-api-key-to-config", action="store_true", default=False,
+                            help="write the API key (NONECAP_API_KEY, else the keyring) into the config file in plain text")
+
+
+def _install_options(args: argparse.Namespace):  # noqa: ANN202 - InstallOptions, imported lazily
+    from pathlib import Path
+
+    from nonecap_mcp.install import HOSTS, InstallOptions, default_uvx_spec
+
+    uvx = (getattr(args, "uvx_from", None) or default_uvx_spec()) if getattr(args, "uvx", False) else None
+    return InstallOptions(
+        host=HOSTS[args.host], name=args.name, config=Path(args.config) if args.config else None,
+        workspace=args.workspace, uvx=uvx,
+        sandbox=getattr(args, "sandbox", False), read_only=getattr(args, "read_only", False), rail=getattr(args, "rail", None),
+        wallet_key_file=getattr(args, "wallet_key_file", None),
+        write_api_key_to_config=getattr(args, "write_api_key_to_config", False), dry_run=args.dry_run, force=args.force,
+    )
 
 
 def setup_logging(level: str) -> None:
@@ -107,6 +161,7 @@ def run_sandbox(port: int) -> int:
     setup_logging("INFO")
     with Sandbox(port=port) as sandbox:
         print(f"NoneCap sandbox on {sandbox.url}  (API key: {sandbox.api_key})", file=sys.stderr)
+        print(f"Servers share it with: nonecap-mcp serve --sandbox-url {sandbox.url}", file=sys.stderr)
         for sitekey, outcome in TEST_SITEKEYS.items():
             print(f"  {sitekey:<32} {outcome}", file=sys.stderr)
         try:
@@ -125,17 +180,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             from nonecap_mcp import auth_cli
 
             if args.auth_command == "login":
-                return auth_cli.login(from_stdin=args.stdin)
+                return auth_cli.login(from_stdin=args.stdin, verify=not args.no_verify)
             return auth_cli.status() if args.auth_command == "status" else auth_cli.logout()
         if command == "wallet":
             from nonecap_mcp import wallet_cli
 
             action = args.wallet_command
             if action == "create":
-                return wallet_cli.create(force=args.force)
+                return wallet_cli.create(force=args.force, key_file=args.key_file)
             if action == "import":
                 return wallet_cli.import_key(from_stdin=args.stdin, force=args.force)
             return wallet_cli.show() if action == "show" else wallet_cli.remove()
+        if command in ("install", "uninstall"):
+            from nonecap_mcp import install
+            from nonecap_mcp.cli_io import Console
+
+            run = install.install if command == "install" else install.uninstall
+            try:
+                return run(_install_options(args), Console.of())
+            except install.InstallError as exc:
+                print(f"Error: {exc}", file=sys.stderr)
+                return 1
+        if command == "doctor":
+            from nonecap_mcp.doctor import run_doctor
+
+            return run_doctor(sandbox=args.sandbox, as_json=args.json)
         if command == "demo":
             from nonecap_mcp.demo import run_demo
 

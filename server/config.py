@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Literal
@@ -61,16 +62,28 @@ class Settings:
     daily_budget_usd: Decimal = Decimal("1.00")
     confirm_above_usd: Decimal = Decimal("0.02")
     x402_pay_to: str | None = None
+    base_rpc_url: str | None = None
+    state_dir: str | None = None
+    sandbox_url: str | None = None
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        for name in ("api_base", "x402_base"):
-            if not _is_allowed_base_url(getattr(self, name)):
+        for name in ("api_base", "x402_base", "base_rpc_url", "sandbox_url"):
+            value = getattr(self, name)
+            if value is not None and not _is_allowed_base_url(value):
                 raise ConfigurationError(
                     "invalid_config",
                     f"{ENV_VARS[name]} must be an https:// URL with a host and no user:password@ "
                     "(plain http:// only to 127.0.0.1, localhost or [::1]).",
                 )
+        if self.sandbox_url is not None and urlsplit(self.sandbox_url).hostname not in LOCAL_HOSTS:
+            raise ConfigurationError(
+                "invalid_config",
+                "NONECAP_SANDBOX_URL must point at a `nonecap-mcp sandbox` on this machine (http://127.0.0.1:PORT).",
+            )
+        if self.state_dir is not None and not Path(self.state_dir).expanduser().is_absolute():
+            # A relative directory would depend on whatever working directory the host starts us in.
+            raise ConfigurationError("invalid_config", "NONECAP_STATE_DIR must be an absolute path (or start with ~).")
         if self.rail not in ("auto", "credits", "x402"):
             raise ConfigurationError("invalid_config", "NONECAP_RAIL must be auto, credits or x402.")
         try:
@@ -100,6 +113,18 @@ class Settings:
             confirm_above_usd=self.confirm_above_usd,
         )
 
+    def ledger_path(self) -> Path:
+        """Where the x402 ledger lives: `state_dir` when set, else the XDG state directory."""
+        from nonecap_mcp.x402.ledger import STATE_DIR_ENV, Ledger
+
+        return Ledger.default_path({**self.env, STATE_DIR_ENV: self.state_dir or ""})
+
+    def rpc_url(self) -> str:
+        """The JSON-RPC endpoint for the wallet's USDC balance: `base_rpc_url`, else the network's public one."""
+        from nonecap_mcp.x402.networks import NETWORKS
+
+        return self.base_rpc_url or NETWORKS[self.x402_network].default_rpc_url
+
     def with_overrides(self, **overrides: Any) -> Settings:
         """A copy with the given (non-None) values, e.g. from CLI flags."""
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
@@ -122,6 +147,9 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "daily_budget_usd": ("NONECAP_DAILY_BUDGET_USD", "most x402 may spend per UTC day, USD"),
     "confirm_above_usd": ("NONECAP_CONFIRM_ABOVE_USD", "x402 payments above this need the user's confirmation, USD"),
     "x402_pay_to": ("NONECAP_X402_PAY_TO", "pin the only address x402 may pay"),
+    "base_rpc_url": ("NONECAP_BASE_RPC_URL", "JSON-RPC endpoint for the wallet's USDC balance (default: the network's public RPC)"),
+    "state_dir": ("NONECAP_STATE_DIR", "directory of the x402 ledger (default ~/.local/state/nonecap-mcp)"),
+    "sandbox_url": ("NONECAP_SANDBOX_URL", "attach to a running `nonecap-mcp sandbox` at this URL, so solves outlive this process"),
 }
 ENV_VARS: dict[str, str] = {name: var for name, (var, _) in OPTIONS.items()}
 
@@ -145,8 +173,8 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     """Settings from `env` (default: os.environ), then non-None `overrides` on top."""
     env = dict(os.environ if env is None else env)
     kinds = {f.name: str if f.default is None else type(f.default) for f in fields(Settings) if f.name in ENV_VARS}
-    values = {name: _convert(name, env[var], kinds[name]) for name, var in ENV_VARS.items() if env.get(var)}
-    for name in ("api_base", "x402_base"):
+    values = {name: _convert(name, env[var], kinds[name]) for name, var in ENV_VARS.items() if env.get(var, "").strip()}
+    for name in ("api_base", "x402_base", "sandbox_url"):
         if name in values:
             values[name] = values[name].rstrip("/")
     return Settings(env=env, **values).with_overrides(**overrides)

@@ -48,7 +48,8 @@ NO_KEY_MESSAGE = (
 class CredentialError(Exception):
     """No usable API key. The message says how to set one and never contains
     the key itself; `code` says which kind of problem it is:
-    `missing_api_key` (none anywhere, or no keyring to hold one), `keyring_error`
+    `missing_api_key` (none anywhere), `keyring_unavailable` (no env var and no keyring
+    reachable from this process, so nothing can have been stored), `keyring_error`
     (a keyring that is locked, broken or silent) or `invalid_api_key`."""
 
     def __init__(self, message: str, code: str = "invalid_api_key") -> None:
@@ -179,7 +180,7 @@ async def resolve_api_key(env: Mapping[str, str] | None = None, *, timeout: floa
             f"Could not read the NoneCap API key from the OS keyring: {exc} "
             f"Set {API_KEY_ENV} in the MCP server's env instead; it takes precedence "
             "over the keyring.",
-            "missing_api_key" if isinstance(exc, keystore.KeyringUnavailable) else "keyring_error",
+            "keyring_unavailable" if isinstance(exc, keystore.KeyringUnavailable) else "keyring_error",
         ) from None
     if stored is None or not stored.strip():
         raise CredentialError(NO_KEY_MESSAGE, "missing_api_key")

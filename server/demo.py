@@ -56,7 +56,12 @@ async def _drive(out: TextIO) -> None:
     with open(os.devnull, "w") as quiet:
         async with Client(stdio_client(params, errlog=quiet), mode="legacy") as client:
             await _session(client, out)
-    out.write("\nDone. Add it to your host with the configs in README.md, or run `nonecap-mcp serve --sandbox`.\n")
+    out.write(
+        "\nDone. Next: add it to your host with one command (`--dry-run` shows the change first; `--sandbox` to keep\n"
+        "trying it offline):\n"
+        "   nonecap-mcp install claude-desktop     # or claude-code, cursor, vscode, windsurf\n"
+        "then `nonecap-mcp auth login` (credits) or `nonecap-mcp wallet create` (x402), and `nonecap-mcp doctor`.\n"
+    )
 
 
 async def _session(client: Any, out: TextIO) -> None:

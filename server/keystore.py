@@ -24,9 +24,11 @@ Why this wrapper exists instead of calling ``keyring`` directly:
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
@@ -40,12 +42,15 @@ __all__ = [
     "CLI_TIMEOUT",
     "READ_TIMEOUT",
     "SERVICE",
+    "KeyFileError",
     "KeystoreError",
     "backend_name",
     "delete_secret",
+    "read_key_file",
     "read_secret",
     "read_secret_sync",
     "set_backend",
+    "write_key_file",
     "write_secret",
 ]
 
@@ -298,3 +303,45 @@ def backend_name(*, timeout: float = READ_TIMEOUT) -> str:
     """Human name of the backend in use, e.g. ``"SecretService Keyring"``;
     shown by ``auth status`` so users can tell where a key lives."""
     return _run_sync("detect the backend", lambda: str(_get_backend().name), timeout)
+
+
+# A keyring-less machine (a headless server, a container) can keep a secret in a file
+# readable only by its owner, as ssh does with its keys.
+class KeyFileError(KeystoreError):
+    """A secret file that cannot be created or must not be read; the message never holds the secret."""
+
+
+def write_key_file(path: str | os.PathLike[str], value: str) -> Path:
+    """Create ``path`` (never replace it) with mode 0600 and ``value`` in it.
+
+    ``O_EXCL`` with mode 0600 at creation: there is no moment when the file exists
+    with wider permissions, and an existing file (perhaps a funded key) is never overwritten.
+    """
+    target = Path(path).expanduser().absolute()
+    try:
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise KeyFileError(f"{target} already exists; it was not overwritten (it may hold a funded key).") from None
+    except OSError as exc:
+        raise KeyFileError(f"could not create {target} ({exc.strerror}).") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(value + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    return target
+
+
+def read_key_file(path: str | os.PathLike[str]) -> str:
+    """The secret in ``path``; refuses a file that others can read (group or world bits set)."""
+    target = Path(path).expanduser()
+    try:
+        mode = target.stat().st_mode
+        if os.name == "posix" and mode & 0o077:
+            raise KeyFileError(
+                f"{target} can be read by other users (mode {mode & 0o777:03o}); it was not used. "
+                f"Run `chmod 600 {target}`."
+            )
+        return target.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise KeyFileError(f"could not read {target} ({exc.strerror or type(exc).__name__}).") from None

@@ -22,14 +22,14 @@ from . import keystore
 from .cli_io import Console
 from .credentials import Secret
 from .errors import ConfigurationError, NoneCapError
-from .x402.networks import find_network
+from .x402.networks import NETWORKS
 from .x402.wallet import (
     WALLET_KEY_ENV,
+    WALLET_KEY_FILE_ENV,
     WALLET_KEY_NAME,
     address_of,
     check_private_key,
     load_wallet,
-    rpc_url_for,
     usdc_balance,
 )
 
@@ -97,20 +97,34 @@ def _store(key: str, *, force: bool, console: Console, done: str) -> int:
 def create(
     *,
     force: bool = False,
+    key_file: str | None = None,
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
     env: Mapping[str, str] | None = None,
 ) -> int:
-    """Make a new key (``eth_account``, OS randomness), store it, print its address."""
+    """Make a new key (``eth_account``, OS randomness), store it, print its address.
+
+    With ``key_file`` the key goes into a new 0600 file instead of the keyring, for
+    machines that have none; the server reads it through ``NONECAP_WALLET_KEY_FILE``.
+    """
     from eth_account import Account
 
     account = Account.create()
-    return _store(
-        account.key.to_0x_hex(),
-        force=force,
-        console=Console.of(stdout=stdout, stderr=stderr, env=env),
-        done=_BACKUP_HINT,
+    console = Console.of(stdout=stdout, stderr=stderr, env=env)
+    if key_file is None:
+        return _store(account.key.to_0x_hex(), force=force, console=console, done=_BACKUP_HINT)
+    try:
+        path = keystore.write_key_file(key_file, account.key.to_0x_hex())
+    except keystore.KeystoreError as exc:
+        console.error(f"{exc} Nothing was stored.")
+        return 1
+    print(account.address, file=console.stdout)
+    console.note(
+        f"the private key of {account.address} is in {path} (mode 0600, readable only by you); it is not shown. "
+        f'Give the server "{WALLET_KEY_FILE_ENV}": "{path}" in its env (`nonecap-mcp install HOST --wallet-key-file '
+        f"{path}` does that), and back the file up before funding the address: lose it and the USDC is lost.",
     )
+    return 0
 
 
 def import_key(
@@ -138,29 +152,34 @@ def import_key(
 
 def show(
     *,
-    network: str = "base",
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
     env: Mapping[str, str] | None = None,
 ) -> int:
-    """Print the wallet's address, where its key comes from, and its USDC balance.
+    """Print the wallet's address, where its key comes from, and its USDC balance
+    (on NONECAP_X402_NETWORK, through NONECAP_BASE_RPC_URL or the network's public RPC).
 
     Exit 0 with a balance; 1 when there is no usable wallet, or when the RPC
     fails (the address is still printed, the error goes to stderr).
     """
+    from .config import load_settings
+
     console = Console.of(stdout=stdout, stderr=stderr, env=env)
-    chain = find_network(network)
-    if chain is None:
-        console.error(f"unknown network {network!r}.")
+    try:
+        settings = load_settings(console.env)
+    except ConfigurationError as exc:
+        console.error(exc.message)
         return 2
+    chain = NETWORKS[settings.x402_network]
 
     try:
         wallet = anyio.run(partial(load_wallet, console.env, timeout=keystore.CLI_TIMEOUT))
-        source = (
-            f"{WALLET_KEY_ENV} environment variable"
-            if console.env.get(WALLET_KEY_ENV, "").strip()
-            else f"OS keyring ({keystore.backend_name(timeout=keystore.CLI_TIMEOUT)})"
-        )
+        if console.env.get(WALLET_KEY_ENV, "").strip():
+            source = f"{WALLET_KEY_ENV} environment variable"
+        elif console.env.get(WALLET_KEY_FILE_ENV, "").strip():
+            source = f"key file {console.env[WALLET_KEY_FILE_ENV].strip()} ({WALLET_KEY_FILE_ENV})"
+        else:
+            source = f"OS keyring ({keystore.backend_name(timeout=keystore.CLI_TIMEOUT)})"
     except ConfigurationError as exc:
         console.error(exc.message)
         return 1
@@ -168,7 +187,7 @@ def show(
         console.error(f"could not read the OS keyring: {exc}")
         return 1
     if wallet is None:
-        print(f"Wallet:  none (checked {WALLET_KEY_ENV} and the OS keyring)", file=console.stdout)
+        print(f"Wallet:  none (checked {WALLET_KEY_ENV}, {WALLET_KEY_FILE_ENV} and the OS keyring)", file=console.stdout)
         console.error(_NO_WALLET)
         return 1
 
@@ -176,7 +195,7 @@ def show(
     print(f"Source:  {source}", file=console.stdout)
     print(f"Network: {chain.name} ({chain.caip2})", file=console.stdout)
     try:
-        balance = anyio.run(partial(usdc_balance, wallet.address, rpc_url=rpc_url_for(console.env, chain), network=chain))
+        balance = anyio.run(partial(usdc_balance, wallet.address, rpc_url=settings.rpc_url(), network=chain))
     except NoneCapError as exc:
         print("Balance: unavailable", file=console.stdout)
         console.error(f"could not read the USDC balance: {exc.message}")

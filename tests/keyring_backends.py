@@ -97,3 +97,17 @@ class HangingKeyring(KeyringBackend):
 
     def delete_password(self, service: str, username: str) -> None:
         self._hang()
+
+
+class SessionBusKeyring(MemoryKeyring):
+    """A MemoryKeyring reachable only with DBUS_SESSION_BUS_ADDRESS set, like the
+    Secret Service: a terminal finds it, a server started by an MCP host does not."""
+
+    priority = 0.15
+
+    def _load(self) -> dict[str, str]:
+        if not os.environ.get("DBUS_SESSION_BUS_ADDRESS"):
+            from keyring.errors import NoKeyringError
+
+            raise NoKeyringError("no session bus")
+        return super()._load()

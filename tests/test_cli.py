@@ -9,8 +9,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+from typing import Any
+
 import pytest
-from conftest import ROOT
+from conftest import ROOT, record
+from mcp import Client, StdioServerParameters
+from mcp.client.stdio import stdio_client
+from mcp.types import CallToolResult
+
+from nonecap_mcp.cli import _settings, build_parser
+from nonecap_mcp.config import load_settings
+from nonecap_mcp.sandbox import Sandbox
 
 SCRIPT = shutil.which("nonecap-mcp", path=str(Path(sys.executable).parent)) or "nonecap-mcp"
 KEY = "nc_live_" + "Zz9_" * 8
@@ -53,7 +62,7 @@ def test_bad_configuration_is_one_clear_line(tmp_path: Path) -> None:
 
 def test_auth_round_trip_through_the_console_script(tmp_path: Path) -> None:
     env = {"PYTHON_KEYRING_BACKEND": "keyring_backends.MemoryKeyring", "NONECAP_TEST_KEYRING_FILE": str(tmp_path / "kr.json")}
-    login = run("auth", "login", "--stdin", stdin=KEY + "\n", **env)
+    login = run("auth", "login", "--stdin", "--no-verify", stdin=KEY + "\n", **env)
     assert login.returncode == 0, login.stderr
     status = run("auth", "status", **env)
     assert status.returncode == 0 and "nc_live_…" + KEY[-4:] in status.stdout + status.stderr
@@ -86,6 +95,7 @@ def test_demo_drives_the_whole_product_offline() -> None:
                      '"credits_balance": 99', '"usdc_balance": "4.988"'):
         assert expected in out, expected
     assert "_NOT_A_REAL_HCAPTCHA_TOKEN" in out
+    assert "nonecap-mcp install claude-desktop" in out and "uvx" not in out  # the ending points at install
 
 
 def test_scripted_client_example_solves_in_the_sandbox() -> None:
@@ -98,3 +108,57 @@ def test_scripted_client_example_solves_in_the_sandbox() -> None:
 def test_example_host_configs_are_valid_json() -> None:
     for path in (ROOT / "examples").glob("*.json"):
         json.loads(path.read_text())
+
+
+# --- one call per process, as the Inspector CLI and mcp-cli run it ------------------------------------------
+
+
+async def call_once(args: list[str], name: str, arguments: dict[str, Any], home: Path) -> CallToolResult:
+    """Start the server, make one call, stop it: what one-call-per-process clients do."""
+    params = StdioServerParameters(command=SCRIPT, args=args, env={"PATH": os.environ["PATH"], "HOME": str(home),
+                                                                   "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring"})
+    with open(os.devnull, "w") as quiet:
+        async with Client(stdio_client(params, errlog=quiet), mode="legacy") as client:
+            return record(await client.call_tool(name, arguments))
+
+
+@pytest.mark.anyio
+async def test_sandbox_url_lets_solves_outlive_the_process(sandbox: Sandbox, tmp_path: Path) -> None:
+    args = ["serve", "--sandbox-url", sandbox.url, "--state-dir", str(tmp_path / "state")]
+    solve = {"type": "hcaptcha", "sitekey": "sandbox-solve-100ms", "url": "https://a.example/", "wait_seconds": 10}
+    for rail in ("credits", "x402"):
+        created = await call_once(args, "create_solve", solve | {"rail": rail}, tmp_path)
+        assert created.structured_content is not None, created.content
+        again = await call_once(args, "get_solve", {"id": created.structured_content["id"], "wait_seconds": 20}, tmp_path)
+        assert again.structured_content is not None, again.content
+        assert again.structured_content["status"] == "solved" and again.structured_content["token"].startswith("P1_SANDBOX_")
+    assert not (tmp_path / "state" / "ledger.sqlite3").exists()  # sandbox payments stay out of the real ledger
+
+
+@pytest.mark.anyio
+async def test_a_per_process_sandbox_says_its_solves_die_with_it(tmp_path: Path) -> None:
+    solve = {"type": "hcaptcha", "sitekey": "sandbox-solve-100ms", "url": "https://a.example/", "wait_seconds": 10}
+    created = await call_once(["serve", "--sandbox"], "create_solve", solve, tmp_path)
+    assert created.structured_content is not None
+    gone = await call_once(["serve", "--sandbox"], "get_solve", {"id": created.structured_content["id"]}, tmp_path)
+    text = gone.content[0].text  # type: ignore[union-attr]
+    assert gone.is_error and "only as long as the process" in text and "--sandbox-url" in text
+    assert "30 days" not in text and "30-day" not in text
+
+
+@pytest.mark.parametrize(("flag", "value", "message"), [
+    ("--state-dir", "relative/dir", "NONECAP_STATE_DIR must be an absolute path"),
+    ("--base-rpc-url", "http://rpc.example/", "NONECAP_BASE_RPC_URL must be an https:// URL"),
+    ("--sandbox-url", "https://sandbox.example", "NONECAP_SANDBOX_URL must point at a `nonecap-mcp sandbox` on this machine"),
+])
+def test_new_flags_are_validated_settings(flag: str, value: str, message: str) -> None:
+    result = run("serve", flag, value)
+    assert result.returncode == 2 and result.stderr.startswith(f"nonecap-mcp: {message}")
+    assert flag in run("serve", "--help").stdout
+
+
+def test_state_dir_and_rpc_url_flags_win_over_the_environment() -> None:
+    settings = _settings(build_parser().parse_args(["serve", "--state-dir", "/srv/nc", "--base-rpc-url", "https://rpc.example/k"]))
+    assert settings.ledger_path() == Path("/srv/nc/ledger.sqlite3") and settings.rpc_url() == "https://rpc.example/k"
+    from_env = load_settings({"NONECAP_STATE_DIR": "~/nc", "HOME": "/h"})
+    assert from_env.ledger_path() == Path("~/nc").expanduser() / "ledger.sqlite3"

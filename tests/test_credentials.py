@@ -6,9 +6,11 @@ key must not appear in an exception message or in CLI output.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -33,6 +35,7 @@ from nonecap_mcp.credentials import (
     mask_api_key,
     resolve_api_key,
 )
+from nonecap_mcp.sandbox import SANDBOX_API_KEY, Sandbox
 
 LIVE_KEY = "nc_live_" + "Zq3x9Kp2Lm8Vb7Nc4Rt6Yw1Hs5Jd0Fg-_wxyz"[-32:]
 TEST_KEY = "nc_test_" + "pL0oKi9Uj8Yh7Tg6Rf5Ed4Ws3Qa2Zx1_abcd"[-32:]
@@ -262,6 +265,7 @@ async def test_no_keyring_backend_gives_clear_error() -> None:
     message = str(info.value)
     assert "No usable OS keyring" in message and API_KEY_ENV in message
     assert "Traceback" not in message
+    assert info.value.code == "keyring_unavailable"
 
 
 @pytest.mark.anyio
@@ -374,6 +378,9 @@ class TtyInput(io.StringIO):
         return True
 
 
+login_offline = functools.partial(auth_cli.login, verify=False)  # `auth login --no-verify`
+
+
 def run_cli(fn: Callable[..., int], *, env: dict[str, str] | None = None, **kwargs: object) -> tuple[int, str, str]:
     stdout, stderr = io.StringIO(), io.StringIO()
     code = fn(stdout=stdout, stderr=stderr, env={} if env is None else env, **kwargs)
@@ -382,7 +389,7 @@ def run_cli(fn: Callable[..., int], *, env: dict[str, str] | None = None, **kwar
 
 
 def test_login_reads_a_piped_key(memory: MemoryKeyring) -> None:
-    code, out, err = run_cli(auth_cli.login, stdin=io.StringIO(LIVE_KEY + "\n"))
+    code, out, err = run_cli(login_offline, stdin=io.StringIO(LIVE_KEY + "\n"))
     assert code == 0, err
     assert out == "Stored API key nc_live_…wxyz in the OS keyring (keyring backends MemoryKeyring).\n"
     assert err == ""
@@ -398,28 +405,28 @@ def test_login_prompts_without_echo_on_a_tty(memory: MemoryKeyring, monkeypatch:
 
     monkeypatch.setattr(cli_io.getpass, "getpass", fake_getpass)
     stderr = io.StringIO()
-    code = auth_cli.login(stdin=TtyInput(), stdout=io.StringIO(), stderr=stderr, env={})
+    code = login_offline(stdin=TtyInput(), stdout=io.StringIO(), stderr=stderr, env={})
     assert code == 0
     assert prompts == [("NoneCap API key (input is hidden): ", stderr)]
     assert memory.get_password(keystore.SERVICE, API_KEY_NAME) == TEST_KEY
 
 
 def test_login_from_stdin_flag_skips_the_prompt_on_a_tty(memory: MemoryKeyring) -> None:
-    code, _, _ = run_cli(auth_cli.login, from_stdin=True, stdin=TtyInput(TEST_KEY))
+    code, _, _ = run_cli(login_offline, from_stdin=True, stdin=TtyInput(TEST_KEY))
     assert code == 0
     assert memory.get_password(keystore.SERVICE, API_KEY_NAME) == TEST_KEY
 
 
 @pytest.mark.parametrize("given", ["", "\n", "   \n"])
 def test_login_without_a_key_is_a_usage_error(memory: MemoryKeyring, given: str) -> None:
-    code, out, err = run_cli(auth_cli.login, stdin=io.StringIO(given))
+    code, out, err = run_cli(login_offline, stdin=io.StringIO(given))
     assert code == 2 and out == ""
     assert err.startswith("Error: no API key was given") and err.count("\n") == 1
 
 
 @pytest.mark.parametrize("bad", MALFORMED_KEYS)
 def test_login_rejects_malformed_keys(memory: MemoryKeyring, bad: str) -> None:
-    code, out, err = run_cli(auth_cli.login, stdin=io.StringIO(bad + "\n"))
+    code, out, err = run_cli(login_offline, stdin=io.StringIO(bad + "\n"))
     assert code == 1 and out == ""
     assert "malformed" in err and err.count("\n") == 1
     assert memory.get_password(keystore.SERVICE, API_KEY_NAME) is None
@@ -430,20 +437,46 @@ def test_login_interrupted(memory: MemoryKeyring, monkeypatch: pytest.MonkeyPatc
         raise KeyboardInterrupt
 
     monkeypatch.setattr(cli_io.getpass, "getpass", interrupt)
-    code, _, err = run_cli(auth_cli.login, stdin=TtyInput())
+    code, _, err = run_cli(login_offline, stdin=TtyInput())
     assert code == 130 and "nothing was stored" in err
+
+
+def test_login_checks_the_key_with_the_api_before_storing_it(memory: MemoryKeyring, sandbox: Sandbox) -> None:
+    code, out, err = run_cli(auth_cli.login, stdin=io.StringIO(SANDBOX_API_KEY + "\n"), env={"NONECAP_API_BASE": sandbox.url})
+    assert code == 0, err
+    assert "the key works" in err and "100 credits" in err
+    assert memory.get_password(keystore.SERVICE, API_KEY_NAME) == SANDBOX_API_KEY
+    assert [(r.method, r.path) for r in sandbox.requests] == [("GET", "/v1/me")]
+
+
+def test_login_does_not_store_a_key_the_api_rejects(memory: MemoryKeyring, sandbox: Sandbox) -> None:
+    code, out, err = run_cli(auth_cli.login, stdin=io.StringIO(LIVE_KEY + "\n"), env={"NONECAP_API_BASE": sandbox.url})
+    assert code == 1 and out == ""
+    assert "401" in err and "not stored" in err and "nc_live_…wxyz" in err
+    assert memory.get_password(keystore.SERVICE, API_KEY_NAME) is None
+
+
+def test_login_with_the_api_unreachable_stores_nothing_and_names_no_verify(memory: MemoryKeyring) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    code, out, err = run_cli(auth_cli.login, stdin=io.StringIO(LIVE_KEY + "\n"), env={"NONECAP_API_BASE": f"http://127.0.0.1:{port}"})
+    assert code == 1 and "--no-verify" in err and "not stored" in err
+    assert memory.get_password(keystore.SERVICE, API_KEY_NAME) is None
+    assert login_offline(stdin=io.StringIO(LIVE_KEY + "\n"), stdout=io.StringIO(), stderr=io.StringIO(), env={}) == 0
+    assert memory.get_password(keystore.SERVICE, API_KEY_NAME) == LIVE_KEY
 
 
 def test_login_without_a_keyring_fails_cleanly() -> None:
     keystore.set_backend(keyring.backends.fail.Keyring())
-    code, out, err = run_cli(auth_cli.login, stdin=io.StringIO(LIVE_KEY))
+    code, out, err = run_cli(login_offline, stdin=io.StringIO(LIVE_KEY))
     assert code == 1 and out == ""
     assert "No usable OS keyring" in err and API_KEY_ENV in err and err.count("\n") == 1
 
 
 def test_login_notes_env_key_and_dbus_address(memory: MemoryKeyring) -> None:
     env = {API_KEY_ENV: TEST_KEY, "DBUS_SESSION_BUS_ADDRESS": "unix:path=/run/user/1000/bus"}
-    code, _, err = run_cli(auth_cli.login, stdin=io.StringIO(LIVE_KEY), env=env)
+    code, _, err = run_cli(login_offline, stdin=io.StringIO(LIVE_KEY), env=env)
     assert code == 0
     assert "NONECAP_API_KEY (nc_test_…abcd) is set in this environment" in err
     assert '"DBUS_SESSION_BUS_ADDRESS": "unix:path=/run/user/1000/bus"' in err
@@ -527,7 +560,7 @@ def test_logout_with_broken_keyring(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def check_round_trip(env: dict[str, str], backend: str) -> None:
     """login (piped) -> resolve in the server's async path -> status -> logout -> status."""
-    login = run_python(auth_command("login(from_stdin=True)"), env, stdin=LIVE_KEY + "\n")
+    login = run_python(auth_command("login(from_stdin=True, verify=False)"), env, stdin=LIVE_KEY + "\n")
     assert login.returncode == 0, login.stderr
     assert login.stdout == f"Stored API key nc_live_…wxyz in the OS keyring ({backend}).\n"
 

@@ -10,9 +10,10 @@ import io
 import json
 import re
 import socket
+import stat
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,21 +24,26 @@ import httpx
 import keyring.backends.fail
 import pytest
 from child_process import child_env as shared_child_env
+from conftest import record
 from child_process import run_python
 from keyring_backends import KEYRING_FILE_ENV, MemoryKeyring
+from mcp import Client
 
 from nonecap_mcp import cli_io, keystore, wallet_cli
+from nonecap_mcp.config import load_settings
 from nonecap_mcp.credentials import Secret
 from nonecap_mcp.errors import ConfigurationError, InvalidArgumentError, NoneCapError
+from nonecap_mcp.sandbox import SANDBOX_API_KEY, SANDBOX_WALLET_KEY, Sandbox
+from nonecap_mcp.tools import build_server
 from nonecap_mcp.x402.networks import NETWORKS
 from nonecap_mcp.x402.wallet import (
     RPC_URL_ENV,
     WALLET_KEY_ENV,
+    WALLET_KEY_FILE_ENV,
     WALLET_KEY_NAME,
     Wallet,
     check_private_key,
     load_wallet,
-    rpc_url_for,
     usdc_balance,
 )
 
@@ -222,8 +228,9 @@ async def test_unusable_keyring_points_at_the_env_var() -> None:
     keystore.set_backend(keyring.backends.fail.Keyring())
     with pytest.raises(ConfigurationError) as caught:
         await load_wallet({})
-    assert caught.value.code == "keyring_error"
-    assert "No usable OS keyring" in caught.value.message and WALLET_KEY_ENV in caught.value.message
+    assert caught.value.code == "keyring_unavailable"  # nothing can be stored here: not configured, not broken
+    message = caught.value.message
+    assert "No usable OS keyring" in message and WALLET_KEY_ENV in message and WALLET_KEY_FILE_ENV in message
 
 
 # --- usdc_balance ------------------------------------------------------------------------
@@ -290,10 +297,14 @@ async def test_bad_address_is_refused_before_any_request(rpc: Rpc) -> None:
     assert rpc.requests == []
 
 
-def test_rpc_url_comes_from_env_else_the_network_table() -> None:
-    assert rpc_url_for({}, BASE) == "https://mainnet.base.org"
-    assert rpc_url_for({RPC_URL_ENV: " "}, BASE) == "https://mainnet.base.org"
-    assert rpc_url_for({RPC_URL_ENV: "https://rpc.example/x"}, BASE) == "https://rpc.example/x"
+def test_rpc_url_is_a_setting_from_env_or_flag_else_the_network_table() -> None:
+    assert load_settings({}).rpc_url() == "https://mainnet.base.org"
+    assert load_settings({RPC_URL_ENV: " "}).rpc_url() == "https://mainnet.base.org"
+    assert load_settings({RPC_URL_ENV: "https://rpc.example/x"}).rpc_url() == "https://rpc.example/x"
+    assert load_settings({RPC_URL_ENV: "https://rpc.example/x"}, base_rpc_url="https://b.example").rpc_url() == "https://b.example"
+    for bad in ("http://rpc.example/x", "https://user:pw@rpc.example/", "rpc.example"):
+        with pytest.raises(ConfigurationError, match=RPC_URL_ENV):
+            load_settings({RPC_URL_ENV: bad})
 
 
 # --- wallet CLI, in process ----------------------------------------------------------------
@@ -470,3 +481,87 @@ def test_cli_round_trip_in_subprocesses(tmp_path: Path) -> None:
 
     for proc in (created, imported, removed):
         assert_no_key(proc.stdout, proc.stderr, keys=(KEY_A, KEY_B, generated))
+
+
+# --- a keyring-less machine: the key file, and errors that name every way to configure ----------
+
+
+def test_create_with_a_key_file_writes_a_private_file_and_prints_only_the_address(memory: MemoryKeyring, tmp_path: Path) -> None:
+    path = tmp_path / "keys" / "wallet.key"
+    code, out, err = run_cli(wallet_cli.create, key_file=str(path))
+    assert code == 0, err
+    key = path.read_text().strip()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert out == derive(key) + "\n" and stored(memory) is None  # the keyring is not involved
+    assert WALLET_KEY_FILE_ENV in err and "--wallet-key-file" in err
+    assert_no_key(out, err, keys=(key,))
+
+    code, out, err = run_cli(wallet_cli.create, key_file=str(path))
+    assert code == 1 and "already exists" in err and out == ""
+    assert path.read_text().strip() == key  # never overwritten: it may hold a funded key
+    code, out, _ = run_cli(wallet_cli.show, env={WALLET_KEY_FILE_ENV: str(path), RPC_URL_ENV: "http://127.0.0.1:9/rpc"})
+    assert f"Address: {derive(key)}" in out and f"Source:  key file {path} ({WALLET_KEY_FILE_ENV})" in out
+
+
+@pytest.mark.anyio
+async def test_the_key_file_is_read_through_its_variable_and_must_be_private(tmp_path: Path) -> None:
+    path = keystore.write_key_file(tmp_path / "w.key", KEY_A)
+    wallet = await load_wallet({WALLET_KEY_FILE_ENV: str(path)})
+    assert wallet is not None and wallet.address == ADDRESS_A
+
+    path.chmod(0o640)
+    with pytest.raises(ConfigurationError) as caught:
+        await load_wallet({WALLET_KEY_FILE_ENV: str(path)})
+    assert "mode 640" in caught.value.message and f"chmod 600 {path}" in caught.value.message
+    assert caught.value.guidance.action == "configure_payment"
+    with pytest.raises(ConfigurationError, match="could not read"):
+        await load_wallet({WALLET_KEY_FILE_ENV: str(tmp_path / "absent.key")})
+    assert_no_key(caught.value.message, repr(caught.value))
+
+
+@pytest.fixture
+async def keyringless_server(sandbox: Sandbox) -> AsyncIterator[Client]:
+    """A server as a host starts it on headless Linux: no keyring reachable, nothing in its env."""
+    keystore.set_backend(keyring.backends.fail.Keyring())
+    env = {"NONECAP_API_BASE": sandbox.url, "NONECAP_X402_BASE": sandbox.url, RPC_URL_ENV: f"{sandbox.url}/rpc"}
+    async with Client(build_server(load_settings(env)), mode="legacy") as client:
+        yield client
+
+
+@pytest.mark.anyio
+async def test_without_a_keyring_the_error_names_both_ways_to_configure(keyringless_server: Client) -> None:
+    for name, args in (("create_solve", {"type": "hcaptcha", "sitekey": "sandbox-solve-1s", "url": "https://a.example/"}),
+                       ("get_balance", {})):
+        result = record(await keyringless_server.call_tool(name, args))
+        assert result.is_error
+        text = result.content[0].text  # type: ignore[union-attr]
+        assert "no_payment_method" in text and '"action": "configure_payment"' in text
+        for way in ("NONECAP_API_KEY", "nonecap-mcp auth login", "nonecap-mcp wallet create", "NONECAP_WALLET_KEY_FILE",
+                    "cannot reach the OS keyring"):
+            assert way in text, way
+        assert "Could not read the x402 wallet key" not in text
+
+
+@pytest.mark.anyio
+async def test_a_credits_only_balance_carries_no_note_about_x402(sandbox: Sandbox) -> None:
+    keystore.set_backend(keyring.backends.fail.Keyring())  # as on a host: the wallet's keyring is out of reach
+    env = {"NONECAP_API_KEY": SANDBOX_API_KEY, "NONECAP_API_BASE": sandbox.url, "NONECAP_X402_BASE": sandbox.url}
+    async with Client(build_server(load_settings(env)), mode="legacy") as client:
+        result = record(await client.call_tool("get_balance", {}))
+    assert not result.is_error and result.structured_content is not None
+    assert result.structured_content["credits_balance"] == 100 and result.structured_content["notes"] == []
+
+
+@pytest.mark.anyio
+async def test_a_wallet_in_a_key_file_pays_through_the_server(sandbox: Sandbox, tmp_path: Path) -> None:
+    path = keystore.write_key_file(tmp_path / "w.key", SANDBOX_WALLET_KEY)
+    env = {"NONECAP_WALLET_KEY_FILE": str(path), "NONECAP_X402_BASE": sandbox.url, RPC_URL_ENV: f"{sandbox.url}/rpc",
+           "NONECAP_STATE_DIR": str(tmp_path / "state")}
+    keystore.set_backend(keyring.backends.fail.Keyring())
+    async with Client(build_server(load_settings(env)), mode="legacy") as client:
+        solve = record(await client.call_tool("create_solve", {"type": "hcaptcha", "sitekey": "sandbox-solve-100ms",
+                                                               "url": "https://a.example/", "wait_seconds": 10}))
+        balance = record(await client.call_tool("get_balance", {}))
+    assert solve.structured_content is not None and solve.structured_content["status"] == "solved"
+    assert solve.structured_content["rail"] == "x402"
+    assert balance.structured_content is not None and balance.structured_content["usdc_balance"] == "4.988"

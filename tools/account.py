@@ -14,14 +14,13 @@ from nonecap_mcp.errors import ConfigurationError, NoneCapError
 from nonecap_mcp.models import Balance, Pricing, RailPrice
 from nonecap_mcp.tools.errors import tool_errors
 from nonecap_mcp.tools.registration import READ_ONLY, add_tool
-from nonecap_mcp.tools.state import NO_PAYMENT_METHOD, AppState
+from nonecap_mcp.tools.state import NOT_CONFIGURED_CODES, AppState, no_payment_method
 from nonecap_mcp.x402.networks import NETWORKS, UsdcNetwork
 from nonecap_mcp.x402.rail import X402_TASK_TYPES
 from nonecap_mcp.x402.wallet import usdc_balance
 
 CREDITS_CHARGE = "1 credit debited when the solve is created; refunded automatically if it fails, expires or is cancelled."
 X402_CHARGE = "Paid in USDC on Base per solve, settled on chain only when the solve succeeds."
-NOT_CONFIGURED_CODES = ("missing_api_key", "missing_wallet")  # a rail the user never set up, not a failure
 
 
 async def _credits_figures(state: AppState, balance: Balance) -> None:
@@ -62,6 +61,8 @@ async def _fill(balance: Balance, rail: str, figures: tuple[str, ...], work: Awa
     try:
         await work
     except NoneCapError as exc:
+        if exc.code in NOT_CONFIGURED_CODES:
+            return exc  # a rail the user never set up is not news in every balance
         missing = ", ".join(name for name in figures if getattr(balance, name) is None)
         balance.notes.append(f"{rail}: {missing} unavailable ({exc.code}): {exc.message}")
         return exc
@@ -85,7 +86,7 @@ async def get_balance(ctx: Context[AppState]) -> Balance:
         # Partial figures (say the wallet's address and spend with the RPC down) beat an error.
         if balance.credits_balance is None and balance.wallet_address is None:
             real = [f for f in failures if f.code not in NOT_CONFIGURED_CODES]
-            raise real[0] if real else ConfigurationError("no_payment_method", NO_PAYMENT_METHOD)
+            raise real[0] if real else no_payment_method(*(f for f in failures if isinstance(f, ConfigurationError)))
     return balance
 
 

@@ -12,6 +12,7 @@ from pydantic import Field
 from nonecap_mcp.config import MAX_WAIT_SECONDS
 from nonecap_mcp.credits_api import check_solve_id
 from nonecap_mcp.errors import NoneCapError
+from nonecap_mcp.guidance import LOCAL
 from nonecap_mcp.models import Solve, SolveList
 from nonecap_mcp.tools.consent import PaymentConsent, payment_consent
 from nonecap_mcp.tools.errors import tool_errors
@@ -85,7 +86,13 @@ async def get_solve(id: SolveId, ctx: Context[AppState], wait_seconds: WaitSecon
         check_solve_id(id)
         wait = _wait(state, wait_seconds)
         source = state.x402.get if id.startswith(X402_PREFIX) else state.credits.get_solve
-        return await with_progress(ctx, wait, "waiting", lambda: source(id, wait=wait))
+        try:
+            return await with_progress(ctx, wait, "waiting", lambda: source(id, wait=wait))
+        except NoneCapError as exc:
+            if exc.code == "not_found" and state.ephemeral_sandbox:  # not "purged after 30 days": never here
+                exc.message = f"No solve {id} in this process's sandbox (its state ends with the process)."
+                exc.guidance = LOCAL["sandbox_solve_gone"]
+            raise
 
 
 async def list_solves(

@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 import anyio
 from mcp.server import MCPServer
@@ -26,18 +27,28 @@ from nonecap_mcp.credits_api import CreditsAPI, KeyProvider
 from nonecap_mcp.errors import ConfigurationError
 from nonecap_mcp.retry import RetryPolicy
 from nonecap_mcp.x402.client import X402Client
-from nonecap_mcp.x402.ledger import Ledger
-from nonecap_mcp.x402.networks import NETWORKS
 from nonecap_mcp.x402.rail import X402Rail
-from nonecap_mcp.x402.wallet import Wallet, check_private_key, load_wallet, rpc_url_for
+from nonecap_mcp.x402.wallet import Wallet, check_private_key, load_wallet
 
 log = logging.getLogger("nonecap_mcp")
 PaidRail = Literal["credits", "x402"]
 NO_PAYMENT_METHOD = (
-    "No NoneCap API key and no x402 wallet are configured. Set NONECAP_API_KEY (credits) or "
-    "NONECAP_WALLET_PRIVATE_KEY (x402) in the MCP server's env, or run `nonecap-mcp auth login` / "
-    "`nonecap-mcp wallet create` in a terminal."
+    "No NoneCap API key and no x402 wallet are configured. For credits, set NONECAP_API_KEY in the MCP server's env "
+    "or run `nonecap-mcp auth login` in a terminal; for x402, run `nonecap-mcp wallet create` (or set "
+    "NONECAP_WALLET_PRIVATE_KEY / NONECAP_WALLET_KEY_FILE). `nonecap-mcp doctor` checks the setup."
 )
+KEYRING_UNREACHABLE = (
+    " This server cannot reach the OS keyring (hosts often start servers without DBUS_SESSION_BUS_ADDRESS), so keys "
+    "stored by `auth login` or `wallet create` are out of its reach here: use the environment variables."
+)
+# A rail the user never set up here (nothing anywhere, or no keyring that could hold it): not a failure.
+NOT_CONFIGURED_CODES = ("missing_api_key", "missing_wallet", "keyring_unavailable")
+
+
+def no_payment_method(*causes: ConfigurationError) -> ConfigurationError:
+    """The error for "no rail is usable", saying so when the keyring is why."""
+    unreachable = any(c.code == "keyring_unavailable" for c in causes)
+    return ConfigurationError("no_payment_method", NO_PAYMENT_METHOD + (KEYRING_UNREACHABLE if unreachable else ""))
 
 
 @dataclass
@@ -50,6 +61,7 @@ class AppState:
     wallet: Callable[[], Awaitable[Wallet | None]]
     rpc_url: str
     sandbox_url: str | None
+    ephemeral_sandbox: bool = False  # a sandbox started by this process: its solves die with it
 
     async def choose_rail(self, requested: str | None) -> PaidRail:
         """`auto` means: credits if an API key is configured, else x402 if a wallet is."""
@@ -60,11 +72,17 @@ class AppState:
             await self.credits.api_key()
             return "credits"
         except ConfigurationError as exc:
-            if exc.code != "missing_api_key":
+            if exc.code not in NOT_CONFIGURED_CODES:
                 raise  # a malformed key or a failing keyring must not quietly switch to paying USDC
+            credits_problem = exc
+        try:
             if await self.wallet() is not None:
                 return "x402"
-        raise ConfigurationError("no_payment_method", NO_PAYMENT_METHOD)
+        except ConfigurationError as exc:
+            if exc.code not in NOT_CONFIGURED_CODES:
+                raise
+            raise no_payment_method(credits_problem, exc) from None
+        raise no_payment_method(credits_problem)
 
 
 def key_provider(settings: Settings, sandbox_key: str | None) -> KeyProvider:
@@ -102,6 +120,12 @@ def wallet_loader(settings: Settings, sandbox_key: str | None) -> Callable[[], A
     return load
 
 
+def attached_sandbox_ledger(settings: Settings, sandbox_url: str) -> Path:
+    """One ledger per attached sandbox (by port), beside the real one but never it: shared by
+    every process attached to that sandbox, so an x402 solve made by one call is found by the next."""
+    return settings.ledger_path().with_name(f"sandbox-{urlsplit(sandbox_url).port}.ledger.sqlite3")
+
+
 def lifespan_for(settings: Settings):  # noqa: ANN201 - the SDK's lifespan type is a generic callable
     """The MCP lifespan: start the sandbox if asked, open both rails, close everything at exit."""
 
@@ -110,18 +134,22 @@ def lifespan_for(settings: Settings):  # noqa: ANN201 - the SDK's lifespan type 
         sandbox, scratch = None, None
         api_base, x402_base = settings.api_base, settings.x402_base
         sandbox_api_key = sandbox_wallet_key = None
-        ledger_path = Ledger.default_path(settings.env)
-        rpc_url = rpc_url_for(settings.env, NETWORKS[settings.x402_network])
-        if settings.sandbox:
-            from nonecap_mcp.sandbox import SANDBOX_WALLET_KEY, Sandbox
+        ledger_path = settings.ledger_path()
+        rpc_url = settings.rpc_url()
+        if settings.sandbox or settings.sandbox_url:
+            from nonecap_mcp.sandbox import SANDBOX_API_KEY, SANDBOX_WALLET_KEY, Sandbox
 
-            sandbox = Sandbox().start()
-            api_base = x402_base = sandbox.url
-            rpc_url = f"{sandbox.url}/rpc"
-            sandbox_api_key, sandbox_wallet_key = sandbox.api_key, SANDBOX_WALLET_KEY
-            scratch = Path(tempfile.mkdtemp(prefix="nonecap-sandbox-"))
-            ledger_path = scratch / "ledger.sqlite3"  # sandbox payments never touch the real budget
-            log.warning("sandbox mode: NoneCap emulator on %s; nothing leaves this machine", sandbox.url)
+            if settings.sandbox_url:  # a shared `nonecap-mcp sandbox`: its solves outlive this process
+                api_base = x402_base = settings.sandbox_url
+                ledger_path = attached_sandbox_ledger(settings, settings.sandbox_url)
+            else:
+                sandbox = Sandbox().start()
+                api_base = x402_base = sandbox.url
+                scratch = Path(tempfile.mkdtemp(prefix="nonecap-sandbox-"))
+                ledger_path = scratch / "ledger.sqlite3"  # sandbox payments never touch the real budget
+            rpc_url = f"{api_base}/rpc"
+            sandbox_api_key, sandbox_wallet_key = SANDBOX_API_KEY, SANDBOX_WALLET_KEY
+            log.warning("sandbox mode: NoneCap emulator on %s; nothing leaves this machine", api_base)
         retry = RetryPolicy(max_retries=settings.max_retries)
         credits = CreditsAPI(api_base, key_provider(settings, sandbox_api_key), retry=retry,
                              max_concurrency=settings.max_concurrency)
@@ -132,7 +160,7 @@ def lifespan_for(settings: Settings):  # noqa: ANN201 - the SDK's lifespan type 
                 rail = X402Rail(x402_client, policy=settings.spend_policy(), ledger_path=ledger_path, wallet=wallet,
                                 background=background, rpc_url=rpc_url)
                 yield AppState(settings=settings, credits=credits, x402=rail, wallet=wallet, rpc_url=rpc_url,
-                               sandbox_url=sandbox.url if sandbox else None)
+                               sandbox_url=api_base if sandbox_api_key else None, ephemeral_sandbox=sandbox is not None)
         finally:
             await credits.aclose()
             await x402_client.aclose()

@@ -31,17 +31,18 @@ from nonecap_mcp.x402.networks import UsdcNetwork, atomic_to_usd
 __all__ = [
     "RPC_URL_ENV",
     "WALLET_KEY_ENV",
+    "WALLET_KEY_FILE_ENV",
     "WALLET_KEY_NAME",
     "Wallet",
     "address_of",
     "check_private_key",
     "load_wallet",
-    "rpc_url_for",
     "usdc_balance",
     "usdc_call",
 ]
 
 WALLET_KEY_ENV = "NONECAP_WALLET_PRIVATE_KEY"
+WALLET_KEY_FILE_ENV = "NONECAP_WALLET_KEY_FILE"  # a 0600 file holding the key, for machines without a keyring
 WALLET_KEY_NAME = "wallet_private_key"  # keyring username under service keystore.SERVICE
 RPC_URL_ENV = "NONECAP_BASE_RPC_URL"
 
@@ -56,7 +57,7 @@ _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _SEED_PHRASE_LENGTHS = {12, 15, 18, 21, 24}
 
 WALLET_GUIDANCE = g.Guidance(
-    action="none",
+    action="configure_payment",
     retryable=False,
     hint=(
         "The x402 wallet is missing or unusable. Ask the user to run `nonecap-mcp wallet create` "
@@ -137,11 +138,23 @@ async def load_wallet(env: Mapping[str, str], *, timeout: float = keystore.READ_
     imports eth_account and would otherwise stall the event loop.
     """
     raw = env.get(WALLET_KEY_ENV, "")
+    key_file = env.get(WALLET_KEY_FILE_ENV, "").strip()
     if raw.strip():
         key = check_private_key(raw, source=WALLET_KEY_ENV)
+    elif key_file:
+        try:
+            key = check_private_key(keystore.read_key_file(key_file), source=WALLET_KEY_FILE_ENV)
+        except keystore.KeystoreError as exc:
+            raise ConfigurationError("invalid_wallet_key", f"{WALLET_KEY_FILE_ENV}: {exc}", guidance=WALLET_GUIDANCE) from None
     else:
         try:
             stored = await keystore.read_secret(WALLET_KEY_NAME, timeout=timeout)
+        except keystore.KeyringUnavailable as exc:  # nothing could ever be stored here: not configured, not broken
+            raise ConfigurationError(
+                "keyring_unavailable",
+                f"No x402 wallet key is readable here: {exc} Set {WALLET_KEY_ENV} or {WALLET_KEY_FILE_ENV} in the MCP "
+                "server's env instead.",
+            ) from None
         except keystore.KeystoreError as exc:
             raise ConfigurationError(
                 "keyring_error",
@@ -155,11 +168,6 @@ async def load_wallet(env: Mapping[str, str], *, timeout: float = keystore.READ_
     secret = Secret(key)
     address = await anyio.to_thread.run_sync(address_of, secret)
     return Wallet(address=address, private_key=secret)
-
-
-def rpc_url_for(env: Mapping[str, str], network: UsdcNetwork) -> str:
-    """``NONECAP_BASE_RPC_URL`` if set, else the network's public RPC."""
-    return env.get(RPC_URL_ENV, "").strip() or network.default_rpc_url
 
 
 def _endpoint(rpc_url: str) -> str:
