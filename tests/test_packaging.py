@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import email.parser
+import fcntl
 import hashlib
 import json
 import subprocess
@@ -77,9 +78,11 @@ def test_server_json_describes_this_package() -> None:
 def distributions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The sdist, and the wheel built from it, exactly as the release workflow builds them."""
     out = tmp_path_factory.mktemp("dist")
-    done = subprocess.run(
-        [sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)], capture_output=True, text=True, timeout=300
-    )
+    with open(ROOT / "pyproject.toml") as lock:  # the sdist step writes *.egg-info into the tree: one build at a time
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = subprocess.run(
+            [sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)], capture_output=True, text=True, timeout=300
+        )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     [sdist] = out.glob("*.tar.gz")
     [wheel] = out.glob("*.whl")

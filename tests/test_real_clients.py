@@ -29,6 +29,8 @@ def node() -> Path:
     """The Node 22 binary from tests/js_clients, with the clients installed next to it."""
     npm_ci(JS_DIR, "the MCP Inspector CLI and TypeScript SDK client checks")
     binary = JS_DIR / "node_modules" / "node" / "bin" / "node"
+    if not binary.exists():
+        pytest.fail(f"npm ci left no {binary}: the `node` package's install script must be allowed (allowScripts)")
     major, minor, _ = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True).stdout.strip("v\n").split(".")
     assert (int(major), int(minor)) >= (22, 19), "the Inspector CLI needs Node >= 22.19"
     return binary
