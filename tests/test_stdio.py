@@ -9,9 +9,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, SECRETS, Agent, sandbox_env
-from mcp import Client, StdioServerParameters
-from mcp.client.stdio import stdio_client
+from conftest import ROOT, Agent, sandbox_env
+from host_launch import launched
 
 from nonecap_mcp.sandbox import Sandbox
 
@@ -21,13 +20,8 @@ pytestmark = pytest.mark.anyio
 @asynccontextmanager
 async def stdio_agent(env: dict[str, str], tmp_path: Path, *args: str, mode: str = "legacy") -> AsyncIterator[Agent]:
     """Spawn `python -m nonecap_mcp` like a desktop host does; its stderr goes to a file we check."""
-    params = StdioServerParameters(command=sys.executable, args=["-m", "nonecap_mcp", *args], env=env, cwd=str(ROOT))
-    errlog = tmp_path / "stderr.log"
-    with errlog.open("w") as err:
-        async with Client(stdio_client(params, errlog=err), mode=mode) as client:
-            yield Agent(client)
-    text = errlog.read_text()
-    assert not any(secret in text for secret in SECRETS), "a secret leaked into the server's stderr"
+    async with launched([sys.executable, "-m", "nonecap_mcp", *args], env, tmp_path / "stderr.log", cwd=ROOT, mode=mode) as agent:
+        yield agent
 
 
 def _base_env(**extra: str) -> dict[str, str]:

@@ -17,21 +17,20 @@ from __future__ import annotations
 
 import base64
 import copy
-import fcntl
 import functools
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
+from npm_packages import npm_ci
+
 from nonecap_mcp.credentials import Secret
 
 VERIFIERS_DIR = Path(__file__).parent / "x402_verifiers"
-X402_EVM_VERSION = "2.27.0"  # must match package.json
 PY_X402_REQUIREMENT = "x402[evm]==2.25.0"
 
 PAY_TO = "0xADBA492fb2e41912d82161C7E5bFE4195E4c6637"  # the rail's published payTo
@@ -139,28 +138,8 @@ def tamper(header: str, change: Any) -> str:
 
 @functools.cache
 def npm_verifiers() -> Path:
-    """``tests/x402_verifiers`` with the pinned ``@x402/evm`` installed (``npm ci`` if needed).
-
-    Skips only when node or npm is not installed at all; an install that fails is a test
-    failure, not a skip, so a broken pin cannot silently disable the cross-check. A lock on
-    package.json keeps concurrent pytest runs from installing into the same tree at once.
-    """
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("node/npm not installed: the @x402/evm reference verifier cannot run")
-    marker = VERIFIERS_DIR / "node_modules" / "@x402" / "evm" / "package.json"
-    with open(VERIFIERS_DIR / "package.json") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if not marker.exists() or json.loads(marker.read_text())["version"] != X402_EVM_VERSION:
-                done = subprocess.run(
-                    ["npm", "ci", "--no-audit", "--no-fund"],
-                    cwd=VERIFIERS_DIR, capture_output=True, text=True, timeout=300, check=False,
-                )
-                if done.returncode != 0:
-                    pytest.fail(f"npm ci in {VERIFIERS_DIR} failed:\n{done.stdout}\n{done.stderr}")
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-    return VERIFIERS_DIR
+    """``tests/x402_verifiers`` with the pinned ``@x402/evm`` installed (``npm ci`` if needed)."""
+    return npm_ci(VERIFIERS_DIR, "the @x402/evm reference verifier")
 
 
 def npm_verify(version: int, cases: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
