@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from nonecap_mcp import __version__
 from nonecap_mcp.config import ENV_VARS, OPTIONS, Settings, load_settings
@@ -49,7 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"nonecap-mcp {__version__}")
     _serve_flags(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    _serve_flags(sub.add_parser("serve", help="serve MCP over stdio (the default)", argument_default=argparse.SUPPRESS))
+    serve = sub.add_parser("serve", help="serve MCP over stdio (the default), or over HTTP with --http",
+                           argument_default=argparse.SUPPRESS)
+    _serve_flags(serve)
+    serve.add_argument("--http", metavar="HOST:PORT", help="serve streamable HTTP for registered clients (see `clients`)")
+    serve.add_argument("--allowed-host", metavar="NAME", action="append",
+                       help="a Host name the HTTP server answers to besides HOST (e.g. the reverse proxy's); repeatable")
     sandbox = sub.add_parser("sandbox", help="run only the offline API emulator, for testing your own clients")
     sandbox.add_argument("--port", type=int, default=8787, help="port on 127.0.0.1 (default 8787)")
     sub.add_parser("demo", help="drive the server in sandbox mode as an agent would, printing each call")
@@ -68,6 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
     imported.add_argument("--force", action="store_true", default=False, help="replace a different stored key")
     wallet_sub.add_parser("show", help="address and USDC balance (NONECAP_BASE_RPC_URL)")
     wallet_sub.add_parser("remove", help="forget the key (back it up first)")
+    clients = sub.add_parser("clients", help="who may call the HTTP server (`serve --http`), with their own limits")
+    clients_sub = clients.add_subparsers(dest="clients_command", metavar="ACTION", required=True)
+    add = clients_sub.add_parser("add", help="register a client; prints its token once, on stdout")
+    add.add_argument("name")
+    add.add_argument("--daily-budget-usd", default=None, help="most this client may spend on x402 per UTC day")
+    add.add_argument("--daily-credit-budget", type=int, default=None, help="most credits this client may use per UTC day")
+    add.add_argument("--read-only", action="store_true", default=False, help="only the tools that cannot spend")
+    clients_sub.add_parser("list", help="registered clients and their limits (never a token)")
+    clients_sub.add_parser("remove", help="revoke a client's token").add_argument("name")
     return parser
 
 
@@ -96,6 +111,25 @@ def serve(settings: Settings) -> int:
     setup_logging(settings.log_level)
     build_server(settings).run("stdio")
     return 0
+
+
+def serve_http(settings: Settings, address: str, allowed_hosts: tuple[str, ...]) -> int:
+    """Serve MCP over streamable HTTP to the clients registered with `clients add`."""
+    from nonecap_mcp.clients import ClientRegistry
+    from nonecap_mcp.tools.http import serve_http as run
+
+    if not address.rpartition(":")[2].isdigit():
+        raise ConfigurationError("invalid_config", "--http takes HOST:PORT, e.g. 127.0.0.1:8765.")
+    setup_logging(settings.log_level)
+    run(settings, address, ClientRegistry(state_dir(settings)), allowed_hosts)
+    return 0
+
+
+def state_dir(settings: Settings) -> Path:
+    """Where the ledger and the client registry live (NONECAP_STATE_DIR or the XDG default)."""
+    from nonecap_mcp.x402.ledger import Ledger
+
+    return Ledger.default_path(settings.env).parent
 
 
 def run_sandbox(port: int) -> int:
@@ -142,6 +176,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_demo()
         if command == "sandbox":
             return run_sandbox(args.port)
+        if command == "clients":
+            from nonecap_mcp import clients_cli
+
+            return clients_cli.run(args)
+        if getattr(args, "http", None):
+            return serve_http(_settings(args), args.http, tuple(getattr(args, "allowed_host", None) or ()))
         return serve(_settings(args))
     except ConfigurationError as exc:
         print(f"nonecap-mcp: {exc.message}", file=sys.stderr)

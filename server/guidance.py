@@ -92,6 +92,7 @@ LOCAL: dict[str, Guidance] = {
     "refetch_failed": _g("retry", True, "The solve was paid and solved, but re-fetching its token (free) failed just now. Call get_solve again shortly; do not pay for a new solve."),
     "not_cancellable": _g("none", False, "x402 solves cannot be cancelled, and cost nothing unless they succeed; wait for it with get_solve."),
     "local_state_error": _g("check_state_dir", False, "The server could not read or write its local state (the x402 ledger in NONECAP_STATE_DIR, default ~/.local/state/nonecap-mcp). Only the user can fix this: ask them to check that directory's permissions and free disk space, or point NONECAP_STATE_DIR at a writable one and restart the server. Retrying before then fails the same way. If an x402 solve was under way, its payment may be unrecorded: have the user check the wallet (`nonecap-mcp wallet show`) before paying again."),
+    "read_only_client": _g("none", False, "This HTTP client is registered read-only (`nonecap-mcp clients add --read-only`); only an operator can change that. Use the read-only tools."),
     "payment_outcome_unknown": _g("check_status_first", False, "The paid request got no answer, so the payment may have settled; it was counted against the daily budget and was not re-sent. Check the wallet balance before paying for another solve of this page."),
 }
 
