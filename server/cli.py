@@ -8,6 +8,7 @@ eth-account) are imported inside the subcommand that needs them.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -17,7 +18,7 @@ from pathlib import Path
 from nonecap_mcp import __version__
 from nonecap_mcp.config import ENV_VARS, OPTIONS, Settings, load_settings
 from nonecap_mcp.errors import ConfigurationError
-from nonecap_mcp.redaction import RedactingFormatter
+from nonecap_mcp.redaction import RedactingFormatter, redact
 
 EPILOG = """\
 environment: NONECAP_API_KEY (else the OS keyring; see `auth login`), NONECAP_WALLET_PRIVATE_KEY
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
                            argument_default=argparse.SUPPRESS)
     _serve_flags(serve)
     serve.add_argument("--http", metavar="HOST:PORT", help="serve streamable HTTP for registered clients (see `clients`)")
+    serve.add_argument("--log-json", action="store_true", help="log one JSON object per line on stderr")
     serve.add_argument("--allowed-host", metavar="NAME", action="append",
                        help="a Host name the HTTP server answers to besides HOST (e.g. the reverse proxy's); repeatable")
     sandbox = sub.add_parser("sandbox", help="run only the offline API emulator, for testing your own clients")
@@ -86,10 +88,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def setup_logging(level: str) -> None:
+class JsonLogFormatter(RedactingFormatter):
+    """One JSON object per line (for a log shipper), redacted like every other log line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": self.formatTime(record), "level": record.levelname, "logger": record.name,
+                 "message": record.getMessage()}
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return redact(json.dumps(entry))
+
+
+def setup_logging(level: str, *, as_json: bool = False) -> None:
     """Log to stderr only, redacted; installed before the SDK's own basicConfig can run."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(JsonLogFormatter() if as_json else RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -104,23 +117,23 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(os.environ | flags)
 
 
-def serve(settings: Settings) -> int:
+def serve(settings: Settings, *, log_json: bool = False) -> int:
     """Serve MCP over stdio until the host closes the pipe."""
     from nonecap_mcp.tools import build_server
 
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, as_json=log_json)
     build_server(settings).run("stdio")
     return 0
 
 
-def serve_http(settings: Settings, address: str, allowed_hosts: tuple[str, ...]) -> int:
+def serve_http(settings: Settings, address: str, allowed_hosts: tuple[str, ...], *, log_json: bool = False) -> int:
     """Serve MCP over streamable HTTP to the clients registered with `clients add`."""
     from nonecap_mcp.clients import ClientRegistry
     from nonecap_mcp.tools.http import serve_http as run
 
     if not address.rpartition(":")[2].isdigit():
         raise ConfigurationError("invalid_config", "--http takes HOST:PORT, e.g. 127.0.0.1:8765.")
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, as_json=log_json)
     run(settings, address, ClientRegistry(state_dir(settings)), allowed_hosts)
     return 0
 
@@ -180,9 +193,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from nonecap_mcp import clients_cli
 
             return clients_cli.run(args)
+        log_json = getattr(args, "log_json", False)
         if getattr(args, "http", None):
-            return serve_http(_settings(args), args.http, tuple(getattr(args, "allowed_host", None) or ()))
-        return serve(_settings(args))
+            return serve_http(_settings(args), args.http, tuple(getattr(args, "allowed_host", None) or ()), log_json=log_json)
+        return serve(_settings(args), log_json=log_json)
     except ConfigurationError as exc:
         print(f"nonecap-mcp: {exc.message}", file=sys.stderr)
         return 2

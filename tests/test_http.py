@@ -6,6 +6,7 @@ Clients are registered with the real `clients` CLI; every request goes over a so
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -56,8 +57,8 @@ def team(_sandbox_server: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> 
         assert added.returncode == 0, added.stderr
         tokens[name] = added.stdout.strip()
     port = _free_port()
-    process = subprocess.Popen([sys.executable, "-m", "nonecap_mcp", "serve", "--http", f"127.0.0.1:{port}"],
-                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen([sys.executable, "-m", "nonecap_mcp", "serve", "--http", f"127.0.0.1:{port}",
+                                "--log-json", "--log-level", "INFO"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
     while True:
@@ -74,7 +75,10 @@ def team(_sandbox_server: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> 
         process.terminate()
         process.wait(timeout=10)
         assert process.stderr is not None
-        assert all(token not in process.stderr.read() for token in tokens.values())
+        log = process.stderr.read()
+        assert all(token not in log for token in tokens.values())
+        lines = [json.loads(line) for line in log.splitlines() if line.strip()]
+        assert lines and all({"time", "level", "logger", "message"} <= line.keys() for line in lines)
 
 
 @pytest.fixture
@@ -150,3 +154,17 @@ def test_a_removed_client_is_refused_at_once(team: Team) -> None:
     assert httpx.post(f"{team.url}/mcp", headers=headers, json=ping).status_code != 401
     assert _cli(team.env, "clients", "remove", "temp").returncode == 0
     assert httpx.post(f"{team.url}/mcp", headers=headers, json=ping).status_code == 401
+
+
+@pytest.mark.anyio
+async def test_metrics_count_tool_calls_by_tool_and_outcome(team: Team, sandbox: Sandbox) -> None:
+    async with team.client("alice") as client:
+        await client.call_tool("get_pricing", {})
+        await client.call_tool("get_solve", {"id": "solve_doesnotexist"})
+    async with team.client("viewer") as client:
+        await client.call_tool("cancel_solve", {"id": "solve_doesnotexist"})
+    text = httpx.get(f"{team.url}/metrics").text
+    assert 'nonecap_tool_calls_total{outcome="ok",tool="get_pricing"}' in text
+    assert 'nonecap_tool_calls_total{outcome="error",tool="get_solve"}' in text
+    assert 'nonecap_tool_calls_total{outcome="refused",tool="cancel_solve"}' in text
+    assert "nonecap_tool_call_seconds_bucket" in text

@@ -11,6 +11,7 @@ the reverse proxy in front.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -23,6 +24,7 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ListToolsResult
 
+from nonecap_mcp import metrics
 from nonecap_mcp.clients import Client, ClientRegistry
 from nonecap_mcp.config import Settings
 from nonecap_mcp.errors import NoneCapError
@@ -63,11 +65,18 @@ class TeamServer(GuardedServer):
         return result
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None) -> Any:
-        client = _request_client(context.request_context) if context is not None else None
-        if client is not None and client.read_only and self._writes(name):
-            raise ToolError(error_text(NoneCapError(
-                "read_only_client", f"Client {client.name} is read-only; {name} can spend or change things.")))
-        return await super().call_tool(name, arguments, context)
+        started, outcome = time.monotonic(), "error"
+        try:
+            client = _request_client(context.request_context) if context is not None else None
+            if client is not None and client.read_only and self._writes(name):
+                outcome = "refused"
+                raise ToolError(error_text(NoneCapError(
+                    "read_only_client", f"Client {client.name} is read-only; {name} can spend or change things.")))
+            result = await super().call_tool(name, arguments, context)
+            outcome = "error" if getattr(result, "is_error", False) else "ok"
+            return result
+        finally:
+            metrics.tool_call(name, outcome, time.monotonic() - started)
 
 
 def security_for(host: str, extra_hosts: tuple[str, ...] = ()) -> TransportSecuritySettings:
@@ -123,6 +132,12 @@ def http_app(settings: Settings, *, host: str, registry: ClientRegistry, allowed
             return JSONResponse({"status": "unavailable", "store": type(exc).__name__}, status_code=503)
         return JSONResponse({"status": "ready"})
 
+    @server.custom_route("/metrics", methods=["GET"])
+    async def metrics_endpoint(_request: Request) -> Response:
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    metrics.enable()
     app = server.streamable_http_app(stateless_http=True, transport_security=security_for(host, allowed_hosts), host=host)
     return BearerAuth(app, registry)
 
