@@ -13,7 +13,6 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from nonecap_mcp import __version__
 from nonecap_mcp.config import ENV_VARS, OPTIONS, Settings, load_settings
@@ -129,20 +128,14 @@ def serve(settings: Settings, *, log_json: bool = False) -> int:
 def serve_http(settings: Settings, address: str, allowed_hosts: tuple[str, ...], *, log_json: bool = False) -> int:
     """Serve MCP over streamable HTTP to the clients registered with `clients add`."""
     from nonecap_mcp.clients import ClientRegistry
+    from nonecap_mcp.store import database_for
     from nonecap_mcp.tools.http import serve_http as run
 
     if not address.rpartition(":")[2].isdigit():
         raise ConfigurationError("invalid_config", "--http takes HOST:PORT, e.g. 127.0.0.1:8765.")
     setup_logging(settings.log_level, as_json=log_json)
-    run(settings, address, ClientRegistry(state_dir(settings)), allowed_hosts)
+    run(settings, address, ClientRegistry(database_for(settings)), allowed_hosts)
     return 0
-
-
-def state_dir(settings: Settings) -> Path:
-    """Where the ledger and the client registry live (NONECAP_STATE_DIR or the XDG default)."""
-    from nonecap_mcp.x402.ledger import Ledger
-
-    return Ledger.default_path(settings.env).parent
 
 
 def run_sandbox(port: int) -> int:

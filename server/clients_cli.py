@@ -13,6 +13,7 @@ from decimal import Decimal, InvalidOperation
 from nonecap_mcp.clients import ClientRegistry
 from nonecap_mcp.config import load_settings
 from nonecap_mcp.errors import ConfigurationError
+from nonecap_mcp.store import database_for
 
 
 def _budget(raw: str | None) -> Decimal | None:
@@ -25,9 +26,7 @@ def _budget(raw: str | None) -> Decimal | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nonecap_mcp.cli import state_dir
-
-    registry = ClientRegistry(state_dir(load_settings()))
+    registry = ClientRegistry(database_for(load_settings()))
     if args.clients_command == "add":
         token = registry.add(args.name, daily_budget_usd=_budget(args.daily_budget_usd),
                              daily_credit_budget=args.daily_credit_budget, read_only=args.read_only)

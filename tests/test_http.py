@@ -92,7 +92,7 @@ def test_clients_add_prints_only_the_token_and_list_never_shows_it(team: Team) -
     listed = _cli(team.env, "clients", "list")
     assert "alice" in listed.stdout and "viewer" in listed.stdout and "read-only" in listed.stdout
     assert all(token not in listed.stdout + listed.stderr for token in team.tokens.values())
-    registry = (Path(team.env["NONECAP_STATE_DIR"]) / "clients.sqlite3").read_bytes()
+    registry = (Path(team.env["NONECAP_STATE_DIR"]) / "state.sqlite3").read_bytes()
     assert all(token.encode() not in registry for token in team.tokens.values())
 
 

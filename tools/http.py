@@ -127,7 +127,7 @@ def http_app(settings: Settings, *, host: str, registry: ClientRegistry, allowed
     @server.custom_route("/readyz", methods=["GET"])
     async def readyz(_request: Request) -> Response:
         try:
-            await anyio.to_thread.run_sync(registry.list)
+            await anyio.to_thread.run_sync(registry.ping)
         except Exception as exc:  # any store failure means: send no traffic here
             return JSONResponse({"status": "unavailable", "store": type(exc).__name__}, status_code=503)
         return JSONResponse({"status": "ready"})
