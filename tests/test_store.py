@@ -96,3 +96,27 @@ def test_client_registry_on_both_engines(make_db) -> None:  # noqa: ANN001
     with pytest.raises(Exception, match="exists"):
         other.add("ci")
     assert other.remove("ci") and registry.verify(token) is None
+
+
+def test_quota_counts_credits_and_starts_atomically(make_db) -> None:  # noqa: ANN001
+    from nonecap_mcp.quota import Quota, QuotaExceeded
+
+    quota = Quota(make_db(), daily_credit_budget=5, max_solves_per_minute=7)
+    tickets: list[int] = []
+
+    def start(i: int) -> None:
+        tickets.append(Quota(make_db(), daily_credit_budget=5, max_solves_per_minute=7).admit(rail="credits"))
+
+    errors = _together(12, start)
+    assert len(tickets) == 5 and all(isinstance(e, QuotaExceeded) and e.code == "credit_budget_exceeded" for e in errors)
+    quota.attach(tickets[0], "solve_a")
+    quota.refund(solve_id="solve_a")  # seen failed: the API refunded it
+    quota.refund(ticket=tickets[1])  # the create proved nothing was made
+    assert quota.credits_used_today() == 3
+    quota.admit(rail="credits", client="ci", client_credit_budget=1)
+    with pytest.raises(QuotaExceeded, match="client ci"):
+        quota.admit(rail="credits", client="ci", client_credit_budget=1)
+    quota.admit(rail="x402")  # x402 uses no credits, but counts as a start
+    with pytest.raises(QuotaExceeded) as capped:
+        quota.admit(rail="x402")
+    assert capped.value.code == "rate_capped" and capped.value.guidance.retry_after_seconds == 60
