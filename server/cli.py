@@ -8,6 +8,7 @@ eth-account) are imported inside the subcommand that needs them.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 from nonecap_mcp import __version__
 from nonecap_mcp.config import ENV_VARS, OPTIONS, Settings, load_settings
 from nonecap_mcp.errors import ConfigurationError
-from nonecap_mcp.redaction import RedactingFormatter
+from nonecap_mcp.redaction import RedactingFormatter, redact
 
 EPILOG = """\
 environment: NONECAP_API_KEY (else the OS keyring; see `auth login`), NONECAP_WALLET_PRIVATE_KEY
@@ -51,7 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"nonecap-mcp {__version__}")
     _serve_flags(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    _serve_flags(sub.add_parser("serve", help="serve MCP over stdio (the default)", argument_default=argparse.SUPPRESS))
+    serve = sub.add_parser("serve", help="serve MCP over stdio (the default), or over HTTP with --http",
+                           argument_default=argparse.SUPPRESS)
+    _serve_flags(serve)
+    serve.add_argument("--http", metavar="HOST:PORT", help="serve streamable HTTP for registered clients (see `clients`)")
+    serve.add_argument("--log-json", action="store_true", help="log one JSON object per line on stderr")
+    serve.add_argument("--allowed-host", metavar="NAME", action="append",
+                       help="a Host name the HTTP server answers to besides HOST (e.g. the reverse proxy's); repeatable")
     sandbox = sub.add_parser("sandbox", help="run only the offline API emulator, for testing your own clients")
     sandbox.add_argument("--port", type=int, default=8787, help="port on 127.0.0.1 (default 8787)")
     sub.add_parser("demo", help="drive the server in sandbox mode as an agent would, printing each call")
@@ -79,6 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
     imported.add_argument("--force", action="store_true", default=False, help="replace a different stored key")
     wallet_sub.add_parser("show", help="address and USDC balance (NONECAP_BASE_RPC_URL)")
     wallet_sub.add_parser("remove", help="forget the key (back it up first)")
+    clients = sub.add_parser("clients", help="who may call the HTTP server (`serve --http`), with their own limits")
+    clients_sub = clients.add_subparsers(dest="clients_command", metavar="ACTION", required=True)
+    add = clients_sub.add_parser("add", help="register a client; prints its token once, on stdout")
+    add.add_argument("name")
+    add.add_argument("--daily-budget-usd", default=None, help="most this client may spend on x402 per UTC day")
+    add.add_argument("--daily-credit-budget", type=int, default=None, help="most credits this client may use per UTC day")
+    add.add_argument("--read-only", action="store_true", default=False, help="only the tools that cannot spend")
+    clients_sub.add_parser("list", help="registered clients and their limits (never a token)")
+    clients_sub.add_parser("remove", help="revoke a client's token").add_argument("name")
     return parser
 
 
@@ -125,10 +141,21 @@ def _install_options(args: argparse.Namespace):  # noqa: ANN202 - InstallOptions
     )
 
 
-def setup_logging(level: str) -> None:
+class JsonLogFormatter(RedactingFormatter):
+    """One JSON object per line (for a log shipper), redacted like every other log line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": self.formatTime(record), "level": record.levelname, "logger": record.name,
+                 "message": record.getMessage()}
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return redact(json.dumps(entry))
+
+
+def setup_logging(level: str, *, as_json: bool = False) -> None:
     """Log to stderr only, redacted; installed before the SDK's own basicConfig can run."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(JsonLogFormatter() if as_json else RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -143,12 +170,25 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(os.environ | flags)
 
 
-def serve(settings: Settings) -> int:
+def serve(settings: Settings, *, log_json: bool = False) -> int:
     """Serve MCP over stdio until the host closes the pipe."""
     from nonecap_mcp.tools import build_server
 
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, as_json=log_json)
     build_server(settings).run("stdio")
+    return 0
+
+
+def serve_http(settings: Settings, address: str, allowed_hosts: tuple[str, ...], *, log_json: bool = False) -> int:
+    """Serve MCP over streamable HTTP to the clients registered with `clients add`."""
+    from nonecap_mcp.clients import ClientRegistry
+    from nonecap_mcp.store import database_for
+    from nonecap_mcp.tools.http import serve_http as run
+
+    if not address.rpartition(":")[2].isdigit():
+        raise ConfigurationError("invalid_config", "--http takes HOST:PORT, e.g. 127.0.0.1:8765.")
+    setup_logging(settings.log_level, as_json=log_json)
+    run(settings, address, ClientRegistry(database_for(settings)), allowed_hosts)
     return 0
 
 
@@ -211,7 +251,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_demo()
         if command == "sandbox":
             return run_sandbox(args.port)
-        return serve(_settings(args))
+        if command == "clients":
+            from nonecap_mcp import clients_cli
+
+            return clients_cli.run(args)
+        log_json = getattr(args, "log_json", False)
+        if getattr(args, "http", None):
+            return serve_http(_settings(args), args.http, tuple(getattr(args, "allowed_host", None) or ()), log_json=log_json)
+        return serve(_settings(args), log_json=log_json)
     except ConfigurationError as exc:
         print(f"nonecap-mcp: {exc.message}", file=sys.stderr)
         return 2

@@ -23,9 +23,9 @@ second solve for the same page while one is pending. Every failure carries `guid
 an action (retry, retry_with_new_proxy, top_up, fix_parameter, wait_for_slot, ...)."""
 
 
-def build_server(settings: Settings) -> MCPServer:
+def build_server(settings: Settings, *, server_class: type[GuardedServer] = GuardedServer) -> MCPServer:
     """A configured MCP server; nothing touches the network or the keyring until a tool runs."""
-    server = GuardedServer(
+    server = server_class(
         "nonecap-mcp",
         version=__version__,
         instructions=INSTRUCTIONS,

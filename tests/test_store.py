@@ -1,0 +1,122 @@
+"""One behavioural suite for the shared store, run against SQLite and a real PostgreSQL.
+
+What the team server relies on: migrations that are safe when replicas start together,
+exclusive transactions that make check-then-insert atomic across connections, and the
+client registry on top.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from nonecap_mcp.clients import ClientRegistry
+from nonecap_mcp.store.db import Database, PostgresDatabase, SQLiteDatabase
+from postgres import postgres_cluster
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    with postgres_cluster() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def make_db(request: pytest.FixtureRequest, tmp_path: Path):  # noqa: ANN201 - a factory of fresh handles on one database
+    """A factory of separate handles on one fresh database (as separate processes would hold)."""
+    if request.param == "sqlite":
+        return lambda: SQLiteDatabase(tmp_path / "state.sqlite3")
+    url = request.getfixturevalue("postgres_url")
+    schema = f"t{abs(hash(request.node.nodeid))}"
+    with PostgresDatabase(url).transaction() as cur:
+        cur.execute(f"CREATE SCHEMA {schema}")
+    return lambda: PostgresDatabase(f"{url}?options=-csearch_path%3D{schema}")
+
+
+def _together(count: int, work) -> list[BaseException]:  # noqa: ANN001
+    """Run `work(i)` in `count` threads released at the same moment; return their errors."""
+    barrier, errors = threading.Barrier(count), []
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            work(i)
+        except BaseException as exc:  # noqa: BLE001 - reported to the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return errors
+
+
+STEPS = [["CREATE TABLE things (id INTEGER PRIMARY KEY, amount INTEGER NOT NULL)"],
+         ["ALTER TABLE things ADD COLUMN owner TEXT"]]
+
+
+def test_migrations_are_safe_when_processes_start_together(make_db) -> None:  # noqa: ANN001
+    assert _together(8, lambda i: make_db().migrate("things", STEPS)) == []
+    db: Database = make_db()
+    assert db.migrate("things", STEPS) == 2
+    with db.transaction() as cur:
+        cur.execute("INSERT INTO things (id, amount, owner) VALUES (?, ?, ?)", (1, 5, "a"))
+    with pytest.raises(Exception, match="newer"):
+        db.migrate("things", STEPS[:1])
+
+
+def test_an_exclusive_check_then_insert_never_passes_its_cap(make_db) -> None:  # noqa: ANN001
+    """The budget pattern: 20 writers, each checks the sum and inserts if under 7 units."""
+    make_db().migrate("things", STEPS)
+
+    def spend(i: int) -> None:
+        with make_db().transaction(exclusive="budget") as cur:
+            total = cur.execute("SELECT COALESCE(SUM(amount), 0) AS total FROM things").fetchone()["total"]
+            if total + 1 <= 7:
+                cur.execute("INSERT INTO things (id, amount) VALUES (?, ?)", (i, 1))
+
+    assert _together(20, spend) == []
+    with make_db().transaction() as cur:
+        assert cur.execute("SELECT COUNT(*) AS n FROM things").fetchone()["n"] == 7
+
+
+def test_client_registry_on_both_engines(make_db) -> None:  # noqa: ANN001
+    registry = ClientRegistry(make_db())
+    token = registry.add("ci", daily_budget_usd=Decimal("0.50"), daily_credit_budget=10, read_only=True)
+    other = ClientRegistry(make_db())  # another replica
+    client = other.verify(token)
+    assert client is not None and client.name == "ci" and client.read_only
+    assert client.daily_budget_usd == Decimal("0.50") and client.daily_credit_budget == 10
+    assert other.verify(token + "x") is None
+    with pytest.raises(Exception, match="exists"):
+        other.add("ci")
+    assert other.remove("ci") and registry.verify(token) is None
+
+
+def test_quota_counts_credits_and_starts_atomically(make_db) -> None:  # noqa: ANN001
+    from nonecap_mcp.quota import Quota, QuotaExceeded
+
+    quota = Quota(make_db(), daily_credit_budget=5, max_solves_per_minute=7)
+    tickets: list[int] = []
+
+    def start(i: int) -> None:
+        tickets.append(Quota(make_db(), daily_credit_budget=5, max_solves_per_minute=7).admit(rail="credits"))
+
+    errors = _together(12, start)
+    assert len(tickets) == 5 and all(isinstance(e, QuotaExceeded) and e.code == "credit_budget_exceeded" for e in errors)
+    quota.attach(tickets[0], "solve_a")
+    quota.refund(solve_id="solve_a")  # seen failed: the API refunded it
+    quota.refund(ticket=tickets[1])  # the create proved nothing was made
+    assert quota.credits_used_today() == 3
+    quota.admit(rail="credits", client="ci", client_credit_budget=1)
+    with pytest.raises(QuotaExceeded, match="client ci"):
+        quota.admit(rail="credits", client="ci", client_credit_budget=1)
+    quota.admit(rail="x402")  # x402 uses no credits, but counts as a start
+    with pytest.raises(QuotaExceeded) as capped:
+        quota.admit(rail="x402")
+    assert capped.value.code == "rate_capped" and capped.value.guidance.retry_after_seconds == 60
