@@ -13,12 +13,13 @@ import httpx
 import pytest
 
 from nonecap_mcp.sandbox import LOCKED_API_KEY, SANDBOX_API_KEY, TEST_SITEKEYS, RecordedRequest, Sandbox
-from nonecap_mcp.sandbox.outcomes import FAILURE_MESSAGES, Plan, plan_for
+from nonecap_mcp.sandbox.outcomes import FAILURE_MESSAGES, NOT_RETRYABLE, Plan, plan_for
 from nonecap_mcp.sandbox.solves import UlidGenerator
 
 SOLVE_FIELDS = {
     "id", "object", "type", "status", "sitekey", "url", "token", "error", "credits_charged",
     "created_at", "started_at", "finished_at", "queue_ms", "resolve_ms", "livemode",
+    "resp_key", "user_agent", "warnings",
 }  # fmt: skip
 RFC3339_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 SOLVE_ID = re.compile(r"solve_[0-9A-HJKMNP-TV-Z]{26}")
@@ -231,8 +232,11 @@ def test_every_failure_sitekey(client: httpx.Client, code: str) -> None:
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "failed"
-    assert body["error"] == {"code": code, "message": FAILURE_MESSAGES[code]}
+    assert body["error"] == {
+        "code": code, "message": FAILURE_MESSAGES[code], "reason": None, "retryable": code not in NOT_RETRYABLE,
+    }  # fmt: skip
     assert (body["token"], body["credits_charged"], body["queue_ms"], body["resolve_ms"]) == (None, 0, 10, 40)
+    assert (body["resp_key"], body["user_agent"], body["warnings"]) == (None, None, [])
 
 
 def test_failure_messages_are_the_seeds() -> None:
@@ -242,6 +246,7 @@ def test_failure_messages_are_the_seeds() -> None:
     assert set(FAILURE_MESSAGES) == {
         "challenge_not_loaded", "token_not_granted", "challenge_expired", "challenge_errored",
         "proxy_error", "target_unreachable", "vision_error",
+        "internal_error", "unsolvable_variant", "capacity_exhausted",  # the live API's, past the seed
     }  # fmt: skip
 
 
@@ -251,6 +256,8 @@ def test_expired_while_queued_was_never_picked_up(client: httpx.Client) -> None:
     assert body["error"] == {
         "code": "expired",
         "message": "Solve exceeded its time budget before producing a token (never billed).",
+        "reason": None,
+        "retryable": True,
     }
     assert (body["started_at"], body["resolve_ms"], body["queue_ms"], body["credits_charged"]) == (None, None, 200, 0)
     assert RFC3339_MS.fullmatch(body["finished_at"])
@@ -351,7 +358,8 @@ def test_cancel_refunds_then_second_cancel_is_409(client: httpx.Client) -> None:
     assert cancelled.status_code == 200
     body = cancelled.json()
     assert (body["status"], body["credits_charged"], body["token"]) == ("cancelled", 0, None)
-    assert body["error"] == {"code": "cancelled", "message": "The caller cancelled the job."}
+    assert body["error"] == {"code": "cancelled", "message": "The caller cancelled the job.", "reason": None,
+                             "retryable": True}  # fmt: skip
     assert body["queue_ms"] == 200 and body["resolve_ms"] >= 50 and body["started_at"] is not None
     assert balance(client) == 100
     assert error_of(client.delete(f"/v1/solves/{solve_id}")) == (409, "conflict", None)
@@ -427,7 +435,7 @@ def test_missing_required_field_is_400_naming_it(client: httpx.Client, field: st
         ({"url": "ftp://example.com/"}, "url"),
         ({"url": "https://"}, "url"),
         ({"url": "example.com"}, "url"),
-        ({"type": "hcaptcha_enterprise"}, "rqdata"),
+        ({"type": "hcaptcha_enterprise", "rqdata": ""}, "rqdata"),
         ({"user_agent": 5}, "user_agent"),
         ({"webhook_url": "mailto:me@example.com"}, "webhook_url"),
         ({"proxy": "ftp://user:s3cr3t@proxy.example:8080"}, "proxy"),

@@ -25,6 +25,8 @@ NOT_CONFIGURED_CODES = ("missing_api_key", "missing_wallet")  # a rail the user 
 async def _credits_figures(state: AppState, balance: Balance) -> None:
     account = await state.credits.me()
     balance.credits_balance, balance.account_id = account.credits_balance, account.id
+    if account.plan is not None:
+        balance.plan_remaining_today, balance.plan_resets_at = account.plan.remaining_today, account.plan.resets_at
     balance.key_mode = key_mode((await state.credits.api_key()).reveal())  # type: ignore[assignment]
 
 
@@ -42,34 +44,37 @@ async def _wallet_figures(state: AppState, balance: Balance) -> None:
 
 # Each rail, the function that fills its figures, and those figures (named in a note when missing).
 RAILS: tuple[tuple[str, Callable[[AppState, Balance], Awaitable[None]], tuple[str, ...]], ...] = (
-    ("credits", _credits_figures, ("credits_balance", "account_id", "key_mode")),
+    ("credits", _credits_figures, ("credits_balance", "account_id", "key_mode", "plan_remaining_today", "plan_resets_at")),
     ("x402", _wallet_figures, ("wallet_address", "x402_spent_today_usd", "x402_daily_budget_usd", "usdc_balance")),
 )
 
 
-async def get_balance(ctx: Context[AppState]) -> Balance:
-    """Show what is left to spend: credits (1 per solve) and the x402 wallet's USDC and daily budget."""
-    state = ctx.request_context.lifespan_context
+async def balance_for(state: AppState) -> Balance:
+    """The figures of every configured rail; partial figures (say the wallet's address and
+    spend with the RPC down) beat an error, which comes only when no rail gave any."""
     balance = Balance(sandbox=state.sandbox_url is not None)
     failures: list[NoneCapError] = []
-    with tool_errors():
-        for rail, fill, figures in RAILS:
-            try:
-                await fill(state, balance)
-            except NoneCapError as exc:
-                failures.append(exc)
-                missing = ", ".join(name for name in figures if getattr(balance, name) is None)
-                balance.notes.append(f"{rail}: {missing} unavailable ({exc.code}): {exc.message}")
-        # Partial figures (say the wallet's address and spend with the RPC down) beat an error.
-        if balance.credits_balance is None and balance.wallet_address is None:
-            real = [f for f in failures if f.code not in NOT_CONFIGURED_CODES]
-            raise real[0] if real else ConfigurationError("no_payment_method", NO_PAYMENT_METHOD)
+    for rail, fill, figures in RAILS:
+        try:
+            await fill(state, balance)
+        except NoneCapError as exc:
+            failures.append(exc)
+            missing = ", ".join(name for name in figures if getattr(balance, name) is None)
+            balance.notes.append(f"{rail}: {missing} unavailable ({exc.code}): {exc.message}")
+    if balance.credits_balance is None and balance.wallet_address is None:
+        real = [f for f in failures if f.code not in NOT_CONFIGURED_CODES]
+        raise real[0] if real else ConfigurationError("no_payment_method", NO_PAYMENT_METHOD)
     return balance
 
 
-async def get_pricing(ctx: Context[AppState]) -> Pricing:
-    """List the supported captcha types and what one solve costs on each payment rail."""
-    state = ctx.request_context.lifespan_context
+async def get_balance(ctx: Context[AppState]) -> Balance:
+    """Show what is left to spend: credits (1 per solve) and the x402 wallet's USDC and daily budget."""
+    with tool_errors():
+        return await balance_for(ctx.request_context.lifespan_context)
+
+
+async def pricing_for(state: AppState) -> Pricing:
+    """Both rails' prices; an unreachable x402 price table is a note, not an error."""
     pricing = Pricing(
         prices=[
             RailPrice(rail="credits", captcha_type=kind, price="1", unit="credit", charged=CREDITS_CHARGE)
@@ -90,6 +95,11 @@ async def get_pricing(ctx: Context[AppState]) -> Pricing:
     ]
     pricing.notes.append(f"Through create_solve, x402 solves {', '.join(X402_TASK_TYPES)} (proxyless) only.")
     return pricing
+
+
+async def get_pricing(ctx: Context[AppState]) -> Pricing:
+    """List the supported captcha types and what one solve costs on each payment rail."""
+    return await pricing_for(ctx.request_context.lifespan_context)
 
 
 def register(server: MCPServer) -> None:
