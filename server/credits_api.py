@@ -66,9 +66,10 @@ class _Create:
 
 
 def _nothing_created(error: APIError) -> bool:
-    """Error answers that prove no solve was made: every 4xx, and 503 pool_exhausted. Any
-    other 5xx on a create (a crash, a gateway timeout) leaves the outcome unknown."""
-    return error.http_status < 500 or error.code == "pool_exhausted"
+    """Error answers that prove no solve was made: every 4xx, and 503 pool_exhausted or
+    maintenance (new solves paused). Any other 5xx on a create (a crash, a gateway timeout)
+    leaves the outcome unknown."""
+    return error.http_status < 500 or error.code in ("pool_exhausted", "maintenance")
 
 
 def _seconds_left(deadline: float | None) -> int:

@@ -99,7 +99,7 @@ async def test_unknown_solve_is_not_found_with_guidance(agent: Agent) -> None:
 
 
 BAD_INPUTS = [
-    ({"type": "hcaptcha_enterprise"}, "rqdata"),
+    ({"type": "hcaptcha_enterprise", "rqdata": "r" * 20001}, "rqdata"),  # optional, but capped
     ({"url": "ftp://shop.example/"}, "url"),
     ({"url": "not a url"}, "url"),
     ({"sitekey": "   "}, "sitekey"),

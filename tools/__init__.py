@@ -32,6 +32,7 @@ def build_server(settings: Settings) -> MCPServer:
         instructions=INSTRUCTIONS,
         lifespan=lifespan_for(settings),
         log_level=settings.log_level.upper(),
+        subscriptions=False,  # nothing here ever notifies a change, so 2026-07-28 must not advertise one
     )
     solves.register(server, read_only=settings.read_only)
     account.register(server)
