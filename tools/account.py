@@ -44,7 +44,7 @@ async def _wallet_figures(state: AppState, balance: Balance) -> None:
 
 # Each rail, the function that fills its figures, and those figures (named in a note when missing).
 RAILS: tuple[tuple[str, Callable[[AppState, Balance], Awaitable[None]], tuple[str, ...]], ...] = (
-    ("credits", _credits_figures, ("credits_balance", "account_id", "key_mode", "plan_remaining_today", "plan_resets_at")),
+    ("credits", _credits_figures, ("credits_balance", "account_id", "key_mode")),
     ("x402", _wallet_figures, ("wallet_address", "x402_spent_today_usd", "x402_daily_budget_usd", "usdc_balance")),
 )
 
