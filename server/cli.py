@@ -156,6 +156,7 @@ def setup_logging(level: str, *, as_json: bool = False) -> None:
     """Log to stderr only, redacted; installed before the SDK's own basicConfig can run."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonLogFormatter() if as_json else RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(level.upper())  # a client's logging/setLevel may lower our loggers, not stderr
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

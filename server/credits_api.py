@@ -36,7 +36,7 @@ from nonecap_mcp.errors import (
     api_error_class,
 )
 from nonecap_mcp.guidance import API_ERRORS
-from nonecap_mcp.models import Account, Solve, SolveList
+from nonecap_mcp.models import Account, Feedback, Solve, SolveList
 from nonecap_mcp.retry import NEVER_SENT, RetryPolicy, call_with_retries, parse_retry_after
 
 log = logging.getLogger("nonecap_mcp.http")
@@ -66,9 +66,10 @@ class _Create:
 
 
 def _nothing_created(error: APIError) -> bool:
-    """Error answers that prove no solve was made: every 4xx, and 503 pool_exhausted. Any
-    other 5xx on a create (a crash, a gateway timeout) leaves the outcome unknown."""
-    return error.http_status < 500 or error.code == "pool_exhausted"
+    """Error answers that prove no solve was made: every 4xx, and 503 pool_exhausted or
+    maintenance (new solves paused). Any other 5xx on a create (a crash, a gateway timeout)
+    leaves the outcome unknown."""
+    return error.http_status < 500 or error.code in ("pool_exhausted", "maintenance")
 
 
 def _seconds_left(deadline: float | None) -> int:
@@ -402,3 +403,17 @@ class CreditsAPI:
     async def me(self) -> Account:
         """GET /v1/me: the account and its credit balance."""
         return Account.model_validate(await self._request("GET", "/v1/me"))
+
+    async def report_feedback(self, solve_id: str, outcome: str, *, reason: str | None = None, context: str | None = None) -> Feedback:
+        """POST /v1/solves/{id}/feedback: free, and idempotent per solve (a repeat corrects the
+        verdict), so a lost answer is safe to report again; `_request` retries rate limits and pool_exhausted."""
+        body = {"outcome": outcome, "reason": reason, "context": context}
+        try:
+            data = await self._request("POST", f"/v1/solves/{check_solve_id(solve_id)}/feedback",
+                                       body={k: v for k, v in body.items() if v is not None})
+        except _MaybeSent as exc:
+            raise APIConnectionError(f"The connection to NoneCap failed mid-request ({exc}); reporting again is safe.") from None
+        try:
+            return Feedback.model_validate(data)
+        except ValueError:
+            raise APIError("unexpected_response", "NoneCap returned feedback this client cannot read.", http_status=200) from None

@@ -58,6 +58,17 @@ API_ERRORS: dict[str, Guidance] = {
     "concurrency_limit_exceeded": _g("wait_for_slot", True, "The account already has its maximum number of solves in flight; wait for one to finish (get_solve with wait_seconds), then retry."),
     "internal_error": _g("retry", True, "NoneCap had an unexpected error; retry shortly, and contact support if it persists."),
     "pool_exhausted": _g("wait_and_retry", True, "All NoneCap workers are busy and nothing was created or charged; wait retry_after_seconds, then retry."),
+    # Grown past the v1 seed (the official client's error classes).
+    "forbidden": _g("check_api_key", False, "This API key is not allowed to do this (its scope). Ask the user for a key with the right scope; do not retry."),
+    "key_credit_limit_exceeded": _g("check_api_key", False, "This API key reached its own credit limit (the account may still have credits). Ask the user to raise the key's limit in the dashboard or use another key; retrying will not help."),
+    "payload_too_large": _g("fix_parameter", False, "The request body was too large for the API; shorten the largest argument (rqdata, user_agent) and call again."),
+    "unsupported_media_type": _g("contact_support", False, "The API refused the request's content type, a bug in this client rather than in the call. Report it; retrying will not help."),
+    "sitekey_rate_limited": _g("wait_and_retry", True, "hCaptcha is refusing challenges for this sitekey, so NoneCap shed the submit and charged nothing. Wait retry_after_seconds before the next solve for this sitekey."),
+    "proxy_unavailable": _g("fix_proxy", True, "Nearly every recent solve through this proxy failed because it refused connections, so submits through it are shed; nothing was charged. Fix the proxy or use another one; the same proxy is re-checked after retry_after_seconds."),
+    "rate_capped": _g("wait_and_retry", True, "The account's submit rate cap on this sitekey (or its own-proxy sessions for it) is reached; nothing was charged. Wait retry_after_seconds, then retry."),
+    "maintenance": _g("wait_and_retry", True, "NoneCap paused new solves for maintenance; nothing was created or charged. Wait retry_after_seconds (or a minute), then retry."),
+    "not_eligible": _g("check_solve_id", False, "Only your own solves that produced a token (status solved) can be reported. Check the id with get_solve."),
+    "expired_window": _g("none", False, "This solve is too old to report (about 30 days); nothing to do."),
 }
 
 # Solve-failure codes (seed: "Solve-failure codes"); they ride on terminal, non-solved solves.
@@ -69,8 +80,29 @@ SOLVE_FAILURES: dict[str, Guidance] = {
     "proxy_error": _g("fix_proxy", True, "The proxy failed to connect or authenticate, or its IP was refused. Fix or swap the proxy, then retry. The credit was refunded."),
     "target_unreachable": _g("check_url", False, "The target url did not load. Verify the url is correct and reachable before retrying. The credit was refunded."),
     "vision_error": _g("retry", True, "Internal error in the solving pipeline. Retry; contact support if it persists. The credit was refunded."),
+    "internal_error": _g("retry", True, "An unexpected NoneCap error stopped this solve. Retry; contact support if it persists. The credit was refunded."),
+    "unsolvable_variant": _g("contact_support", False, "NoneCap cannot solve this challenge variant; retrying unchanged will not help. Tell the user (support can say whether it is coming). The credit was refunded."),
+    "capacity_exhausted": _g("wait_and_retry", True, "No solver capacity was free for this solve in time. Wait a minute, then retry. The credit was refunded."),
     "cancelled": _g("none", True, "The solve was cancelled and its credit refunded. Create a new solve if you still need a token."),
     "expired": _g("retry", True, "The solve ran out of time before producing a token and was never billed. Retry the solve."),
+}
+
+# Sub-reasons (`error.reason`) of solve failures: more specific than the code, so they win.
+SOLVE_REASONS: dict[str, Guidance] = {
+    "sitekey_rate_limited": _g("wait_and_retry", True, "hCaptcha is rate-limiting this sitekey. Wait a minute or two before the next solve for it; a new proxy will not help. The credit was refunded."),
+    "passive_required": _g("retry_with_new_proxy", False, "This sitekey only grants tokens passively (no challenge), which depends on IP reputation: retrying unchanged will not help. Retry through a cleaner (residential) proxy, with the page's real user_agent. The credit was refunded."),
+    "rounds_exhausted": _g("retry", True, "hCaptcha kept serving new rounds until the solver gave up. Retry; a fresh session usually gets fewer. The credit was refunded."),
+    "proxy_rejected": _g("retry_with_new_proxy", True, "hCaptcha refused the proxy's IP. Retry with a different proxy (or exit IP). The credit was refunded."),
+    "proxy_stalled": _g("retry_with_new_proxy", True, "The proxy stopped passing data mid-solve. Retry with a different proxy or exit. The credit was refunded."),
+    "proxy_tls": _g("fix_proxy", False, "TLS through the proxy failed (it breaks or intercepts TLS), so the same proxy will fail again. Fix the proxy or use another one. The credit was refunded."),
+    "proxy_egress_blocked": _g("fix_proxy", False, "The proxy refused to connect to hCaptcha. Allow hCaptcha's domains through it or use another proxy. The credit was refunded."),
+    "target_egress_blocked": _g("check_url", False, "The target page could not be reached from the solver's network. Check that url is public and right, or send a proxy that can reach it. The credit was refunded."),
+    "profile_engine_unavailable": _g("retry", True, "A NoneCap solver component was briefly unavailable. Retry shortly. The credit was refunded."),
+    "type_not_served": _g("fix_parameter", False, "This captcha type is not served for this sitekey. Check type (hcaptcha vs hcaptcha_enterprise) against the page. The credit was refunded."),
+    "browser_lane_capped": _g("wait_and_retry", True, "NoneCap's browser capacity for this kind of solve is at its cap. Wait a minute, then retry. The credit was refunded."),
+    "recaptcha_not_loaded": _g("check_url", False, "The page did not load the expected captcha widget. Check the url (the page with the widget) and the type. The credit was refunded."),
+    "refused_wording_unescaped": _g("retry", True, "The solver refused this challenge's wording. Retry; a new challenge usually differs. The credit was refunded."),
+    "session_capped": _g("wait_for_slot", True, "Your own-proxy sessions for this sitekey are at their limit. Wait for running solves to finish (get_solve), or use another proxy session, then retry. The credit was refunded."),
 }
 
 # Problems found on our side of the wire.
@@ -103,6 +135,7 @@ LOCAL: dict[str, Guidance] = {
     "x402_connection_error": _g("retry", True, "The x402 rail could not be reached, so nothing was sent or paid. Retry shortly; check the network or NONECAP_X402_BASE if it persists."),
     "x402_unexpected_response": _g("retry", True, "The x402 rail (or a gateway in front of it) answered something it does not document, such as an HTML page or a redirect; nothing was paid by this answer. Retry shortly; check NONECAP_X402_BASE if it persists."),
     "x402_setup_timeout": _g("retry", True, "The x402 rail did not offer a payment within the call's time, so nothing was signed or paid. Retry, with a larger wait_seconds if it persists, or use rail=credits."),
+    "feedback_not_supported": _g("none", False, "x402 solves cannot be reported: the x402 rail takes no feedback. Nothing to do; report_solve works for credits solves (solve_…)."),
 }
 
 # x402 rail statuses (x402-rail contract: "Failure modes"); no failure here is ever settled.
@@ -145,11 +178,18 @@ def for_x402_status(status: int, retry_after: float | None = None) -> Guidance:
     return base.model_copy(update={"retry_after_seconds": retry_after}) if retry_after is not None else base
 
 
-def for_solve(status: str, error_code: str | None) -> Guidance | None:
-    """Guidance for a solve: None when solved, a poll hint while running, the failure's otherwise."""
+def for_solve(status: str, error_code: str | None, reason: str | None = None) -> Guidance | None:
+    """Guidance for a solve: None when solved, a poll hint while running, the failure's otherwise
+    (its reason's when NoneCap gave a known one: more specific than the code's)."""
     if status == "solved":
         return None
     if status in ("failed", "cancelled", "expired"):
         code = error_code or status
-        return SOLVE_FAILURES.get(code) or X402_FAILURES.get(code) or SOLVE_FAILURES.get(status) or _BY_STATUS_FALLBACK[True]
+        return (
+            SOLVE_REASONS.get(reason or "")
+            or SOLVE_FAILURES.get(code)
+            or X402_FAILURES.get(code)
+            or SOLVE_FAILURES.get(status)
+            or _BY_STATUS_FALLBACK[True]
+        )
     return LOCAL["pending"]

@@ -25,6 +25,15 @@ class SolveError(_Lenient):
 
     code: str
     message: str | None = None
+    reason: str | None = Field(default=None, description="Sub-reason of the code, e.g. proxy_rejected, sitekey_rate_limited.")
+    retryable: bool | None = Field(default=None, description="Whether re-submitting the same request unchanged can succeed.")
+
+
+class SolveWarning(_Lenient):
+    """An advisory on a solve, e.g. proxy_session_refused."""
+
+    code: str
+    message: str | None = None
 
 
 class Solve(_Lenient):
@@ -37,6 +46,9 @@ class Solve(_Lenient):
     sitekey: str | None = None
     url: str | None = None
     token: str | None = Field(default=None, description="The P1_ token, present iff status is solved.")
+    resp_key: str | None = Field(default=None, description="hCaptcha's response key (E0_…) for sites that verify it with the token.")
+    user_agent: str | None = Field(default=None, description="Submit the token with this User-Agent (and from the solve's proxy IP).")
+    warnings: list[SolveWarning] = Field(default_factory=list, description="Advisories, e.g. proxy_session_refused.")
     error: SolveError | None = None
     credits_charged: int | None = Field(default=None, description="Final billed credits; null until terminal.")
     created_at: str | None = None
@@ -56,7 +68,10 @@ class Solve(_Lenient):
 
     def with_guidance(self) -> Solve:
         """This solve with the guidance its status and failure code call for."""
-        return self.model_copy(update={"guidance": for_solve(self.status, self.error.code if self.error else None)})
+        error = self.error
+        return self.model_copy(
+            update={"guidance": for_solve(self.status, error.code if error else None, error.reason if error else None)}
+        )
 
 
 class SolveList(_Lenient):
@@ -69,6 +84,13 @@ class SolveList(_Lenient):
     )
 
 
+class AccountPlan(_Lenient):
+    """The plan's day: today's allowance of solves and when it resets (00:00 UTC)."""
+
+    remaining_today: int | None = None
+    resets_at: str | None = None
+
+
 class Account(_Lenient):
     """The authenticated account (GET /v1/me)."""
 
@@ -76,6 +98,7 @@ class Account(_Lenient):
     email: str | None = None
     credits_balance: int | None = None
     created_at: str | None = None
+    plan: AccountPlan | None = None
 
 
 class Balance(BaseModel):
@@ -84,6 +107,8 @@ class Balance(BaseModel):
     credits_balance: int | None = Field(default=None, description="Solves the account can still start (1 credit each).")
     account_id: str | None = None
     key_mode: Literal["live", "test"] | None = Field(default=None, description="From the key prefix; test keys never bill.")
+    plan_remaining_today: int | None = Field(default=None, description="Solves left today on the account's plan.")
+    plan_resets_at: str | None = Field(default=None, description="When the plan's day resets (00:00 UTC).")
     wallet_address: str | None = Field(default=None, description="x402: the paying wallet.")
     usdc_balance: str | None = Field(default=None, description="x402: the wallet's USDC, as a decimal string.")
     x402_spent_today_usd: str | None = Field(
@@ -116,3 +141,15 @@ class Pricing(BaseModel):
     x402_pay_to: str | None = Field(default=None, description="x402: the published receiving address.")
     x402_network: str | None = None
     notes: list[str] = Field(default_factory=list)
+
+
+class Feedback(_Lenient):
+    """The verdict NoneCap holds on a solve's token (POST /v1/solves/{id}/feedback)."""
+
+    solve_id: str
+    outcome: str = Field(description="accepted, rejected, unknown, unused or error.")
+    reason: str | None = None
+    context: str | None = None
+    report_count: int | None = Field(default=None, description="How many times this verdict was written; 1 on the first report.")
+    created_at: str | None = None
+    updated_at: str | None = None

@@ -86,8 +86,6 @@ def build_solve_body(
     """The POST /v1/solves body, after every check the API would make on it."""
     if not sitekey.strip():
         raise InvalidArgumentError("sitekey", "sitekey must not be empty.")
-    if type == "hcaptcha_enterprise" and not (rqdata and rqdata.strip()):
-        raise InvalidArgumentError("rqdata", "rqdata is required when type is hcaptcha_enterprise (it carries the IP-bound challenge data).")
     body: dict[str, Any] = {"type": type, "sitekey": sitekey.strip(), "url": check_http_url("url", url)}
     optional = {
         "rqdata": rqdata,

@@ -13,12 +13,13 @@ import httpx
 import pytest
 
 from nonecap_mcp.sandbox import LOCKED_API_KEY, SANDBOX_API_KEY, TEST_SITEKEYS, RecordedRequest, Sandbox
-from nonecap_mcp.sandbox.outcomes import FAILURE_MESSAGES, Plan, plan_for
+from nonecap_mcp.sandbox.outcomes import FAILURE_MESSAGES, NOT_RETRYABLE, Plan, plan_for
 from nonecap_mcp.sandbox.solves import UlidGenerator
 
 SOLVE_FIELDS = {
     "id", "object", "type", "status", "sitekey", "url", "token", "error", "credits_charged",
     "created_at", "started_at", "finished_at", "queue_ms", "resolve_ms", "livemode",
+    "resp_key", "user_agent", "warnings",
 }  # fmt: skip
 RFC3339_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 SOLVE_ID = re.compile(r"solve_[0-9A-HJKMNP-TV-Z]{26}")
@@ -231,8 +232,11 @@ def test_every_failure_sitekey(client: httpx.Client, code: str) -> None:
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "failed"
-    assert body["error"] == {"code": code, "message": FAILURE_MESSAGES[code]}
+    assert body["error"] == {
+        "code": code, "message": FAILURE_MESSAGES[code], "reason": None, "retryable": code not in NOT_RETRYABLE,
+    }  # fmt: skip
     assert (body["token"], body["credits_charged"], body["queue_ms"], body["resolve_ms"]) == (None, 0, 10, 40)
+    assert (body["resp_key"], body["user_agent"], body["warnings"]) == (None, None, [])
 
 
 def test_failure_messages_are_the_seeds() -> None:
@@ -242,6 +246,7 @@ def test_failure_messages_are_the_seeds() -> None:
     assert set(FAILURE_MESSAGES) == {
         "challenge_not_loaded", "token_not_granted", "challenge_expired", "challenge_errored",
         "proxy_error", "target_unreachable", "vision_error",
+        "internal_error", "unsolvable_variant", "capacity_exhausted",  # the live API's, past the seed
     }  # fmt: skip
 
 
@@ -251,6 +256,8 @@ def test_expired_while_queued_was_never_picked_up(client: httpx.Client) -> None:
     assert body["error"] == {
         "code": "expired",
         "message": "Solve exceeded its time budget before producing a token (never billed).",
+        "reason": None,
+        "retryable": True,
     }
     assert (body["started_at"], body["resolve_ms"], body["queue_ms"], body["credits_charged"]) == (None, None, 200, 0)
     assert RFC3339_MS.fullmatch(body["finished_at"])
@@ -351,7 +358,8 @@ def test_cancel_refunds_then_second_cancel_is_409(client: httpx.Client) -> None:
     assert cancelled.status_code == 200
     body = cancelled.json()
     assert (body["status"], body["credits_charged"], body["token"]) == ("cancelled", 0, None)
-    assert body["error"] == {"code": "cancelled", "message": "The caller cancelled the job."}
+    assert body["error"] == {"code": "cancelled", "message": "The caller cancelled the job.", "reason": None,
+                             "retryable": True}  # fmt: skip
     assert body["queue_ms"] == 200 and body["resolve_ms"] >= 50 and body["started_at"] is not None
     assert balance(client) == 100
     assert error_of(client.delete(f"/v1/solves/{solve_id}")) == (409, "conflict", None)
@@ -427,7 +435,7 @@ def test_missing_required_field_is_400_naming_it(client: httpx.Client, field: st
         ({"url": "ftp://example.com/"}, "url"),
         ({"url": "https://"}, "url"),
         ({"url": "example.com"}, "url"),
-        ({"type": "hcaptcha_enterprise"}, "rqdata"),
+        ({"type": "hcaptcha_enterprise", "rqdata": ""}, "rqdata"),
         ({"user_agent": 5}, "user_agent"),
         ({"webhook_url": "mailto:me@example.com"}, "webhook_url"),
         ({"proxy": "ftp://user:s3cr3t@proxy.example:8080"}, "proxy"),
@@ -699,3 +707,113 @@ def test_binding_does_no_reverse_dns(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "gethostbyaddr", refuse)
     with Sandbox() as sandbox:
         assert sandbox.url.startswith("http://127.0.0.1:")
+
+
+# -- the live API past the seed (as the official `nonecap` client documents it) ----------
+
+
+def test_live_sitekey_plans() -> None:
+    assert plan_for("sandbox-fail-proxy_error-proxy_tls-1s") == Plan("failed", 200, 1000, "proxy_error", "proxy_tls")
+    assert plan_for("sandbox-fail-capacity_exhausted") == Plan("failed", 60, 300, "capacity_exhausted")
+    assert plan_for("sandbox-warn-proxy_recommended") == Plan("solved", 300, 1500, warning="proxy_recommended")
+    for typo in ("sandbox-fail-proxy_error-proxy_rejectd", "sandbox-warn-nope", "sandbox-refuse-teapot"):
+        with pytest.raises(Exception, match="Unknown sandbox test sitekey"):
+            plan_for(typo)
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "retry_after"),
+    [("sitekey_rate_limited", 429, "30"), ("proxy_unavailable", 429, "60"), ("rate_capped", 429, "10"),
+     ("maintenance", 503, "30"), ("key_credit_limit_exceeded", 402, None)],
+)  # fmt: skip
+def test_refuse_sitekeys_create_nothing(client: httpx.Client, code: str, status: int, retry_after: str | None) -> None:
+    response = create(client, f"sandbox-refuse-{code}")
+    assert error_of(response) == (status, code, None)
+    assert response.headers.get("retry-after") == retry_after
+    assert client.get("/v1/solves").json()["data"] == [] and balance(client) == 100
+
+
+def test_fault_codes_of_the_live_api(client: httpx.Client, sandbox: Sandbox) -> None:
+    sandbox.inject_fault(method="GET", path="/v1/me", action="status", code="maintenance")
+    sandbox.inject_fault(method="GET", path="/v1/me", action="status", status=429)
+    assert error_of(client.get("/v1/me"))[:2] == (503, "maintenance")
+    assert error_of(client.get("/v1/me"))[:2] == (429, "rate_limited")  # a bare 429 is still plain rate limiting
+
+
+def test_413_and_415(client: httpx.Client) -> None:
+    big = client.post("/v1/solves", content=b"{" + b" " * (1 << 20) + b"}", headers={"Content-Type": "application/json"})
+    assert error_of(big)[:2] == (413, "payload_too_large")
+    form = client.post("/v1/solves", content=b"type=hcaptcha", headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert error_of(form)[:2] == (415, "unsupported_media_type")
+    assert client.get("/v1/solves").json()["data"] == []
+
+
+def test_enterprise_rqdata_is_optional(client: httpx.Client) -> None:
+    assert create(client, "sandbox-solve-1s", type="hcaptcha_enterprise").status_code == 202
+
+
+def test_live_solve_fields(client: httpx.Client) -> None:
+    solved = create(client, "sandbox-warn-proxy_session_refused-0ms", wait=5, user_agent="UA/1").json()
+    assert solved["resp_key"].startswith("E0_SANDBOX_") and solved["user_agent"] == "UA/1"
+    assert [w["code"] for w in solved["warnings"]] == ["proxy_session_refused"]
+    failed = create(client, "sandbox-fail-target_unreachable-target_egress_blocked-0ms", wait=5).json()
+    assert failed["error"]["reason"] == "target_egress_blocked" and failed["error"]["retryable"] is False
+
+
+def test_plan_counts_todays_solves_and_can_be_absent(client: httpx.Client, anon: httpx.Client) -> None:
+    create(client, "sandbox-solve-0ms", wait=5)
+    plan = client.get("/v1/me").json()["plan"]
+    assert (plan["daily_solves"], plan["used_today"], plan["remaining_today"]) == (1000, 1, 999)
+    assert plan["resets_at"].endswith("T00:00:00.000Z")
+    anon.post("/_sandbox/accounts", json={"api_key": OTHER_KEY, "daily_solves": None})
+    assert anon.get("/v1/me", headers={"Authorization": f"Bearer {OTHER_KEY}"}).json()["plan"] is None
+
+
+def test_feedback_records_corrects_and_is_idempotent(client: httpx.Client) -> None:
+    solve_id = create(client, "sandbox-solve-0ms", wait=5).json()["id"]
+    path = f"/v1/solves/{solve_id}/feedback"
+    first = client.post(path, json={"outcome": "accepted"})
+    assert first.status_code == 200
+    assert first.json() | {"created_at": "", "updated_at": ""} == {
+        "object": "feedback", "solve_id": solve_id, "outcome": "accepted", "reason": None, "context": None,
+        "reported_at": None, "report_count": 1, "created_at": "", "updated_at": "",
+    }  # fmt: skip
+    assert client.post(path, json={"outcome": "accepted"}).json()["report_count"] == 1
+    long = client.post(path, json={"outcome": "rejected", "reason": "r" * 600, "context": "c" * 2100}).json()
+    assert (long["outcome"], len(long["reason"]), len(long["context"]), long["report_count"]) == ("rejected", 512, 2000, 2)
+
+
+def test_feedback_errors(client: httpx.Client, anon: httpx.Client) -> None:
+    failed_id = create(client, "sandbox-fail-vision_error-0ms", wait=5).json()["id"]
+    solved_id = create(client, "sandbox-solve-0ms", wait=5).json()["id"]
+    assert error_of(anon.post(f"/v1/solves/{solved_id}/feedback", json={"outcome": "accepted"}))[:2] == (401, "unauthorized")
+    assert error_of(client.post("/v1/solves/solve_nope/feedback", json={"outcome": "accepted"}))[:2] == (404, "not_found")
+    assert error_of(client.post(f"/v1/solves/{failed_id}/feedback", json={"outcome": "accepted"}))[:2] == (404, "not_eligible")
+    assert error_of(client.post(f"/v1/solves/{solved_id}/feedback", json={})) == (400, "invalid_request", "outcome")
+    assert error_of(client.post(f"/v1/solves/{solved_id}/feedback", json={"outcome": "ok"})) == (422, "validation_error", "outcome")
+    assert error_of(client.post(f"/v1/solves/{solved_id}/feedback", json={"outcome": "error", "reason": 5}))[2] == "reason"
+    assert error_of(client.get(f"/v1/solves/{solved_id}/feedback"))[0] == 405
+
+
+def test_feedback_batch_resolves_each_item(client: httpx.Client) -> None:
+    solved_id = create(client, "sandbox-solve-0ms", wait=5).json()["id"]
+    failed_id = create(client, "sandbox-fail-vision_error-0ms", wait=5).json()["id"]
+    items = [
+        {"solve_id": solved_id, "outcome": "accepted"},
+        {"solve_id": solved_id, "outcome": "accepted"},
+        {"solve_id": solved_id, "outcome": "rejected", "reason": "invalid-response"},
+        {"solve_id": failed_id, "outcome": "unused"},
+        {"outcome": "unknown"},
+        {"solve_id": solved_id, "outcome": "maybe"},
+    ]
+    batch = client.post("/v1/feedback", json={"feedback": items})
+    assert batch.status_code == 200
+    body = batch.json()
+    assert (body["object"], body["recorded"], body["updated"], body["unchanged"], body["failed"]) == (
+        "feedback_batch", 1, 1, 1, 3,
+    )  # fmt: skip
+    assert [r["status"] for r in body["results"]] == ["recorded", "unchanged", "updated", "error", "error", "error"]
+    assert [r["error"]["code"] for r in body["results"][3:]] == ["not_eligible", "invalid_request", "validation_error"]
+    assert error_of(client.post("/v1/feedback", json={})) == (400, "invalid_request", "feedback")
+    too_many = [{"solve_id": solved_id, "outcome": "accepted"}] * 501
+    assert error_of(client.post("/v1/feedback", json={"feedback": too_many})) == (422, "validation_error", "feedback")

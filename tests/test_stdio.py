@@ -32,7 +32,7 @@ def _base_env(**extra: str) -> dict[str, str]:
 async def test_stdio_solve_end_to_end(sandbox: Sandbox, tmp_path: Path, mode: str) -> None:
     async with stdio_agent(_base_env(**sandbox_env(sandbox), NONECAP_LOG_LEVEL="INFO"), tmp_path, mode=mode) as agent:
         names = {tool.name for tool in (await agent.client.list_tools()).tools}
-        assert names == {"create_solve", "get_solve", "list_solves", "cancel_solve", "get_balance", "get_pricing"}
+        assert names == {"create_solve", "get_solve", "list_solves", "cancel_solve", "get_balance", "get_pricing", "report_solve"}
         solve = await agent.ok("create_solve", {"type": "hcaptcha", "sitekey": "sandbox-solve-100ms", "url": "https://a.example/", "wait_seconds": 5})
         assert solve["status"] == "solved" and solve["token"].startswith("P1_")
         failed = await agent.ok("create_solve", {"type": "hcaptcha", "sitekey": "sandbox-fail-proxy_error", "url": "https://a.example/", "wait_seconds": 5})
@@ -42,7 +42,7 @@ async def test_stdio_solve_end_to_end(sandbox: Sandbox, tmp_path: Path, mode: st
 
 async def test_stdio_tools_list_and_missing_credentials_guidance(tmp_path: Path) -> None:
     async with stdio_agent(_base_env(), tmp_path) as agent:
-        assert len((await agent.client.list_tools()).tools) == 6
+        assert len((await agent.client.list_tools()).tools) == 7
         text = await agent.error("get_balance")
     assert "no_payment_method" in text and "NONECAP_API_KEY" in text and "nonecap-mcp auth login" in text
 

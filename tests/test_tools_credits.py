@@ -14,6 +14,7 @@ from mcp import Client, MCPError
 from nonecap_mcp.config import load_settings
 from nonecap_mcp.guidance import API_ERRORS, SOLVE_FAILURES
 from nonecap_mcp.sandbox import LOCKED_API_KEY, Sandbox
+from nonecap_mcp.sandbox.errors import STATUS_BY_CODE
 from nonecap_mcp.tools import build_server
 
 pytestmark = pytest.mark.anyio
@@ -99,7 +100,7 @@ async def test_unknown_solve_is_not_found_with_guidance(agent: Agent) -> None:
 
 
 BAD_INPUTS = [
-    ({"type": "hcaptcha_enterprise"}, "rqdata"),
+    ({"type": "hcaptcha_enterprise", "rqdata": "r" * 20001}, "rqdata"),  # optional, but capped
     ({"url": "ftp://shop.example/"}, "url"),
     ({"url": "not a url"}, "url"),
     ({"sitekey": "   "}, "sitekey"),
@@ -253,9 +254,7 @@ async def test_unanswerable_create_is_reported_as_unknown_not_repeated(agent: Ag
     assert len(upstream(sandbox, "POST")) == 1
 
 
-API_STATUS = {"invalid_request": 400, "unauthorized": 401, "insufficient_credits": 402, "account_locked": 403,
-              "not_found": 404, "conflict": 409, "validation_error": 422, "rate_limited": 429,
-              "concurrency_limit_exceeded": 429, "internal_error": 500, "pool_exhausted": 503}
+API_STATUS = STATUS_BY_CODE  # the sandbox's table: the seed's codes and those the live API added
 
 
 @pytest.mark.parametrize("code", sorted(API_ERRORS))

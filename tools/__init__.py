@@ -1,4 +1,4 @@
-"""The MCP surface of nonecap-mcp: the server object and its six tools.
+"""The MCP surface of nonecap-mcp: the server object, its seven tools, a prompt, resources and logging.
 
 Everything an agent sees is defined under this package; what the tools call (API
 clients, credentials, sandbox) lives in `nonecap_mcp` proper.
@@ -10,7 +10,7 @@ from mcp.server import MCPServer
 
 from nonecap_mcp import __version__
 from nonecap_mcp.config import Settings
-from nonecap_mcp.tools import account, solves
+from nonecap_mcp.tools import account, client_logging, feedback, prompts, resources, solves
 from nonecap_mcp.tools.errors import GuardedServer
 from nonecap_mcp.tools.state import lifespan_for
 
@@ -18,9 +18,10 @@ INSTRUCTIONS = """\
 NoneCap solves hCaptcha challenges in a hosted service and returns a P1_ token to submit as
 h-captcha-response. Use it only on sites the user is authorised to automate.
 Typical flow: get_pricing or get_balance (optional) -> create_solve(type, sitekey, url) ->
-if the result is pending, get_solve(id, wait_seconds) until it is terminal. Never create a
-second solve for the same page while one is pending. Every failure carries `guidance` with
-an action (retry, retry_with_new_proxy, top_up, fix_parameter, wait_for_slot, ...)."""
+if the result is pending, get_solve(id, wait_seconds) until it is terminal -> use the token
+at once -> report_solve(id, outcome). Never create a second solve for the same page while one
+is pending. Every failure carries `guidance` with an action (retry, retry_with_new_proxy,
+top_up, fix_parameter, wait_for_slot, ...)."""
 
 
 def build_server(settings: Settings, *, server_class: type[GuardedServer] = GuardedServer) -> MCPServer:
@@ -31,7 +32,13 @@ def build_server(settings: Settings, *, server_class: type[GuardedServer] = Guar
         instructions=INSTRUCTIONS,
         lifespan=lifespan_for(settings),
         log_level=settings.log_level.upper(),
+        subscriptions=False,  # nothing here ever notifies a change, so 2026-07-28 must not advertise one
     )
     solves.register(server, read_only=settings.read_only)
     account.register(server)
+    feedback.register(server, read_only=settings.read_only)
+    resources.register(server)
+    if not settings.read_only:
+        prompts.register(server)  # the workflow it describes creates solves
+    client_logging.register(server, default_level=settings.log_level)
     return server

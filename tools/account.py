@@ -30,6 +30,8 @@ async def _credits_figures(state: AppState, balance: Balance) -> None:
         fields = ", ".join(sorted({".".join(str(part) for part in error["loc"]) for error in exc.errors()}))
         raise NoneCapError("unexpected_response", f"NoneCap's /v1/me answered an unreadable {fields}.") from None
     balance.credits_balance, balance.account_id = account.credits_balance, account.id
+    if account.plan is not None:
+        balance.plan_remaining_today, balance.plan_resets_at = account.plan.remaining_today, account.plan.resets_at
     balance.key_mode = key_mode((await state.credits.api_key()).reveal())  # type: ignore[assignment]
 
 
@@ -77,22 +79,25 @@ RAILS: tuple[tuple[str, Callable[[AppState, Balance], Awaitable[None]], tuple[st
 )
 
 
-async def get_balance(ctx: Context[AppState]) -> Balance:
-    """Show what is left to spend: credits (1 per solve); the x402 wallet's USDC and today's spent, held and left budget."""
-    state = ctx.request_context.lifespan_context
+async def balance_for(state: AppState) -> Balance:
+    """The figures of every configured rail; partial figures (say the wallet's address and
+    spend with the RPC down) beat an error, which comes only when no rail gave any."""
     balance = Balance(sandbox=state.sandbox_url is not None)
-    with tool_errors():
-        failures = [exc for rail, fill, figures in RAILS if (exc := await _fill(balance, rail, figures, fill(state, balance)))]
-        # Partial figures (say the wallet's address and spend with the RPC down) beat an error.
-        if balance.credits_balance is None and balance.wallet_address is None:
-            real = [f for f in failures if f.code not in NOT_CONFIGURED_CODES]
-            raise real[0] if real else no_payment_method(*(f for f in failures if isinstance(f, ConfigurationError)))
+    failures = [exc for rail, fill, figures in RAILS if (exc := await _fill(balance, rail, figures, fill(state, balance)))]
+    if balance.credits_balance is None and balance.wallet_address is None:
+        real = [f for f in failures if f.code not in NOT_CONFIGURED_CODES]
+        raise real[0] if real else no_payment_method(*(f for f in failures if isinstance(f, ConfigurationError)))
     return balance
 
 
-async def get_pricing(ctx: Context[AppState]) -> Pricing:
-    """List the supported captcha types and what one solve costs on each payment rail."""
-    state = ctx.request_context.lifespan_context
+async def get_balance(ctx: Context[AppState]) -> Balance:
+    """Show what is left to spend: credits (1 per solve) and the x402 wallet's USDC and daily budget."""
+    with tool_errors():
+        return await balance_for(ctx.request_context.lifespan_context)
+
+
+async def pricing_for(state: AppState) -> Pricing:
+    """Both rails' prices; an unreachable x402 price table is a note, not an error."""
     pricing = Pricing(
         prices=[
             RailPrice(rail="credits", captcha_type=kind, price="1", unit="credit", charged=CREDITS_CHARGE)
@@ -113,6 +118,11 @@ async def get_pricing(ctx: Context[AppState]) -> Pricing:
     ]
     pricing.notes.append(f"Through create_solve, x402 solves {', '.join(X402_TASK_TYPES)} (proxyless) only.")
     return pricing
+
+
+async def get_pricing(ctx: Context[AppState]) -> Pricing:
+    """List the supported captcha types and what one solve costs on each payment rail."""
+    return await pricing_for(ctx.request_context.lifespan_context)
 
 
 def register(server: MCPServer) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Literal
 
 from mcp.server import MCPServer
@@ -44,7 +45,7 @@ async def create_solve(
     sitekey: Annotated[str, Field(min_length=1, max_length=200, description="The hCaptcha sitekey of the page.")],
     url: Annotated[str, Field(min_length=1, max_length=2048, description="URL of the page where the challenge appears.")],
     ctx: Context[AppState],
-    rqdata: Annotated[str | None, Field(max_length=20000, description="Required for hcaptcha_enterprise.")] = None,
+    rqdata: Annotated[str | None, Field(max_length=20000, description="The page's rqdata, when it passes one (optional).")] = None,
     user_agent: Annotated[str | None, Field(max_length=1024, description="The user agent your real client uses.")] = None,
     proxy: Annotated[
         str | ProxyConfig | None,
@@ -79,13 +80,18 @@ async def create_solve(
         return await with_progress(ctx, wait, "solving", lambda: rail_api.create_solve(body, wait=wait, deadline=deadline))
 
 
+def solve_source(state: AppState, id: str) -> Callable[..., Awaitable[Solve]]:
+    """Where a solve lives: the x402 ledger (x402_… ids) or the credits API; takes (id, wait=)."""
+    return state.x402.get if id.startswith(X402_PREFIX) else state.credits.get_solve
+
+
 async def get_solve(id: SolveId, ctx: Context[AppState], wait_seconds: WaitSeconds = None) -> Solve:
     """Fetch a solve; while it is unfinished, wait up to wait_seconds for it to finish."""
     state = ctx.request_context.lifespan_context
     with tool_errors():
         check_solve_id(id)
         wait = _wait(state, wait_seconds)
-        source = state.x402.get if id.startswith(X402_PREFIX) else state.credits.get_solve
+        source = solve_source(state, id)
         try:
             return await with_progress(ctx, wait, "waiting", lambda: source(id, wait=wait))
         except NoneCapError as exc:

@@ -14,7 +14,13 @@ from nonecap_mcp.sandbox.outcomes import plan_for
 from nonecap_mcp.sandbox.request import ApiRequest
 from nonecap_mcp.sandbox.solves import TERMINAL
 from nonecap_mcp.sandbox.state import SandboxState
-from nonecap_mcp.sandbox.validation import parse_list_query, parse_solve_request, parse_wait
+from nonecap_mcp.sandbox.validation import (
+    parse_feedback,
+    parse_json_object,
+    parse_list_query,
+    parse_solve_request,
+    parse_wait,
+)
 
 __all__ = ["V1_ROUTES", "ApiRequest", "Endpoint", "Routes", "dispatch"]
 
@@ -47,10 +53,18 @@ def _solve_response(solve: dict[str, object]) -> Response:
     return Response(200 if solve["status"] in TERMINAL else 202, solve)
 
 
+def _json_body(request: ApiRequest) -> bytes:
+    """The body of a JSON route, or 415 when it was not sent as application/json."""
+    media_type = (request.header("Content-Type") or "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise ApiError("unsupported_media_type", "Send the body as JSON with Content-Type: application/json.")
+    return request.body
+
+
 def create_solve(state: SandboxState, request: ApiRequest, _params: dict[str, str]) -> Response:
     """POST /v1/solves[?wait=N]."""
     api_key = state.authenticate(request.authorization)
-    solve_request = parse_solve_request(request.body)
+    solve_request = parse_solve_request(_json_body(request))
     plan = plan_for(solve_request.sitekey)
     wait_s = parse_wait(request.query)
     return _solve_response(state.create_solve(api_key, solve_request, plan, wait_s))
@@ -75,6 +89,24 @@ def list_solves(state: SandboxState, request: ApiRequest, _params: dict[str, str
     return Response(200, state.list_solves(api_key, parse_list_query(request.query)))
 
 
+def report_feedback(state: SandboxState, request: ApiRequest, params: dict[str, str]) -> Response:
+    """POST /v1/solves/{id}/feedback: 200 with the stored verdict (recorded, corrected or unchanged)."""
+    api_key = state.authenticate(request.authorization)
+    report = parse_feedback(parse_json_object(_json_body(request)))
+    return Response(200, state.report_feedback(api_key, params["solve_id"], report))
+
+
+def report_feedback_batch(state: SandboxState, request: ApiRequest, _params: dict[str, str]) -> Response:
+    """POST /v1/feedback {"feedback": [...]}: 200 even when items fail; each result says how it went."""
+    api_key = state.authenticate(request.authorization)
+    items = parse_json_object(_json_body(request)).get("feedback")
+    if items is None:
+        raise ApiError("invalid_request", "Missing required field: feedback.", param="feedback")
+    if not isinstance(items, list):
+        raise ApiError("validation_error", "feedback must be a list of reports.", param="feedback")
+    return Response(200, state.report_feedback_batch(api_key, items))
+
+
 def retrieve_account(state: SandboxState, request: ApiRequest, _params: dict[str, str]) -> Response:
     """GET /v1/me."""
     api_key = state.authenticate(request.authorization)
@@ -84,5 +116,7 @@ def retrieve_account(state: SandboxState, request: ApiRequest, _params: dict[str
 V1_ROUTES: Routes = (
     (re.compile(r"/v1/solves"), {"GET": list_solves, "POST": create_solve}),
     (re.compile(r"/v1/solves/(?P<solve_id>[^/]+)"), {"GET": retrieve_solve, "DELETE": cancel_solve}),
+    (re.compile(r"/v1/solves/(?P<solve_id>[^/]+)/feedback"), {"POST": report_feedback}),
+    (re.compile(r"/v1/feedback"), {"POST": report_feedback_batch}),
     (re.compile(r"/v1/me"), {"GET": retrieve_account}),
 )

@@ -19,7 +19,7 @@ from nonecap_mcp.sandbox.x402 import SANDBOX_PAY_TO, check_address, fund_amount
 from nonecap_mcp.x402.networks import atomic_to_usd
 
 _FAULT_FIELDS = frozenset({"method", "path", "action", "times", "status", "code", "retry_after", "seconds", "skip"})
-_ACCOUNT_FIELDS = frozenset({"api_key", "credits", "locked", "email"})
+_ACCOUNT_FIELDS = frozenset({"api_key", "credits", "locked", "email", "daily_solves"})
 _X402_FIELDS = frozenset({"version", "overrides"})
 _FUND_FIELDS = frozenset({"address", "usd"})
 
@@ -55,7 +55,8 @@ def add_fault(state: SandboxState, request: ApiRequest, _params: dict[str, str])
 
 
 def add_account(state: SandboxState, request: ApiRequest, _params: dict[str, str]) -> Response:
-    """POST /_sandbox/accounts: create or update an account (api_key, credits, locked, email)."""
+    """POST /_sandbox/accounts: create or update an account (api_key, credits, locked, email,
+    daily_solves: the plan's allowance, null for no plan)."""
     fields = _fields(request.body, _ACCOUNT_FIELDS)
     try:
         account = state.add_account(**{"api_key": None, **fields})

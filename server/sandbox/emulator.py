@@ -16,7 +16,7 @@ from nonecap_mcp.sandbox.chain import Settlement
 from nonecap_mcp.sandbox.errors import InvalidField
 from nonecap_mcp.sandbox.faults import make_fault
 from nonecap_mcp.sandbox.handler import SandboxHTTPServer
-from nonecap_mcp.sandbox.state import SANDBOX_API_KEY, RecordedRequest, SandboxState
+from nonecap_mcp.sandbox.state import DAILY_SOLVES, SANDBOX_API_KEY, RecordedRequest, SandboxState
 from nonecap_mcp.sandbox.x402 import DEFAULT_RATE_LIMIT, SOLVE_CAP_S, PaymentAttempt, check_address, fund_amount
 from nonecap_mcp.x402.networks import atomic_to_usd
 
@@ -149,9 +149,18 @@ class Sandbox:
 
     # -- controls --------------------------------------------------------------------
 
-    def add_account(self, api_key: str, *, credits: int = 100, locked: bool = False, email: str | None = None) -> None:
-        """Add an account (api_key must be nc_test_ + 32 base64url chars); an existing one is updated."""
-        self._state.add_account(api_key, credits=credits, locked=locked, email=email)
+    def add_account(
+        self,
+        api_key: str,
+        *,
+        credits: int = 100,
+        locked: bool = False,
+        email: str | None = None,
+        daily_solves: int | None = DAILY_SOLVES,
+    ) -> None:
+        """Add an account (api_key must be nc_test_ + 32 base64url chars); an existing one is updated.
+        `daily_solves` is the plan's allowance shown by /v1/me (None: an account without a plan)."""
+        self._state.add_account(api_key, credits=credits, locked=locked, email=email, daily_solves=daily_solves)
 
     def set_balance(self, credits: int, api_key: str = SANDBOX_API_KEY) -> None:
         """Set an account's balance as of now (solves still in flight may refund on top later)."""

@@ -22,12 +22,21 @@ STATUS_BY_CODE: dict[str, int] = {
     "concurrency_limit_exceeded": 429,
     "internal_error": 500,
     "pool_exhausted": 503,
+    # Grown since the v1 seed, as the official client documents them.
+    "forbidden": 403,
+    "key_credit_limit_exceeded": 402,
+    "not_eligible": 404,
+    "payload_too_large": 413,
+    "unsupported_media_type": 415,
+    "expired_window": 422,
+    "sitekey_rate_limited": 429,
+    "proxy_unavailable": 429,
+    "rate_capped": 429,
+    "maintenance": 503,
 }
 
-# A fault given only a status still needs a code; 429 means plain rate limiting unless told.
-CODE_BY_STATUS: dict[int, str] = {
-    status: code for code, status in STATUS_BY_CODE.items() if code != "concurrency_limit_exceeded"
-}
+# A fault given only a status still needs a code: the first listed for it (429 is plain rate limiting).
+CODE_BY_STATUS: dict[int, str] = {status: code for code, status in reversed(STATUS_BY_CODE.items())}
 
 DEFAULT_MESSAGES: dict[str, str] = {
     "invalid_request": "Malformed JSON or missing required structural field.",
@@ -41,6 +50,16 @@ DEFAULT_MESSAGES: dict[str, str] = {
     "concurrency_limit_exceeded": "Too many solves in flight for this account. Retry once one completes.",
     "internal_error": "Unexpected server error.",
     "pool_exhausted": "All workers busy; retry after the Retry-After delay.",
+    "forbidden": "This API key is not allowed to do this.",
+    "key_credit_limit_exceeded": "This API key reached its own credit limit.",
+    "not_eligible": "Only your own solves that produced a token can be reported.",
+    "payload_too_large": "Request body too large (limit 1 MiB).",
+    "unsupported_media_type": "Send JSON bodies with Content-Type: application/json.",
+    "expired_window": "The reporting window for this solve has closed.",
+    "sitekey_rate_limited": "hCaptcha is refusing challenges for this sitekey; retry after the Retry-After delay.",
+    "proxy_unavailable": "Submits through this proxy are shed because it refuses connections; fix or switch it.",
+    "rate_capped": "Submit rate cap reached on this sitekey; retry after the Retry-After delay.",
+    "maintenance": "New solves are paused for maintenance. Retry shortly.",
 }
 FALLBACK_MESSAGE = "Fault injected by the NoneCap sandbox."
 

@@ -189,7 +189,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         length = int(raw)
         if length > MAX_BODY_BYTES:
             self.close_connection = True
-            raise ApiError("invalid_request", "Request body too large (limit 1 MiB).")
+            raise ApiError("payload_too_large")
         return self.rfile.read(length)
 
     def _read_chunked(self) -> bytes:
@@ -206,7 +206,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             size_total += size
             if size_total > MAX_BODY_BYTES:
                 self.close_connection = True
-                raise ApiError("invalid_request", "Request body too large (limit 1 MiB).")
+                raise ApiError("payload_too_large")
             if size == 0:
                 while self.rfile.readline(1024).strip():
                     pass  # trailers

@@ -2,10 +2,13 @@
 
 They drive both rails: `sitekey` on POST /v1/solves and `task.websiteKey` on the x402 rail's
 POST /x402/createTask (where the solve is synchronous, capped at 60 s: a failure is a 422,
-an expiry or a longer solve a 504, and neither is charged).
+an expiry or a longer solve a 504, and neither is charged). `sandbox-refuse-<code>` is for
+the credits API only: its create is refused before anything exists.
 
 The outcome and its timing are fixed when the solve is created (a `Plan`), so everything
-afterwards is a pure function of the clock and no background ticker is needed.
+afterwards is a pure function of the clock and no background ticker is needed. Codes,
+reasons, warnings and refusals follow the live API as the official client (`nonecap`
+0.11) documents it.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from nonecap_mcp.sandbox.errors import ApiError
+from nonecap_mcp.sandbox.errors import STATUS_BY_CODE, ApiError
 
 BUDGET_MS = 120_000  # the time budget after which a solve that is still running expires
 MAX_SOLVE_MS = 90_000  # test durations are capped at the longest ?wait
@@ -38,7 +41,69 @@ FAILURE_MESSAGES: dict[str, str] = {
     ),
     "target_unreachable": "The target url did not load. Verify it is reachable.",
     "vision_error": "Internal error in the solving pipeline. Retry; contact support if it persists.",
+    "internal_error": "An unexpected error stopped this solve. Retry; nothing was charged.",
+    "unsolvable_variant": (
+        "This challenge variant is not one the solver can complete. Retrying unchanged will not help; "
+        "nothing was charged."
+    ),
+    "capacity_exhausted": "No solver capacity was free for this solve in time. Retry shortly; nothing was charged.",
 }
+# Typed sub-reasons (`error.reason`): what the solver knew beyond the code. Any may ride on any
+# failure code in the sandbox; the message then says what the reason means.
+REASON_MESSAGES: dict[str, str] = {
+    "sitekey_rate_limited": "hCaptcha is rate-limiting this sitekey. Wait before the next solve for it.",
+    "passive_required": (
+        "This sitekey only grants tokens passively (no challenge), which this solve's IP and browser did not earn. "
+        "A cleaner (residential) proxy is needed."
+    ),
+    "rounds_exhausted": "hCaptcha kept serving new rounds until the solver gave up. Retry the solve.",
+    "proxy_rejected": "hCaptcha refused the proxy's IP. Retry with a different proxy.",
+    "proxy_tls": "TLS through the proxy failed (it breaks or intercepts TLS). Fix or swap the proxy.",
+    "proxy_stalled": "The proxy stopped passing data mid-solve. Retry with a different proxy or exit.",
+    "proxy_egress_blocked": "The proxy refused to connect to hCaptcha. Allow hCaptcha through it, or swap it.",
+    "target_egress_blocked": "The target page could not be reached from the solver's egress. Check the url.",
+    "profile_engine_unavailable": "A solver component was briefly unavailable. Retry shortly.",
+    "type_not_served": "This captcha type is not served for this sitekey. Check type (hcaptcha or hcaptcha_enterprise).",
+    "browser_lane_capped": "Solver browser capacity for this kind of solve is at its cap. Retry in a little while.",
+    "recaptcha_not_loaded": "The page did not load the expected captcha widget. Check the url and the type.",
+    "refused_wording_unescaped": "The solver refused this challenge's wording. Retry; a new challenge usually differs.",
+    "session_capped": "Your own-proxy sessions for this sitekey are at their limit. Wait for running solves to finish.",
+}
+# `error.retryable`: whether re-submitting the same request unchanged can succeed.
+NOT_RETRYABLE = frozenset({
+    "target_unreachable", "unsolvable_variant", "passive_required", "proxy_tls", "proxy_egress_blocked",
+    "target_egress_blocked", "type_not_served", "recaptcha_not_loaded",
+})  # fmt: skip
+WARNING_MESSAGES: dict[str, str] = {
+    "proxy_session_refused": (
+        "The last token(s) you reported from this proxy session were rejected. "
+        "Switch to a new proxy session for your next solves."
+    ),
+    "proxy_recommended": (
+        "This page is much more likely to accept a token solved through the connection you submit it from. "
+        "Send your proxy in proxy. The solve still ran."
+    ),
+}
+# Creates the live API refuses before anything exists: code -> (Retry-After seconds, message).
+REFUSALS: dict[str, tuple[int | None, str]] = {
+    "sitekey_rate_limited": (30, (
+        "hCaptcha is refusing challenges for this sitekey right now, so the submit was shed and nothing was "
+        "charged. Retry after the Retry-After delay; a different proxy pool will not help."
+    )),
+    "proxy_unavailable": (60, (
+        "Nearly every recent solve through this proxy failed because it refused the connection, so submits "
+        "through it are shed. Fix the proxy or switch exit; one submit is let through after Retry-After."
+    )),
+    "rate_capped": (10, (
+        "Your account reached its submit rate cap on this sitekey for the trailing minute. Nothing was charged; "
+        "retry after Retry-After."
+    )),
+    "maintenance": (30, "New solves are paused for maintenance; nothing was created or charged. Retry shortly."),
+    "key_credit_limit_exceeded": (None, (
+        "This API key reached its own credit limit (the account may still have credits). Raise the key's limit "
+        "in the dashboard or use another key."
+    )),
+}  # fmt: skip
 TERMINAL_MESSAGES: dict[str, str] = {
     **FAILURE_MESSAGES,
     "cancelled": "The caller cancelled the job.",
@@ -47,8 +112,17 @@ TERMINAL_MESSAGES: dict[str, str] = {
 
 TEST_SITEKEYS: dict[str, str] = {
     "sandbox-solve-<N>ms|s": "solved after N (queued for the first 20%, then solving); N capped at 90 s",
-    "sandbox-fail-<code>[-<N>ms|s]": (
+    "sandbox-fail-<code>[-<reason>][-<N>ms|s]": (
         f"failed after {FAIL_MS} ms (or N) with error.code <code>, one of: " + ", ".join(FAILURE_MESSAGES)
+        + "; and error.reason <reason>, one of: " + ", ".join(REASON_MESSAGES)
+        + "; error.retryable is false for " + ", ".join(sorted(NOT_RETRYABLE))
+    ),
+    "sandbox-warn-<warning>[-<N>ms|s]": (
+        f"solved after {NORMAL_MS / 1000:g} s (or N) with warnings [<warning>], one of: " + ", ".join(WARNING_MESSAGES)
+    ),
+    "sandbox-refuse-<code>": (
+        "credits API only: the create is refused with that error and nothing is created or charged: "
+        + ", ".join(f"{code} ({STATUS_BY_CODE[code]})" for code in REFUSALS) + ", each with Retry-After but the 402"
     ),
     "sandbox-expire[-<N>ms|s]": (
         f"expired after {EXPIRE_MS // 1000} s (or N, max {BUDGET_MS // 1000} s) while still queued: "
@@ -64,7 +138,9 @@ TEST_SITEKEYS: dict[str, str] = {
 
 _DURATION = r"(?P<n>\d{1,9})(?P<unit>ms|s)"
 _SOLVE = re.compile(rf"sandbox-solve-{_DURATION}")
-_FAIL = re.compile(rf"sandbox-fail-(?P<code>[a-z_]+)(?:-{_DURATION})?")
+_FAIL = re.compile(rf"sandbox-fail-(?P<code>[a-z_]+)(?:-(?P<reason>[a-z_]+))?(?:-{_DURATION})?")
+_WARN = re.compile(rf"sandbox-warn-(?P<warning>[a-z_]+)(?:-{_DURATION})?")
+_REFUSE = re.compile(r"sandbox-refuse-(?P<code>[a-z_]+)")
 _EXPIRE = re.compile(rf"sandbox-expire(?:-{_DURATION})?")
 
 
@@ -76,6 +152,8 @@ class Plan:
     queue_ms: int | None
     total_ms: int
     error_code: str | None = None
+    reason: str | None = None  # error.reason of a failure
+    warning: str | None = None  # the one warning a solved solve carries
 
 
 def plan_for(sitekey: str) -> Plan:
@@ -87,8 +165,16 @@ def plan_for(sitekey: str) -> Plan:
     if match := _SOLVE.fullmatch(sitekey):
         return _solved(_duration_ms(match, MAX_SOLVE_MS))
     if (match := _FAIL.fullmatch(sitekey)) and match["code"] in FAILURE_MESSAGES:
-        total = _duration_ms(match, MAX_SOLVE_MS) if match["n"] else FAIL_MS
-        return Plan("failed", total // 5, total, match["code"])
+        if match["reason"] is None or match["reason"] in REASON_MESSAGES:
+            total = _duration_ms(match, MAX_SOLVE_MS) if match["n"] else FAIL_MS
+            return Plan("failed", total // 5, total, match["code"], match["reason"])
+    if (match := _WARN.fullmatch(sitekey)) and match["warning"] in WARNING_MESSAGES:
+        total = _duration_ms(match, MAX_SOLVE_MS) if match["n"] else NORMAL_MS
+        return Plan("solved", total // 5, total, warning=match["warning"])
+    if (match := _REFUSE.fullmatch(sitekey)) and match["code"] in REFUSALS:
+        retry_after, message = REFUSALS[match["code"]]
+        headers = () if retry_after is None else (("Retry-After", str(retry_after)),)
+        raise ApiError(match["code"], message, headers=headers)
     if match := _EXPIRE.fullmatch(sitekey):
         total = _duration_ms(match, BUDGET_MS) if match["n"] else EXPIRE_MS
         return Plan("expired", None, total, "expired")

@@ -13,14 +13,17 @@ import threading
 import time
 from dataclasses import dataclass
 
-from nonecap_mcp.sandbox.outcomes import TERMINAL_MESSAGES, Plan
-from nonecap_mcp.sandbox.validation import SolveRequest
+from nonecap_mcp.sandbox.outcomes import NOT_RETRYABLE, REASON_MESSAGES, TERMINAL_MESSAGES, WARNING_MESSAGES, Plan
+from nonecap_mcp.sandbox.validation import Feedback, SolveRequest
 
 IN_FLIGHT = frozenset({"pending", "solving"})
 REFUNDED = frozenset({"failed", "cancelled", "expired"})
 TERMINAL = REFUNDED | {"solved"}
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _RANDOM_BITS = 80
+SANDBOX_USER_AGENT = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"
+)
 
 
 def now_ms() -> int:
@@ -61,6 +64,30 @@ def sandbox_token() -> str:
 
 
 @dataclass
+class FeedbackRecord:
+    """The verdict stored for one solve: the latest report wins, `report_count` counts writes."""
+
+    report: Feedback
+    report_count: int
+    created_ms: int
+    updated_ms: int
+
+    def render(self, solve_id: str) -> dict[str, object]:
+        """The API's feedback object."""
+        return {
+            "object": "feedback",
+            "solve_id": solve_id,
+            "outcome": self.report.outcome,
+            "reason": self.report.reason,
+            "context": self.report.context,
+            "reported_at": self.report.reported_at,
+            "report_count": self.report_count,
+            "created_at": rfc3339(self.created_ms),
+            "updated_at": rfc3339(self.updated_ms),
+        }
+
+
+@dataclass
 class Solve:
     """One solve's schedule and outcome; mutated only by cancel, under the state lock."""
 
@@ -74,8 +101,13 @@ class Solve:
     finish_ms: int
     outcome: str
     error_code: str | None
-    token: str  # shown only once solved
+    token: str  # shown only once solved, with resp_key and user_agent
+    resp_key: str
+    user_agent: str
+    error_reason: str | None = None
+    warning: str | None = None
     cancelled_ms: int | None = None
+    feedback: FeedbackRecord | None = None
 
     @classmethod
     def scheduled(cls, solve_id: str, account_key: str, request: SolveRequest, plan: Plan, created_ms: int) -> Solve:
@@ -92,6 +124,10 @@ class Solve:
             outcome=plan.outcome,
             error_code=plan.error_code,
             token=sandbox_token(),
+            resp_key="E0_SANDBOX_" + secrets.token_urlsafe(24),
+            user_agent=request.user_agent or SANDBOX_USER_AGENT,
+            error_reason=plan.reason,
+            warning=plan.warning,
         )
 
     def status_at(self, now: int) -> str:
@@ -122,9 +158,10 @@ class Solve:
         return self.start_ms
 
     def render(self, now: int) -> dict[str, object]:
-        """The seed's solve object at `now` (plus `livemode: false`, which clients must ignore)."""
+        """The live solve object at `now` (plus `livemode: false`, which clients must ignore)."""
         status = self.status_at(now)
         started, finished = self.started_at(now), self.finished_at(now)
+        solved = status == "solved"
         return {
             "id": self.id,
             "object": "solve",
@@ -132,7 +169,10 @@ class Solve:
             "status": status,
             "sitekey": self.sitekey,
             "url": self.url,
-            "token": self.token if status == "solved" else None,
+            "token": self.token if solved else None,
+            "resp_key": self.resp_key if solved else None,
+            "user_agent": self.user_agent if solved else None,
+            "warnings": [] if self.warning is None else [{"code": self.warning, "message": WARNING_MESSAGES[self.warning]}],
             "error": self._error(status),
             "credits_charged": None if status not in TERMINAL else int(status == "solved"),
             "created_at": rfc3339(self.created_ms),
@@ -143,12 +183,18 @@ class Solve:
             "livemode": False,
         }
 
-    def _error(self, status: str) -> dict[str, str] | None:
-        """`{code, message}` on failed, cancelled and expired; null otherwise."""
+    def _error(self, status: str) -> dict[str, object] | None:
+        """`{code, message, reason, retryable}` on failed, cancelled and expired; null otherwise."""
         if status not in REFUNDED:
             return None
         code = "cancelled" if status == "cancelled" else str(self.error_code)
-        return {"code": code, "message": TERMINAL_MESSAGES[code]}
+        reason = self.error_reason if status == "failed" else None
+        return {
+            "code": code,
+            "message": TERMINAL_MESSAGES[code] if reason is None else REASON_MESSAGES[reason],
+            "reason": reason,
+            "retryable": code not in NOT_RETRYABLE and reason not in NOT_RETRYABLE,
+        }
 
 
 def _queue_ms(created: int, started: int | None, finished: int | None) -> int | None:

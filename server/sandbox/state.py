@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from nonecap_mcp.sandbox.errors import ApiError, InvalidField, insufficient_credits
 from nonecap_mcp.sandbox.faults import Fault
 from nonecap_mcp.sandbox.outcomes import Plan
-from nonecap_mcp.sandbox.solves import IN_FLIGHT, TERMINAL, Solve, UlidGenerator, now_ms, rfc3339
-from nonecap_mcp.sandbox.validation import ListQuery, SolveRequest
+from nonecap_mcp.sandbox.solves import IN_FLIGHT, TERMINAL, FeedbackRecord, Solve, UlidGenerator, now_ms, rfc3339
+from nonecap_mcp.sandbox.validation import MAX_FEEDBACK_BATCH, Feedback, ListQuery, SolveRequest, parse_feedback
 from nonecap_mcp.sandbox.x402 import DEFAULT_RATE_LIMIT, SOLVE_CAP_S, X402Rail
 
 SANDBOX_API_KEY = "nc_test_sandbox_key_for_offline_use_only"
@@ -26,6 +26,8 @@ LOCKED_API_KEY = "nc_test_sandbox_locked_account_000000000"
 DEFAULT_EMAIL = "sandbox@nonecap.test"
 LOCKED_EMAIL = "locked@nonecap.test"
 MAX_LOGGED_REQUESTS = 10_000  # a long --sandbox session must not grow without bound
+DAILY_SOLVES = 1000  # the sandbox plan's daily allowance (shown by /v1/me, not enforced)
+DAY_MS = 86_400_000
 _KEY_FORMAT = re.compile(r"nc_(?:live|test)_[A-Za-z0-9_-]{32}")
 _TEST_KEY_FORMAT = re.compile(r"nc_test_[A-Za-z0-9_-]{32}")
 
@@ -65,6 +67,7 @@ class Account:
     created_ms: int
     locked: bool
     granted: int
+    daily_solves: int | None = DAILY_SOLVES  # None: no plan
     solves: list[Solve] = field(default_factory=list)  # in creation (= id) order
 
 
@@ -117,9 +120,16 @@ class SandboxState:
     # -- accounts ----------------------------------------------------------------------
 
     def add_account(
-        self, api_key: object, *, credits: object = 100, locked: object = False, email: object = None
+        self,
+        api_key: object,
+        *,
+        credits: object = 100,
+        locked: object = False,
+        email: object = None,
+        daily_solves: object = DAILY_SOLVES,
     ) -> dict[str, object]:
-        """Create an account, or update balance, lock and email of an existing one (its solves stay)."""
+        """Create an account, or update balance, lock, email and plan of an existing one (its solves
+        stay). `daily_solves` None means an account without a plan."""
         if not isinstance(api_key, str) or not _TEST_KEY_FORMAT.fullmatch(api_key):
             raise InvalidField("api_key", "api_key must be nc_test_ followed by 32 base64url characters.")
         credits = _check_credits(credits)
@@ -127,6 +137,8 @@ class SandboxState:
             raise InvalidField("locked", "locked must be true or false.")
         if email is not None and (not isinstance(email, str) or "@" not in email):
             raise InvalidField("email", "email must be an email address.")
+        if daily_solves is not None:
+            daily_solves = _check_credits(daily_solves, "daily_solves")
         with self._lock:
             account = self._accounts.get(api_key)
             if account is None:
@@ -134,6 +146,7 @@ class SandboxState:
             else:
                 account.locked, account.email = locked, email or account.email
                 self._set_balance(account, credits)
+            account.daily_solves = daily_solves
             return self._render_account(account, now_ms())
 
     def set_balance(self, api_key: str, credits: int) -> None:
@@ -237,6 +250,46 @@ class SandboxState:
                 "has_more": len(matching) > len(page),
             }
 
+    # -- feedback ----------------------------------------------------------------------
+
+    def report_feedback(self, api_key: str, solve_id: str, report: Feedback) -> dict[str, object]:
+        """POST /v1/solves/{id}/feedback: record, correct or repeat the verdict on one own solved solve."""
+        with self._lock:
+            solve, _ = self._record_feedback(api_key, solve_id, report, now_ms())
+            assert solve.feedback is not None
+            return solve.feedback.render(solve.id)
+
+    def report_feedback_batch(self, api_key: str, items: list[object]) -> dict[str, object]:
+        """POST /v1/feedback: each item resolved on its own, in order (a later duplicate wins)."""
+        if not items or len(items) > MAX_FEEDBACK_BATCH:
+            raise ApiError(
+                "validation_error", f"feedback must hold 1 to {MAX_FEEDBACK_BATCH} reports.", param="feedback"
+            )
+        results: list[dict[str, object]] = []
+        with self._lock:
+            now = now_ms()
+            for item in items:
+                solve_id = item.get("solve_id") if isinstance(item, dict) else None
+                try:
+                    if not isinstance(item, dict) or not isinstance(solve_id, str):
+                        raise ApiError("invalid_request", "Each report needs a solve_id string.", param="solve_id")
+                    _, status = self._record_feedback(api_key, solve_id, parse_feedback(item), now)
+                    results.append({"solve_id": solve_id, "status": status, "error": None})
+                except ApiError as error:
+                    problem = {"code": error.code, "message": error.message, "param": error.param}
+                    results.append({"solve_id": solve_id if isinstance(solve_id, str) else "", "status": "error",
+                                    "error": problem})  # fmt: skip
+        counts = {status: sum(1 for r in results if r["status"] == status) for status in
+                  ("recorded", "updated", "unchanged", "error")}  # fmt: skip
+        return {
+            "object": "feedback_batch",
+            "recorded": counts["recorded"],
+            "updated": counts["updated"],
+            "unchanged": counts["unchanged"],
+            "failed": counts["error"],
+            "results": results,
+        }
+
     # -- faults and request log --------------------------------------------------------
 
     def add_fault(self, fault: Fault) -> None:
@@ -307,6 +360,25 @@ class SandboxState:
             raise ApiError("not_found", "No solve with that id (unknown, or purged after the 30-day retention).")
         return solve
 
+    def _record_feedback(self, api_key: str, solve_id: str, report: Feedback, now: int) -> tuple[Solve, str]:
+        """Store a verdict (lock held): recorded, updated, or unchanged when identical to the stored one."""
+        solve = self._owned_solve(api_key, solve_id)
+        status = solve.status_at(now)
+        if status != "solved":
+            raise ApiError(
+                "not_eligible", f"Only solves that produced a token can be reported; this one is {status}."
+            )
+        record = solve.feedback
+        if record is None:
+            solve.feedback = FeedbackRecord(report, 1, now, now)
+            return solve, "recorded"
+        if (record.report.outcome, record.report.reason, record.report.context) == (
+            report.outcome, report.reason, report.context
+        ):
+            return solve, "unchanged"
+        record.report, record.report_count, record.updated_ms = report, record.report_count + 1, now
+        return solve, "updated"
+
     @staticmethod
     def _balance(account: Account, now: int) -> int:
         """Granted credits minus those still held by solves that were not refunded."""
@@ -317,14 +389,30 @@ class SandboxState:
         account.granted = credits + account.granted - self._balance(account, now_ms())
 
     def _render_account(self, account: Account, now: int) -> dict[str, object]:
-        """The seed's account object."""
+        """The account object, with the plan's day when the account has a plan."""
         return {
             "object": "account",
             "id": account.id,
             "email": account.email,
             "credits_balance": self._balance(account, now),
             "created_at": rfc3339(account.created_ms),
+            "plan": None if account.daily_solves is None else self._render_plan(account, now),
             "livemode": False,
+        }
+
+    @staticmethod
+    def _render_plan(account: Account, now: int) -> dict[str, object]:
+        """Today's (UTC) allowance: solves created today that still hold their credit count as used."""
+        day_start = now - now % DAY_MS
+        daily = int(account.daily_solves or 0)
+        used = sum(1 for s in account.solves if s.created_ms >= day_start and s.holds_credit_at(now))
+        return {
+            "id": "plan_sandbox",
+            "name": "Sandbox",
+            "daily_solves": daily,
+            "used_today": used,
+            "remaining_today": max(0, daily - used),
+            "resets_at": rfc3339(day_start + DAY_MS),
         }
 
     def _wait_and_render(self, solve: Solve, wait_s: int | None, now: int) -> dict[str, object]:
@@ -340,8 +428,8 @@ class SandboxState:
         return solve.render(now)
 
 
-def _check_credits(credits: object) -> int:
-    """A balance is a whole number of credits, never negative (booleans are not numbers here)."""
+def _check_credits(credits: object, param: str = "credits") -> int:
+    """A count of credits or solves, never negative (booleans are not numbers here)."""
     if isinstance(credits, bool) or not isinstance(credits, int) or credits < 0:
-        raise InvalidField("credits", "credits must be an integer of at least 0.")
+        raise InvalidField(param, f"{param} must be an integer of at least 0.")
     return credits

@@ -20,6 +20,10 @@ RESERVED_TYPES = ("recaptcha_v2", "recaptcha_v3", "cloudflare_turnstile", "funca
 STATUSES = ("pending", "solving", "solved", "failed", "cancelled", "expired")
 PROXY_SCHEMES = ("http", "https", "socks4", "socks5")
 PROXY_KEYS = frozenset({"host", "port", "scheme", "username", "password"})
+FEEDBACK_OUTCOMES = ("accepted", "rejected", "unknown", "unused", "error")
+MAX_FEEDBACK_REASON = 512
+MAX_FEEDBACK_CONTEXT = 2000
+MAX_FEEDBACK_BATCH = 500
 MAX_WAIT_S = 90
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 20
@@ -35,6 +39,17 @@ class SolveRequest:
     type: str
     sitekey: str
     url: str
+    user_agent: str | None = None  # the solve presents it (else a sandbox browser's)
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """A verdict on a solve's token, as reported."""
+
+    outcome: str
+    reason: str | None
+    context: str | None
+    reported_at: str | None
 
 
 @dataclass(frozen=True)
@@ -74,19 +89,39 @@ def parse_solve_request(body: bytes) -> SolveRequest:
     url = _nonempty_string(fields["url"], "url")
     if not is_http_url(url):
         raise ApiError("validation_error", "url must be an absolute http(s) URL with a host.", param="url")
-    rqdata = fields.get("rqdata")
-    if rqdata is not None:
-        _nonempty_string(rqdata, "rqdata")
-    elif solve_type == "hcaptcha_enterprise":
-        raise ApiError("validation_error", "rqdata is required for type hcaptcha_enterprise.", param="rqdata")
-    if fields.get("user_agent") is not None:
-        _nonempty_string(fields["user_agent"], "user_agent")
+    if fields.get("rqdata") is not None:  # optional for both types: many enterprise sites issue none
+        _nonempty_string(fields["rqdata"], "rqdata")
+    user_agent = fields.get("user_agent")
+    if user_agent is not None:
+        _nonempty_string(user_agent, "user_agent")
     if fields.get("proxy") is not None:
         _check_proxy(fields["proxy"])
     webhook_url = fields.get("webhook_url")
     if webhook_url is not None and not (isinstance(webhook_url, str) and is_http_url(webhook_url)):
         raise ApiError("validation_error", "webhook_url must be an absolute http(s) URL.", param="webhook_url")
-    return SolveRequest(solve_type, sitekey, url)
+    return SolveRequest(solve_type, sitekey, url, user_agent if isinstance(user_agent, str) else None)
+
+
+def parse_feedback(fields: dict[str, object]) -> Feedback:
+    """One report (of POST /v1/solves/{id}/feedback, or an item of POST /v1/feedback).
+
+    `reason` and `context` are truncated, never refused, for length: they are free text a
+    human reads; `reported_at` is advisory and only needs to be a string.
+    """
+    outcome = fields.get("outcome")
+    if outcome is None:
+        raise ApiError("invalid_request", "Missing required field: outcome.", param="outcome")
+    if outcome not in FEEDBACK_OUTCOMES:
+        raise ApiError(
+            "validation_error", "outcome must be one of: " + ", ".join(FEEDBACK_OUTCOMES) + ".", param="outcome"
+        )
+    texts: dict[str, str | None] = {}
+    for name, limit in (("reason", MAX_FEEDBACK_REASON), ("context", MAX_FEEDBACK_CONTEXT), ("reported_at", 64)):
+        value = fields.get(name)
+        if value is not None and not isinstance(value, str):
+            raise ApiError("validation_error", f"{name} must be a string.", param=name)
+        texts[name] = None if value is None else value[:limit]
+    return Feedback(str(outcome), texts["reason"], texts["context"], texts["reported_at"])
 
 
 def _check_type(value: object) -> str:

@@ -34,7 +34,7 @@ def _spawn_and_list_tools() -> int:
 
 def test_bench_startup_to_tools_list(benchmark: Any) -> None:
     """Spawn → initialize → tools/list answered, as a host does at launch."""
-    assert benchmark.pedantic(_spawn_and_list_tools, rounds=5, iterations=1) == 6
+    assert benchmark.pedantic(_spawn_and_list_tools, rounds=5, iterations=1) == 7
 
 
 @pytest.fixture
