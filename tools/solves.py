@@ -8,20 +8,20 @@ from typing import Annotated, Any, Literal
 import anyio
 
 from mcp.server import MCPServer
-from mcp.server.mcpserver import Context, Resolve
+from mcp.server.mcpserver import AcceptedElicitation, CancelledElicitation, Context, ElicitationResult, Resolve
 from pydantic import Field
 
 from nonecap_mcp.config import MAX_WAIT_SECONDS
-from nonecap_mcp.credits_api import check_solve_id
 from nonecap_mcp.errors import NoneCapError
+from nonecap_mcp.ids import check_solve_id, is_x402_id
 from nonecap_mcp.models import Solve, SolveList
 from nonecap_mcp.tools.consent import PaymentConsent, payment_consent
 from nonecap_mcp.tools.errors import tool_errors
 from nonecap_mcp.tools.progress import with_progress
 from nonecap_mcp.tools.registration import IDEMPOTENT_CHANGE, READ_ONLY, SPENDS, add_tool
+from nonecap_mcp.tools.request import solve_request
 from nonecap_mcp.tools.state import AppState
-from nonecap_mcp.validation import ProxyConfig, build_solve_body
-from nonecap_mcp.x402.rail import X402Rail
+from nonecap_mcp.validation import ProxyConfig, SolveRequest
 
 CaptchaType = Literal["hcaptcha", "hcaptcha_enterprise"]
 Status = Literal["pending", "solving", "solved", "failed", "cancelled", "expired"]
@@ -34,7 +34,6 @@ RailChoice = Annotated[
     Literal["auto", "credits", "x402"] | None,
     Field(description="How to pay: credits (API key) or x402 (USDC per successful solve); auto picks what is configured."),
 ]
-X402_PREFIX = "x402_"
 X402_SETUP_FLOOR_SECONDS = 10  # even with wait_seconds=0, time to ask the rail for its 402
 
 
@@ -47,6 +46,8 @@ async def create_solve(
     sitekey: Annotated[str, Field(min_length=1, max_length=200, description="The hCaptcha sitekey of the page.")],
     url: Annotated[str, Field(min_length=1, max_length=2048, description="URL of the page where the challenge appears.")],
     ctx: Context[AppState],
+    request: Annotated[SolveRequest, Resolve(solve_request)],
+    consent: Annotated[ElicitationResult[PaymentConsent], Resolve(payment_consent)],
     rqdata: Annotated[str | None, Field(max_length=20000, description="Required for hcaptcha_enterprise.")] = None,
     user_agent: Annotated[str | None, Field(max_length=1024, description="The user agent your real client uses.")] = None,
     proxy: Annotated[
@@ -60,7 +61,6 @@ async def create_solve(
         bool,
         Field(description="x402, hosts that cannot ask the user: true once the user approved a payment above the threshold."),
     ] = False,
-    consent: Annotated[PaymentConsent, Resolve(payment_consent)] = PaymentConsent(confirm=True),
 ) -> Solve:
     """Start an hCaptcha solve for a page you are authorised to automate, and wait for its token.
 
@@ -71,18 +71,16 @@ async def create_solve(
     """
     state = ctx.request_context.lifespan_context
     with tool_errors():
-        body = build_solve_body(
-            type=type, sitekey=sitekey, url=url, rqdata=rqdata, user_agent=user_agent, proxy=proxy, webhook_url=webhook_url
-        )
-        if not consent.confirm:
-            raise NoneCapError("confirmation_declined", "The user declined the payment; nothing was paid.")
+        if not (isinstance(consent, AcceptedElicitation) and consent.data.confirm):
+            how = "dismissed the question" if isinstance(consent, CancelledElicitation) else "declined the payment"
+            raise NoneCapError("confirmation_declined", f"The user {how}; nothing was signed or paid.")
         wait = _wait(state, wait_seconds)
         deadline = time.monotonic() + wait
-        if await state.choose_rail(rail) == "x402":
-            X402Rail.check_body(body)
-            return await with_progress(ctx, wait, "solving", lambda: _paid_solve(state, body, user_agent, deadline))
+        if request.rail == "x402":
+            body = request.wire_body()
+            return await with_progress(ctx, wait, "solving", lambda: _paid_solve(state, body, request.user_agent, deadline))
         return await with_progress(
-            ctx, wait, "solving", lambda: state.credits.create_solve(body, wait=wait, deadline=deadline)
+            ctx, wait, "solving", lambda: state.credits.create_solve(request.wire_body(), wait=wait, deadline=deadline)
         )
 
 
@@ -103,7 +101,7 @@ async def get_solve(id: SolveId, ctx: Context[AppState], wait_seconds: WaitSecon
     with tool_errors():
         check_solve_id(id)
         wait = _wait(state, wait_seconds)
-        source = state.x402.get if id.startswith(X402_PREFIX) else state.credits.get_solve
+        source = state.x402.get if is_x402_id(id) else state.credits.get_solve
         return await with_progress(ctx, wait, "waiting", lambda: source(id, wait=wait))
 
 
@@ -128,7 +126,7 @@ async def cancel_solve(id: SolveId, ctx: Context[AppState]) -> Solve:
     """Cancel a pending or solving credits solve; its credit is refunded. Finished solves cannot be cancelled."""
     state = ctx.request_context.lifespan_context
     with tool_errors():
-        if id.startswith(X402_PREFIX):
+        if is_x402_id(id):
             raise NoneCapError("not_cancellable", "x402 solves cannot be cancelled; nothing is charged unless the solve succeeds.")
         return await state.credits.cancel_solve(id)
 

@@ -20,6 +20,7 @@ import httpx
 from nonecap_mcp import __version__
 from nonecap_mcp.errors import NoneCapError
 from nonecap_mcp.guidance import LOCAL, for_x402_status
+from nonecap_mcp.redaction import redact
 from nonecap_mcp.retry import NEVER_SENT, RetryPolicy, call_with_retries, parse_retry_after
 from nonecap_mcp.x402.signing import SignedPayment
 
@@ -67,9 +68,10 @@ class TaskAnswer:
 
 
 def error_text(body: Any, default: str) -> str:
-    """The rail's own words for a failure (`error`, `errorDescription` or `message`), shortened."""
+    """The rail's own words for a failure (`error`, `errorDescription` or `message`), shortened
+    and redacted (they are stored in the ledger and shown on the solve, and may echo what we sent)."""
     text = (body.get("error") or body.get("errorDescription") or body.get("message")) if isinstance(body, dict) else None
-    return str(text)[:300] if text else default
+    return redact(str(text)[:300]) if text else default
 
 
 def _message(response: httpx.Response) -> str:
