@@ -86,7 +86,6 @@ class CreditsAPI:
         *,
         retry: RetryPolicy | None = None,
         max_concurrency: int = 5,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._key_provider = key_provider
         self._retry = retry or RetryPolicy()
@@ -96,7 +95,6 @@ class CreditsAPI:
         self._clock_skew: float | None = None  # API clock minus ours, from Date headers
         self._http = httpx.AsyncClient(
             base_url=base_url,
-            transport=transport,
             timeout=httpx.Timeout(10.0, read=30.0),
             headers={"User-Agent": f"nonecap-mcp/{__version__} httpx/{httpx.__version__}", "Accept": "application/json"},
             follow_redirects=False,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -66,9 +67,13 @@ def _argument_error(exc: ValidationError) -> InvalidArgumentError:
     return InvalidArgumentError(", ".join(params) or "arguments", f"Invalid arguments ({detail}).")
 
 
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
 def _shown_name(name: str) -> str:
-    """An argument name the agent made up, safe to repeat: quoted, escaped, short."""
-    return json.dumps(name[:64])
+    """An argument name the agent made up, safe to repeat: as is when plain, else quoted,
+    escaped and short."""
+    return name if _PLAIN_NAME.fullmatch(name) else json.dumps(name[:64])
 
 
 def redact_result(result: Any) -> Any:

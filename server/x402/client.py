@@ -103,8 +103,7 @@ def _parse_pricing(body: Any) -> Pricing:
 class X402Client:
     """The rail's three endpoints over one pooled httpx client."""
 
-    def __init__(self, base_url: str, *, retry: RetryPolicy | None = None, pricing_ttl: float = 300.0,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(self, base_url: str, *, retry: RetryPolicy | None = None, pricing_ttl: float = 300.0) -> None:
         self.base_url = base_url.rstrip("/")
         self._retry = retry or RetryPolicy()
         self._pricing_ttl = pricing_ttl
@@ -112,7 +111,6 @@ class X402Client:
         self._pricing_lock = anyio.Lock()
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
-            transport=transport,
             timeout=httpx.Timeout(10.0, read=PAID_READ_TIMEOUT),
             headers={"User-Agent": f"nonecap-mcp/{__version__}", "Accept": "application/json"},
             follow_redirects=False,
