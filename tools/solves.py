@@ -69,6 +69,8 @@ async def create_solve(
     the solve is still running it returns status pending with guidance: then call
     get_solve(id, wait_seconds) rather than creating another solve.
     """
+    # The arguments above define the schema; the body reads them only through `request`,
+    # checked once by its resolver (and shown to the user by consent from the same values).
     state = ctx.request_context.lifespan_context
     with tool_errors():
         if not (isinstance(consent, AcceptedElicitation) and consent.data.confirm):
