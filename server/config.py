@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
@@ -21,7 +21,6 @@ from nonecap_mcp.errors import ConfigurationError
 
 DEFAULT_API_BASE = "https://api.nonecap.com"
 DEFAULT_X402_BASE = "https://api.ucaptcha.net"  # the host the x402 rail contract documents
-Rail = Literal["auto", "credits", "x402"]
 MAX_WAIT_SECONDS = 55  # hosts cut tool calls off at about 60 s
 API_MAX_WAIT_SECONDS = 90  # the API's own ?wait bound
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")  # the only hosts plain http may reach

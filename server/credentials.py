@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping
 
 from . import keystore
+from .redaction import remember_secret
 
 __all__ = [
     "API_KEY_ENV",
@@ -63,7 +64,8 @@ class Secret:
     ``str``, ``repr``, f-strings and ``%`` formatting all give ``***`` (not even
     the length), so a Secret that ends up in a log line, a traceback or a tool
     result leaks nothing. Call :meth:`reveal` at the one place the value is
-    needed (the ``Authorization`` header).
+    needed (the ``Authorization`` header). Every value wrapped is also known to
+    ``redaction.redact`` for the life of the process.
     """
 
     __slots__ = ("_value",)
@@ -73,6 +75,7 @@ class Secret:
         if not isinstance(value, str):
             raise TypeError(f"Secret wraps a str, not {type(value).__name__}")
         self._value = value
+        remember_secret(value)  # so text echoed back by an upstream is masked too
 
     def reveal(self) -> str:
         """The secret value itself; keep it out of logs and messages."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -30,19 +29,18 @@ from nonecap_mcp.errors import (
     APIConnectionError,
     APIError,
     ConflictError,
-    InvalidArgumentError,
     NoneCapError,
     OutcomeUnknownError,
     api_error_class,
 )
 from nonecap_mcp.guidance import API_ERRORS
+from nonecap_mcp.ids import check_solve_id
 from nonecap_mcp.models import Account, Feedback, Solve, SolveList
 from nonecap_mcp.retry import NEVER_SENT, RetryPolicy, call_with_retries, parse_retry_after
 
 log = logging.getLogger("nonecap_mcp.http")
 
 KeyProvider = Callable[[], Awaitable[Secret]]
-SOLVE_ID = re.compile(r"^(solve|x402)_[0-9A-Za-z]{1,64}$")  # x402_… ids are local (the ledger)
 READ_MARGIN_SECONDS = 15.0  # HTTP read timeout = ?wait + this, so a long-poll never times out first
 SLOT_WAIT_FLOOR_SECONDS = 10  # even a call that will not wait for its result queues this long for a slot
 UNKNOWN_SKEW_WINDOW = timedelta(minutes=2)  # before any Date header, how far back a lost create may lie
@@ -79,13 +77,6 @@ def _seconds_left(deadline: float | None) -> int:
     return max(0, min(API_MAX_WAIT, int(deadline - time.monotonic())))
 
 
-def check_solve_id(value: str, param: str = "id") -> str:
-    """A solve id safe to put in a URL path (no slashes, no query tricks)."""
-    if not SOLVE_ID.match(value):
-        raise InvalidArgumentError(param, f"{param} must be a solve id like solve_01HQF7K3JKWZX or x402_01HQF7K3JKWZX.")
-    return value
-
-
 class CreditsAPI:
     """The NoneCap v1 endpoints as typed async methods raising `nonecap_mcp.errors`."""
 
@@ -96,7 +87,6 @@ class CreditsAPI:
         *,
         retry: RetryPolicy | None = None,
         max_concurrency: int = 5,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._key_provider = key_provider
         self._retry = retry or RetryPolicy()
@@ -106,7 +96,6 @@ class CreditsAPI:
         self._clock_skew: float | None = None  # API clock minus ours, from Date headers
         self._http = httpx.AsyncClient(
             base_url=base_url,
-            transport=transport,
             timeout=httpx.Timeout(10.0, read=30.0),
             headers={"User-Agent": f"nonecap-mcp/{__version__} httpx/{httpx.__version__}", "Accept": "application/json"},
             follow_redirects=False,

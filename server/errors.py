@@ -14,10 +14,11 @@ class NoneCapError(Exception):
     """Base of every error this package raises on purpose."""
 
     def __init__(self, code: str, message: str, *, param: str | None = None, guidance: g.Guidance | None = None) -> None:
-        self.code = code
+        # An upstream error envelope's code and param are text we did not write, and may echo what we sent.
+        self.code = redact(code)
         self.message = redact(message)
-        self.param = param
-        self.guidance = guidance or g.LOCAL.get(code) or g.LOCAL["unexpected_response"]
+        self.param = redact(param) if param is not None else None
+        self.guidance = guidance or g.for_code(code)
         self.retried = False  # set by the client when the error survived at least one retry
         super().__init__(self.message)
 

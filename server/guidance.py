@@ -6,6 +6,7 @@ all producing the same `Guidance` shape, so an agent learns one vocabulary of ac
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -136,6 +137,12 @@ LOCAL: dict[str, Guidance] = {
     "x402_unexpected_response": _g("retry", True, "The x402 rail (or a gateway in front of it) answered something it does not document, such as an HTML page or a redirect; nothing was paid by this answer. Retry shortly; check NONECAP_X402_BASE if it persists."),
     "x402_setup_timeout": _g("retry", True, "The x402 rail did not offer a payment within the call's time, so nothing was signed or paid. Retry, with a larger wait_seconds if it persists, or use rail=credits."),
     "feedback_not_supported": _g("none", False, "x402 solves cannot be reported: the x402 rail takes no feedback. Nothing to do; report_solve works for credits solves (solve_…)."),
+    # Operator set-up: raised where a tool call meets them (or at start-up, for invalid_config).
+    "invalid_config": _g("configure_payment", False, "The server's configuration is invalid (the message names the setting). Only the user can fix it: ask them to correct that environment variable or flag and restart the server."),
+    "invalid_wallet_key": _g("configure_payment", False, "The x402 wallet key is malformed or could not be read (the message says why). Ask the user to run `nonecap-mcp wallet import` in a terminal, or to fix NONECAP_WALLET_PRIVATE_KEY in the server's env; or use rail=credits."),
+    "rpc_error": _g("retry", True, "The Base JSON-RPC endpoint failed. Retry shortly, or ask the user to set NONECAP_BASE_RPC_URL to another Base RPC provider."),
+    "payment_refused": _g("none", False, "The x402 server asked for a payment that does not match the published price, payee, token or URL, so nothing was signed or paid. Do not retry; tell the user, who may report it to the service."),
+    "budget_exceeded": _g("change_policy", False, "Stop paying for solves today, or ask the user to raise NONECAP_DAILY_BUDGET_USD; retrying before 00:00 UTC fails the same way. rail=credits is unaffected."),
 }
 
 # x402 rail statuses (x402-rail contract: "Failure modes"); no failure here is ever settled.
@@ -164,6 +171,24 @@ _BY_STATUS_FALLBACK: dict[bool, Guidance] = {
     True: _g("retry", True, "The service had a server-side problem; retry shortly."),
     False: _g("fix_parameter", False, "The request was refused; read the message and fix the call before retrying."),
 }
+
+
+class UnregisteredCodeWarning(RuntimeWarning):
+    """An error was raised with a code no table here knows: a bug (tests turn it into a failure)."""
+
+
+def for_code(code: str) -> Guidance:
+    """The guidance registered for one of our error codes (local, x402 or API).
+
+    An unregistered code is a bug: it warns (an error under the test suite's warning
+    filter, a line on stderr in production) and gets the cautious `unexpected_error`
+    guidance rather than a plausible-looking but wrong one.
+    """
+    found = LOCAL.get(code) or X402_FAILURES.get(code) or API_ERRORS.get(code)
+    if found is None:
+        warnings.warn(f"error code {code!r} has no guidance entry in nonecap_mcp.guidance", UnregisteredCodeWarning, stacklevel=3)
+        return LOCAL["unexpected_error"]
+    return found
 
 
 def for_api_error(code: str, http_status: int, retry_after: float | None = None) -> Guidance:

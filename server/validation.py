@@ -1,23 +1,79 @@
 """Checks on tool arguments that the JSON schema cannot express, run before anything is sent.
 
 Each failure raises `InvalidArgumentError` naming the parameter. Messages never echo a
-proxy string or object, because those carry passwords.
+proxy string or object, because those carry passwords; every proxy password is handed
+to the redaction registry as soon as it is seen, so an upstream that echoes it back
+cannot put it in a result or a log either.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import re
+import unicodedata
+from dataclasses import dataclass
+from decimal import Decimal
+from types import MappingProxyType
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from nonecap_mcp.errors import InvalidArgumentError
+from nonecap_mcp.redaction import remember_secret
 
 PROXY_SCHEMES = ("http", "https", "socks4", "socks5")
+PaidRail = Literal["credits", "x402"]
+# Bidirectional overrides and isolates: invisible, and able to make text read backwards.
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_HOST_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_PROXY_FORMAT = "proxy must be exactly scheme://host:port or scheme://user:pass@host:port (scheme http, https, socks4 or socks5; no path, query or fragment)."
+
+
+def _is_control(char: str) -> bool:
+    """C0 (NUL, CR, LF, …), DEL, C1, line/paragraph separators and bidi controls."""
+    return unicodedata.category(char) in ("Cc", "Zl", "Zp") or char in _BIDI_CONTROLS
+
+
+def check_text(param: str, value: str) -> str:
+    """`value` unless it holds a control character: no argument of ours needs one, and
+    one in a url or sitekey could forge lines in a log or in the user's consent prompt."""
+    if any(_is_control(char) for char in value):
+        raise InvalidArgumentError(param, f"{param} must not contain control characters (newlines, NUL, tabs, escape or direction codes).")
+    return value
+
+
+def check_strings(arguments: Any, param: str = "arguments") -> None:
+    """`check_text` on every string in a tool's arguments, nested ones included
+    (`proxy.host`), each named by its path."""
+    if isinstance(arguments, str):
+        check_text(param, arguments)
+    elif isinstance(arguments, dict):
+        for key, value in arguments.items():
+            check_strings(value, key if param == "arguments" else f"{param}.{key}")
+    elif isinstance(arguments, list):
+        for index, value in enumerate(arguments):
+            check_strings(value, f"{param}[{index}]")
+
+
+def check_host(param: str, host: str) -> str:
+    """A hostname (RFC 1123 labels) or an IP literal, nothing else: no `/`, `@`, `:`
+    port or spaces smuggled into what the API will dial."""
+    try:
+        ipaddress.ip_address(host)
+        return host
+    except ValueError:
+        pass
+    name = host[:-1] if host.endswith(".") else host
+    if not 0 < len(name) <= 253 or not all(_HOST_LABEL.fullmatch(label) for label in name.split(".")):
+        raise InvalidArgumentError(param, f"{param} must be a hostname (letters, digits, hyphens and dots) or an IP address.")
+    return host
 
 
 class ProxyConfig(BaseModel):
     """A proxy in object form; the password is write-only and never shown back."""
+
+    model_config = ConfigDict(extra="forbid")  # a mistyped `pasword` must not send the proxy without one
 
     scheme: Literal["http", "https", "socks4", "socks5"] = "http"
     host: str = Field(min_length=1, max_length=253)
@@ -27,42 +83,62 @@ class ProxyConfig(BaseModel):
 
 
 def check_http_url(param: str, value: str) -> str:
-    """An absolute http(s) URL with a host, as the API requires for url and webhook_url.
+    """An absolute http(s) URL with a host and no whitespace, as the API requires for url
+    and webhook_url (and as a user's consent prompt shows it).
 
     urlsplit raises ValueError on some malformed URLs (`http://[abc/`); that is the
     model's mistake too, so it gets the same error naming the parameter.
     """
+    url = value.strip()
     try:
-        parts = urlsplit(value.strip())
+        parts = urlsplit(url)
     except ValueError:
         parts = None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidArgumentError(param, f"{param} must be an absolute http:// or https:// URL with a host.")
-    return value.strip()
+    if any(char.isspace() for char in url):
+        raise InvalidArgumentError(param, f"{param} must not contain spaces; percent-encode them (%20).")
+    return url
 
 
 def _proxy_string(value: str) -> str:
+    text = value.strip()
     try:
-        parts = urlsplit(value.strip())
+        parts = urlsplit(text)
         port = parts.port
     except ValueError:
-        port = None
-        parts = None
-    if parts is None or parts.scheme not in PROXY_SCHEMES or not parts.hostname or port is None:
-        raise InvalidArgumentError(
-            "proxy", "proxy must look like scheme://user:pass@host:port with scheme http, https, socks4 or socks5 and a port."
-        )
-    if (parts.username is None) != (parts.password is None):
-        raise InvalidArgumentError("proxy", "proxy credentials need both a username and a password (user:pass@).")
-    return value.strip()
+        parts, port = None, None
+    if parts is not None and parts.password:
+        remember_secret(parts.password)  # before anything else can fail, and decoded too
+        remember_secret(unquote(parts.password))
+    if (
+        parts is None
+        or parts.scheme not in PROXY_SCHEMES
+        or not parts.hostname
+        or not port
+        or parts.path
+        or parts.query
+        or parts.fragment
+        or "?" in text
+        or "#" in text
+    ):
+        raise InvalidArgumentError("proxy", _PROXY_FORMAT)
+    if "@" in parts.netloc and not (parts.username and parts.password):
+        raise InvalidArgumentError("proxy", "proxy credentials need a non-empty username and password (user:pass@).")
+    check_host("proxy", parts.hostname)
+    return text
 
 
 def _proxy_object(value: ProxyConfig) -> dict[str, Any]:
-    if (value.username is None) != (value.password is None):
+    password = value.password.get_secret_value() if value.password is not None else None
+    remember_secret(password)
+    if (value.username is None) != (password is None):
         raise InvalidArgumentError("proxy", "proxy.username and proxy.password must be given together.")
-    body: dict[str, Any] = {"scheme": value.scheme, "host": value.host, "port": value.port}
-    if value.username is not None and value.password is not None:
-        body |= {"username": value.username, "password": value.password.get_secret_value()}
+    if value.username == "" or password == "":
+        raise InvalidArgumentError("proxy", "proxy.username and proxy.password must not be empty.")
+    body: dict[str, Any] = {"scheme": value.scheme, "host": check_host("proxy.host", value.host), "port": value.port}
+    if value.username is not None and password is not None:
+        body |= {"username": value.username, "password": password}
     return body
 
 
@@ -83,7 +159,8 @@ def build_solve_body(
     proxy: str | ProxyConfig | None,
     webhook_url: str | None,
 ) -> dict[str, Any]:
-    """The POST /v1/solves body, after every check the API would make on it."""
+    """The POST /v1/solves body, after every check the API would make on it (control
+    characters were refused in every argument before this runs: `check_strings`)."""
     if not sitekey.strip():
         raise InvalidArgumentError("sitekey", "sitekey must not be empty.")
     body: dict[str, Any] = {"type": type, "sitekey": sitekey.strip(), "url": check_http_url("url", url)}
@@ -94,3 +171,37 @@ def build_solve_body(
         "webhook_url": check_http_url("webhook_url", webhook_url) if webhook_url else None,
     }
     return body | {k: v for k, v in optional.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class SolveRequest:
+    """One create_solve call, resolved once: its checked body, the rail that pays, and
+    (x402) the price from the rail's published table, never from the arguments.
+
+    Built before anything is asked or sent, and shared by the consent prompt and the
+    tool body, so both see the same validated values.
+    """
+
+    body: MappingProxyType[str, Any]
+    rail: PaidRail
+    price_usd: Decimal | None = None  # x402 only
+
+    @property
+    def type(self) -> str:
+        return str(self.body["type"])
+
+    @property
+    def sitekey(self) -> str:
+        return str(self.body["sitekey"])
+
+    @property
+    def url(self) -> str:
+        return str(self.body["url"])
+
+    @property
+    def user_agent(self) -> str | None:
+        return self.body.get("user_agent")
+
+    def wire_body(self) -> dict[str, Any]:
+        """A fresh copy of the body to send (the request itself stays unchanged)."""
+        return dict(self.body)

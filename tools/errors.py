@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,10 +18,12 @@ from typing import Any
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import CallToolResult
 from pydantic import ValidationError
 
 from nonecap_mcp.errors import APIError, InvalidArgumentError, NoneCapError
-from nonecap_mcp.redaction import redact
+from nonecap_mcp.redaction import redact, redact_tree
+from nonecap_mcp.validation import check_strings
 
 log = logging.getLogger("nonecap_mcp")
 
@@ -64,19 +67,64 @@ def _argument_error(exc: ValidationError) -> InvalidArgumentError:
     return InvalidArgumentError(", ".join(params) or "arguments", f"Invalid arguments ({detail}).")
 
 
-class GuardedServer(MCPServer):
-    """MCPServer whose argument-validation errors carry guidance and never echo a value.
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
-    The SDK's default text repeats each rejected input (pydantic's `input_value`), which
-    would put a proxy password from a malformed proxy argument into the transcript.
+
+def _shown_name(name: str) -> str:
+    """An argument name the agent made up, safe to repeat: as is when plain, else quoted,
+    escaped and short."""
+    return name if _PLAIN_NAME.fullmatch(name) else json.dumps(name[:64])
+
+
+def redact_result(result: Any) -> Any:
+    """A tool result with every string in it (text content and structuredContent alike)
+    passed through `redact`: the last point before anything leaves the process."""
+    if not isinstance(result, CallToolResult):
+        return result
+    return CallToolResult.model_validate(redact_tree(result.model_dump(by_alias=True, exclude_unset=True)))
+
+
+class GuardedServer(MCPServer):
+    """MCPServer that checks every call's arguments before the SDK sees them, and
+    redacts every result before the client does.
+
+    - Arguments a tool does not declare are refused, naming them: the SDK would drop
+      them silently, so a mistyped `proxy_url` would create (and charge) a solve
+      without its proxy.
+    - Control characters are refused in every string argument, naming the parameter.
+    - The SDK's own validation errors carry guidance and never echo a value: its
+      default text repeats each rejected input (pydantic's `input_value`), which would
+      put a proxy password from a malformed proxy argument into the transcript.
+    - Every result and error text goes through `redact`, for every secret this process
+      knows, wherever an upstream echoed one.
     """
+
+    async def _check_arguments(self, name: str, arguments: dict[str, Any]) -> None:
+        declared = {tool.name: tool.input_schema.get("properties", {}) for tool in await self.list_tools()}
+        if name not in declared:
+            return  # the SDK answers an unknown tool itself
+        unknown = sorted(set(arguments) - set(declared[name]))
+        if unknown:
+            shown = ", ".join(_shown_name(key) for key in unknown)
+            takes = ", ".join(declared[name]) or "no arguments"
+            raise InvalidArgumentError(
+                shown, f"{name} does not take {shown}; it takes {takes}. Nothing was sent."
+            )
+        check_strings(arguments)
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
     ) -> Any:
         try:
-            return await super().call_tool(name, arguments, context)
+            await self._check_arguments(name, arguments)
+        except InvalidArgumentError as exc:
+            raise ToolError(f"Error executing tool {name}: {error_text(exc)}") from None
+        try:
+            return redact_result(await super().call_tool(name, arguments, context))
         except ToolError as exc:
-            if not isinstance(exc.__cause__, ValidationError):
+            if isinstance(exc.__cause__, ValidationError):
+                raise ToolError(f"Error executing tool {name}: {error_text(_argument_error(exc.__cause__))}") from exc.__cause__
+            text = redact(str(exc))
+            if text == str(exc):
                 raise
-            raise ToolError(f"Error executing tool {name}: {error_text(_argument_error(exc.__cause__))}") from exc.__cause__
+            raise type(exc)(text) from exc.__cause__

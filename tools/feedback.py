@@ -18,7 +18,7 @@ from nonecap_mcp.errors import NoneCapError
 from nonecap_mcp.models import Feedback
 from nonecap_mcp.tools.errors import tool_errors
 from nonecap_mcp.tools.registration import IDEMPOTENT_CHANGE, add_tool
-from nonecap_mcp.tools.solves import X402_PREFIX
+from nonecap_mcp.ids import is_x402_id
 from nonecap_mcp.tools.state import AppState
 
 Outcome = Literal["accepted", "rejected", "unknown", "unused", "error"]
@@ -38,7 +38,7 @@ async def report_solve(
     state = ctx.request_context.lifespan_context
     with tool_errors():
         check_solve_id(id)
-        if id.startswith(X402_PREFIX):
+        if is_x402_id(id):
             raise NoneCapError("feedback_not_supported", "x402 solves cannot be reported; the x402 rail takes no feedback.")
         return await state.credits.report_feedback(id, outcome, reason=reason, context=context)
 

@@ -7,20 +7,21 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Literal
 
 from mcp.server import MCPServer
-from mcp.server.mcpserver import Context, Resolve
+from mcp.server.mcpserver import AcceptedElicitation, CancelledElicitation, Context, ElicitationResult, Resolve
 from pydantic import Field
 
 from nonecap_mcp.config import MAX_WAIT_SECONDS
-from nonecap_mcp.credits_api import check_solve_id
 from nonecap_mcp.errors import NoneCapError
 from nonecap_mcp.guidance import LOCAL
+from nonecap_mcp.ids import check_solve_id, is_x402_id
 from nonecap_mcp.models import Solve, SolveList
 from nonecap_mcp.tools.consent import PaymentConsent, payment_consent
 from nonecap_mcp.tools.errors import tool_errors
 from nonecap_mcp.tools.progress import with_progress
 from nonecap_mcp.tools.registration import IDEMPOTENT_CHANGE, READ_ONLY, SPENDS, add_tool
+from nonecap_mcp.tools.request import solve_request
 from nonecap_mcp.tools.state import AppState
-from nonecap_mcp.validation import ProxyConfig, build_solve_body
+from nonecap_mcp.validation import ProxyConfig, SolveRequest
 
 CaptchaType = Literal["hcaptcha", "hcaptcha_enterprise"]
 Status = Literal["pending", "solving", "solved", "failed", "cancelled", "expired"]
@@ -33,7 +34,6 @@ RailChoice = Annotated[
     Literal["auto", "credits", "x402"] | None,
     Field(description="How to pay: credits (API key) or x402 (USDC per successful solve); auto picks what is configured."),
 ]
-X402_PREFIX = "x402_"
 
 
 def _wait(state: AppState, wait_seconds: int | None) -> int:
@@ -45,6 +45,8 @@ async def create_solve(
     sitekey: Annotated[str, Field(min_length=1, max_length=200, description="The hCaptcha sitekey of the page.")],
     url: Annotated[str, Field(min_length=1, max_length=2048, description="URL of the page where the challenge appears.")],
     ctx: Context[AppState],
+    request: Annotated[SolveRequest, Resolve(solve_request)],
+    consent: Annotated[ElicitationResult[PaymentConsent], Resolve(payment_consent)],
     rqdata: Annotated[str | None, Field(max_length=20000, description="The page's rqdata, when it passes one (optional).")] = None,
     user_agent: Annotated[str | None, Field(max_length=1024, description="The user agent your real client uses.")] = None,
     proxy: Annotated[
@@ -58,7 +60,6 @@ async def create_solve(
         bool,
         Field(description="x402, hosts that cannot ask the user: true once the user approved a payment above the threshold."),
     ] = False,
-    consent: Annotated[PaymentConsent, Resolve(payment_consent)] = PaymentConsent(confirm=True),
 ) -> Solve:
     """Start an hCaptcha solve for a page you are authorised to automate, and wait for its token.
 
@@ -67,22 +68,22 @@ async def create_solve(
     the solve is still running it returns status pending with guidance: then call
     get_solve(id, wait_seconds) rather than creating another solve.
     """
+    # The arguments above define the schema; the body reads them only through `request`,
+    # checked once by its resolver (and shown to the user by consent from the same values).
     state = ctx.request_context.lifespan_context
     with tool_errors():
-        body = build_solve_body(
-            type=type, sitekey=sitekey, url=url, rqdata=rqdata, user_agent=user_agent, proxy=proxy, webhook_url=webhook_url
-        )
-        if not consent.confirm:
-            raise NoneCapError("confirmation_declined", "The user declined the payment; nothing was paid.")
+        if not (isinstance(consent, AcceptedElicitation) and consent.data.confirm):
+            how = "dismissed the question" if isinstance(consent, CancelledElicitation) else "declined the payment"
+            raise NoneCapError("confirmation_declined", f"The user {how}; nothing was signed or paid.")
         wait = _wait(state, wait_seconds)
         deadline = time.monotonic() + wait
-        rail_api = state.x402 if await state.choose_rail(rail) == "x402" else state.credits
-        return await with_progress(ctx, wait, "solving", lambda: rail_api.create_solve(body, wait=wait, deadline=deadline))
+        rail_api = state.x402 if request.rail == "x402" else state.credits
+        return await with_progress(ctx, wait, "solving", lambda: rail_api.create_solve(request.wire_body(), wait=wait, deadline=deadline))
 
 
 def solve_source(state: AppState, id: str) -> Callable[..., Awaitable[Solve]]:
     """Where a solve lives: the x402 ledger (x402_… ids) or the credits API; takes (id, wait=)."""
-    return state.x402.get if id.startswith(X402_PREFIX) else state.credits.get_solve
+    return state.x402.get if is_x402_id(id) else state.credits.get_solve
 
 
 async def get_solve(id: SolveId, ctx: Context[AppState], wait_seconds: WaitSeconds = None) -> Solve:
@@ -122,7 +123,7 @@ async def cancel_solve(id: SolveId, ctx: Context[AppState]) -> Solve:
     """Cancel a pending or solving credits solve; its credit is refunded. Finished solves cannot be cancelled."""
     state = ctx.request_context.lifespan_context
     with tool_errors():
-        if id.startswith(X402_PREFIX):
+        if is_x402_id(id):
             raise NoneCapError("not_cancellable", "x402 solves cannot be cancelled; nothing is charged unless the solve succeeds.")
         return await state.credits.cancel_solve(id)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nonecap_mcp.sandbox.errors import CODE_BY_STATUS, STATUS_BY_CODE, ApiError, InvalidField, Response
+from nonecap_mcp.sandbox.errors import CODE_BY_STATUS, STATUS_BY_CODE, ApiError, InvalidField
 
 ACTIONS = ("status", "drop_before", "drop_after", "delay")
 CONTROL_PREFIX = "/_sandbox"
@@ -41,10 +41,6 @@ class Fault:
         """The error a `status` fault answers with, plus Retry-After when set."""
         headers = () if self.retry_after is None else (("Retry-After", str(self.retry_after)),)
         return ApiError(str(self.code), status=self.status, headers=headers)
-
-    def response(self) -> Response:
-        """The error envelope a `status` fault answers with, plus Retry-After when set."""
-        return self.error().response()
 
     def describe(self) -> dict[str, object]:
         """The fault as JSON, for the control endpoint's answer (`skip` only while still skipping)."""

@@ -27,6 +27,7 @@ from nonecap_mcp.errors import (
     X402ResponseError,
     X402StatusError,
 )
+from nonecap_mcp.redaction import redact
 from nonecap_mcp.retry import NEVER_SENT, RetryPolicy, call_with_retries, parse_retry_after
 from nonecap_mcp.x402.signing import SignedPayment
 
@@ -66,9 +67,10 @@ class TaskAnswer:
 
 
 def error_text(body: Any, default: str) -> str:
-    """The rail's own words for a failure (`error`, `errorDescription` or `message`), shortened."""
+    """The rail's own words for a failure (`error`, `errorDescription` or `message`), shortened
+    and redacted (they are stored in the ledger and shown on the solve, and may echo what we sent)."""
     text = (body.get("error") or body.get("errorDescription") or body.get("message")) if isinstance(body, dict) else None
-    return str(text)[:300] if text else default
+    return redact(str(text)[:300]) if text else default
 
 
 def documented_failure(status: int, body: Any, headers: httpx.Headers) -> X402StatusError | None:
@@ -134,8 +136,7 @@ def _parse_pricing(body: Any) -> Pricing:
 class X402Client:
     """The rail's three endpoints over one pooled httpx client."""
 
-    def __init__(self, base_url: str, *, retry: RetryPolicy | None = None, pricing_ttl: float = 300.0,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(self, base_url: str, *, retry: RetryPolicy | None = None, pricing_ttl: float = 300.0) -> None:
         self.base_url = base_url.rstrip("/")
         self._retry = retry or RetryPolicy()
         self._pricing_ttl = pricing_ttl
@@ -143,7 +144,6 @@ class X402Client:
         self._pricing_lock = anyio.Lock()
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
-            transport=transport,
             timeout=httpx.Timeout(10.0, read=PAID_READ_TIMEOUT),
             headers={"User-Agent": f"nonecap-mcp/{__version__}", "Accept": "application/json"},
             follow_redirects=False,

@@ -47,6 +47,7 @@ from typing import Any
 
 from nonecap_mcp import guidance as g
 from nonecap_mcp.errors import ConfigurationError, NoneCapError
+from nonecap_mcp.ids import X402_PREFIX
 from nonecap_mcp.x402.networks import atomic_to_usd
 
 __all__ = [
@@ -123,7 +124,6 @@ BUSY_TIMEOUT_SECONDS = 5.0
 # --- ids ---------------------------------------------------------------------
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_ID_PREFIX = "x402_"
 _id_lock = threading.Lock()
 _last_ulid = 0
 
@@ -145,7 +145,7 @@ def new_x402_id() -> str:
     for _ in range(26):
         chars.append(_CROCKFORD[value & 31])
         value >>= 5
-    return _ID_PREFIX + "".join(reversed(chars))
+    return X402_PREFIX + "".join(reversed(chars))
 
 
 # --- records -----------------------------------------------------------------
@@ -201,14 +201,10 @@ class BudgetExceeded(NoneCapError):
             f"(UTC), and this payment of ${_usd(amount_usd)} would exceed it. Nothing was sent or paid. "
             f"The budget resets at 00:00 UTC; the user can raise it with {BUDGET_ENV}."
         )
-        hint = (
-            f"Stop paying for solves today, or ask the user to raise {BUDGET_ENV}; "
-            "retrying before 00:00 UTC fails the same way."
-        )
         super().__init__(
             "budget_exceeded",
             message,
-            guidance=g.Guidance(action="change_policy", retryable=False, hint=hint),
+            guidance=g.LOCAL["budget_exceeded"],
         )
 
 

@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import Any, TypeGuard
 
 from nonecap_mcp.errors import NoneCapError
-from nonecap_mcp.guidance import Guidance
+from nonecap_mcp.guidance import LOCAL, Guidance
 
 from .networks import NETWORKS, UsdcNetwork, atomic_to_usd, usd_to_atomic
 
@@ -45,15 +45,7 @@ _UINT256_DIGITS = 78  # an EIP-3009 value is a uint256; longer strings are not a
 _UINT256_MAX = 2**256 - 1
 
 # The server asked for something we will never sign; no setting makes it acceptable.
-PAYMENT_REFUSED_GUIDANCE = Guidance(
-    action="none",
-    retryable=False,
-    hint=(
-        "The x402 server asked for a payment that does not match the published price, "
-        "payee, token or URL, so nothing was signed or paid. Do not retry; tell the user, "
-        "who may report it to the service."
-    ),
-)
+PAYMENT_REFUSED_GUIDANCE = LOCAL["payment_refused"]
 # The request is legitimate-looking but exceeds a limit the operator chose.
 PAYMENT_REFUSED_POLICY_GUIDANCE = Guidance(
     action="change_policy",

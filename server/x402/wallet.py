@@ -52,23 +52,12 @@ BALANCE_OF_SELECTOR = "0x70a08231"  # keccak("balanceOf(address)")[:4]
 
 # Valid secp256k1 private keys are 1 .. n-1.
 _SECP256K1_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
-_HEX_KEY = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
+_HEX_KEY = re.compile(r"(0x)?[0-9a-fA-F]{64}")
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _SEED_PHRASE_LENGTHS = {12, 15, 18, 21, 24}
 
-WALLET_GUIDANCE = g.Guidance(
-    action="configure_payment",
-    retryable=False,
-    hint=(
-        "The x402 wallet is missing or unusable. Ask the user to run `nonecap-mcp wallet create` "
-        f"or `nonecap-mcp wallet import` in a terminal, or to set {WALLET_KEY_ENV} in the server's env."
-    ),
-)
-RPC_GUIDANCE = g.Guidance(
-    action="retry",
-    retryable=True,
-    hint=f"The Base JSON-RPC endpoint failed. Retry shortly, or set {RPC_URL_ENV} to another Base RPC provider.",
-)
+WALLET_GUIDANCE = g.LOCAL["invalid_wallet_key"]
+RPC_GUIDANCE = g.LOCAL["rpc_error"]
 
 
 @dataclass(frozen=True)
@@ -91,7 +80,9 @@ def _key_problem(text: str) -> str:
         return "it looks like a seed phrase; export that account's private key (64 hex digits) and import that"
     if any(ch.isspace() for ch in text):
         return "it contains whitespace; copy it again without line breaks or spaces"
-    body = text[2:] if text[:2].lower() == "0x" else text
+    if text.startswith("0X"):
+        return "it starts with 0X; write the prefix as a lowercase 0x (or leave it out)"
+    body = text[2:] if text.startswith("0x") else text
     if not all(ch in "0123456789abcdefABCDEF" for ch in body):
         return "it contains characters other than 0-9 and a-f"
     if len(body) == 40:
@@ -109,7 +100,7 @@ def check_private_key(value: str, *, source: str | None = None) -> str:
     never contains the value, not even partly.
     """
     text = value.strip()
-    if _HEX_KEY.match(text):
+    if _HEX_KEY.fullmatch(text):
         body = text[-64:].lower()
         if 0 < int(body, 16) < _SECP256K1_ORDER:
             return "0x" + body

@@ -1,0 +1,43 @@
+"""The create_solve arguments resolved once per call into a `SolveRequest`.
+
+An SDK resolver, so the consent prompt and the tool body share one result: the body is
+checked once, the rail chosen once and (x402) the price read once from the rail's own
+table, before the user is asked anything or anything is sent.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from types import MappingProxyType
+
+from mcp.server.mcpserver import Context
+
+from nonecap_mcp.tools.errors import tool_errors
+from nonecap_mcp.tools.state import AppState
+from nonecap_mcp.validation import ProxyConfig, SolveRequest, build_solve_body
+from nonecap_mcp.x402.rail import X402Rail
+
+
+async def solve_request(
+    type: str,
+    sitekey: str,
+    url: str,
+    rqdata: str | None,
+    user_agent: str | None,
+    proxy: str | ProxyConfig | None,
+    webhook_url: str | None,
+    rail: str | None,
+    ctx: Context[AppState],
+) -> SolveRequest:
+    """Validate, pick the rail and (x402) price one create_solve call; nothing is sent."""
+    state = ctx.request_context.lifespan_context
+    with tool_errors():
+        body = build_solve_body(
+            type=type, sitekey=sitekey, url=url, rqdata=rqdata, user_agent=user_agent, proxy=proxy, webhook_url=webhook_url
+        )
+        chosen = await state.choose_rail(rail)
+        price: Decimal | None = None
+        if chosen == "x402":
+            X402Rail.check_body(body)
+            price = await state.x402.price_for(type)
+        return SolveRequest(body=MappingProxyType(body), rail=chosen, price_usd=price)
