@@ -21,6 +21,13 @@ pytestmark = pytest.mark.anyio
 URL = "https://shop.example/login"
 
 
+@pytest.fixture(autouse=True)
+def _own_state_dir(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's servers share a fresh state dir (the record of creates in flight), as
+    the processes of one user do, and never touch the developer's."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+
+
 def solve_args(sitekey: str, **extra: Any) -> dict[str, Any]:
     return {"type": "hcaptcha", "sitekey": sitekey, "url": URL, **extra}
 
@@ -268,13 +275,18 @@ async def test_every_api_error_code_reaches_the_agent_with_guidance(agent: Agent
     assert guidance | {"retry_after_seconds": None} == API_ERRORS[code].model_dump()
 
 
-async def test_account_at_its_cap_reports_wait_for_slot(agent: Agent, sandbox: Sandbox) -> None:
+async def test_solves_handed_back_pending_keep_their_slots(agent: Agent, sandbox: Sandbox) -> None:
+    """The gate counts what runs upstream: a sixth create waits locally, then says wait_for_slot
+    without sending anything the account would refuse with 429."""
     for _ in range(5):  # returned pending, still in flight upstream
         await agent.ok("create_solve", solve_args("sandbox-hang", wait_seconds=0))
     text = await agent.error("create_solve", solve_args("sandbox-solve-100ms", wait_seconds=1))
-    assert "concurrency_limit_exceeded (HTTP 429" in text and '"action": "wait_for_slot"' in text
-    statuses = [r.status for r in upstream(sandbox, "POST")]
-    assert statuses[:5] == [202] * 5 and set(statuses[5:]) == {429} and len(statuses) > 6  # waited and retried
+    assert "concurrency_limit_exceeded: " in text and "nothing was sent" in text and '"action": "wait_for_slot"' in text
+    assert [r.status for r in upstream(sandbox, "POST")] == [202] * 5  # the sixth was never sent
+    first = (await agent.ok("list_solves", {"limit": 5}))["data"][-1]["id"]
+    await agent.ok("cancel_solve", {"id": first})  # seen finished: its slot is free again
+    sixth = await agent.ok("create_solve", solve_args("sandbox-solve-100ms", wait_seconds=5))
+    assert sixth["status"] == "solved" and 429 not in [r.status for r in upstream(sandbox, "POST")]
 
 
 async def test_cancel_whose_answer_was_lost_is_retried_idempotently(agent: Agent, sandbox: Sandbox) -> None:

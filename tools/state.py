@@ -21,6 +21,8 @@ import anyio
 from mcp.server import MCPServer
 
 from nonecap_mcp.config import Settings
+from nonecap_mcp.create_log import FILE_NAME as CREATES_FILE
+from nonecap_mcp.create_log import CreateLog
 from nonecap_mcp.credentials import CredentialError, Secret, resolve_api_key
 from nonecap_mcp.credits_api import CreditsAPI, KeyProvider
 from nonecap_mcp.errors import ConfigurationError
@@ -111,6 +113,7 @@ def lifespan_for(settings: Settings):  # noqa: ANN201 - the SDK's lifespan type 
         api_base, x402_base = settings.api_base, settings.x402_base
         sandbox_api_key = sandbox_wallet_key = None
         ledger_path = Ledger.default_path(settings.env)
+        creates_path = ledger_path.with_name(CREATES_FILE)  # every process of this user sees these creates
         rpc_url = rpc_url_for(settings.env, NETWORKS[settings.x402_network])
         if settings.sandbox:
             from nonecap_mcp.sandbox import SANDBOX_WALLET_KEY, Sandbox
@@ -121,10 +124,11 @@ def lifespan_for(settings: Settings):  # noqa: ANN201 - the SDK's lifespan type 
             sandbox_api_key, sandbox_wallet_key = sandbox.api_key, SANDBOX_WALLET_KEY
             scratch = Path(tempfile.mkdtemp(prefix="nonecap-sandbox-"))
             ledger_path = scratch / "ledger.sqlite3"  # sandbox payments never touch the real budget
+            creates_path = scratch / CREATES_FILE
             log.warning("sandbox mode: NoneCap emulator on %s; nothing leaves this machine", sandbox.url)
         retry = RetryPolicy(max_retries=settings.max_retries)
         credits = CreditsAPI(api_base, key_provider(settings, sandbox_api_key), retry=retry,
-                             max_concurrency=settings.max_concurrency)
+                             max_concurrency=settings.max_concurrency, creates=CreateLog(creates_path))
         x402_client = X402Client(x402_base, retry=retry)
         wallet = wallet_loader(settings, sandbox_wallet_key)
         try:
