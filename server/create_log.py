@@ -37,6 +37,8 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from nonecap_mcp.x402.ledger import Ledger
+
 log = logging.getLogger("nonecap_mcp.creates")
 
 FILE_NAME = "creates.sqlite3"
@@ -118,7 +120,7 @@ class CreateLog:
             if stat.S_IMODE(path.stat().st_mode) & 0o077:
                 os.chmod(path, 0o600)
         with self._connect(path) as conn:
-            _use_wal(conn)
+            Ledger._use_wal(conn)  # the same WAL switch as the ledger next to it
             conn.executescript(_SCHEMA)
 
     @contextmanager
@@ -182,15 +184,3 @@ class CreateLog:
             rows = conn.execute(f"SELECT solve_id FROM creates WHERE solve_id IN ({marks})", ids).fetchall()
         return {row[0] for row in rows}
 
-
-def _use_wal(conn: sqlite3.Connection) -> None:
-    """Switch to WAL; SQLite does not apply busy_timeout to this, so retry while locked."""
-    deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
-    while True:
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)

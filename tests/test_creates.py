@@ -56,19 +56,27 @@ async def until(condition: Callable[[], bool], seconds: float = 10) -> None:
             await anyio.sleep(0.05)
 
 
+@asynccontextmanager
+async def b_creating(sandbox: Sandbox, b: Agent, sitekey: str) -> AsyncIterator[dict[str, Any]]:
+    """B's create_solve (waiting up to 15 s) under way, its POST already received; B's
+    result is in `found["b"]` once the block (and B's call) is over."""
+    found: dict[str, Any] = {}
+
+    async def create() -> None:
+        found["b"] = await b.ok("create_solve", solve_args(sitekey, wait_seconds=15))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(create)
+        await until(lambda: len(posts(sandbox)) == 1)
+        yield found
+
+
 async def test_a_lost_create_never_adopts_another_process_solve(sandbox: Sandbox, tmp_path: Path) -> None:
     """B creates normally; A's POST is dropped before it arrives. B's solve is new and on
     the same page, but B's intent is on record: A reports the ambiguity, never takes it."""
     async with two_servers(sandbox, tmp_path) as (a, b):
         sandbox.inject_fault(method="POST", path="/v1/solves", action="drop_before", skip=1)
-        found: dict[str, Any] = {}
-
-        async def b_creates() -> None:
-            found["b"] = await b.ok("create_solve", solve_args("sandbox-solve-3s", wait_seconds=10))
-
-        async with anyio.create_task_group() as group:
-            group.start_soon(b_creates)
-            await until(lambda: len(posts(sandbox)) == 1)
+        async with b_creating(sandbox, b, "sandbox-solve-3s") as found:
             found["a"] = await a.call("create_solve", solve_args("sandbox-solve-3s", wait_seconds=10))
     b_solve, a_result = found["b"], found["a"]
     assert b_solve["status"] == "solved"
@@ -85,14 +93,7 @@ async def test_a_cancelled_call_never_cancels_another_process_solve(sandbox: San
     async with two_servers(sandbox, tmp_path) as (a, b):
         sandbox.inject_fault(method="POST", path="/v1/solves", action="drop_before", skip=1)
         sandbox.inject_fault(method="GET", path="/v1/solves", action="delay", seconds=2)
-        found: dict[str, Any] = {}
-
-        async def b_creates() -> None:
-            found["b"] = await b.ok("create_solve", solve_args("sandbox-solve-5s", wait_seconds=15))
-
-        async with anyio.create_task_group() as group:
-            group.start_soon(b_creates)
-            await until(lambda: len(posts(sandbox)) == 1)
+        async with b_creating(sandbox, b, "sandbox-solve-5s") as found:
             with pytest.raises(MCPError):
                 await a.client.call_tool("create_solve", solve_args("sandbox-solve-5s", wait_seconds=15), read_timeout_seconds=1)
             await until(lambda: sum(r.path == "/v1/solves" and r.method == "GET" for r in sandbox.requests) >= 2)

@@ -362,7 +362,7 @@ async def test_a_slot_that_never_frees_is_reported_not_waited_on_forever(sandbox
             started = time.monotonic()
             text = await agent.error("create_solve", solve_args("sandbox-solve-100ms", wait_seconds=1))
             assert 9.5 < time.monotonic() - started < 11.5  # the 10 s floor of the slot wait
-    assert "concurrency_limit_exceeded" in text and "nothing was created" in text
+    assert "concurrency_limit_exceeded" in text and "nothing was sent" in text
     assert len(upstream(sandbox, "POST")) == 1
 
 
@@ -375,19 +375,24 @@ async def test_malformed_key_says_check_api_key_not_retry(sandbox: Sandbox, mode
 
 
 async def test_a_create_started_during_reconciliation_is_never_adopted(agent: Agent, sandbox: Sandbox) -> None:
+    """The other call sees the lost call's open intent, so it POSTs without ?wait and claims
+    its id at once; the lost call's second listing then cannot take it, finds nothing of
+    its own, and re-sends (its first POST never arrived)."""
     sandbox.inject_fault(method="POST", path="/v1/solves", action="drop_before")
     results: dict[str, Any] = {}
 
     async def lost() -> None:
-        results["lost"] = await agent.error("create_solve", solve_args("sandbox-solve-2s", wait_seconds=10))
+        results["lost"] = await agent.ok("create_solve", solve_args("sandbox-solve-2s", wait_seconds=10))
 
     async with anyio.create_task_group() as group:
         group.start_soon(lost)
         await anyio.sleep(0.2)  # the lost call is between its two listings now
         results["other"] = await agent.ok("create_solve", solve_args("sandbox-solve-2s", wait_seconds=10))
-    assert "outcome_unknown" in results["lost"]
-    assert results["other"]["status"] == "solved"
-    assert len(upstream(sandbox, "POST")) == 2  # nothing re-sent
+    assert results["lost"]["id"] != results["other"]["id"]
+    assert results["lost"]["status"] == results["other"]["status"] == "solved"
+    assert [r.status for r in upstream(sandbox, "POST")] == [None, 202, 200]
+    assert "wait" not in upstream(sandbox, "POST")[1].query  # the other call learned its id at once
+    assert await balance(agent) == 98
 
 
 async def test_another_clients_earlier_solve_is_never_adopted(agent: Agent, sandbox: Sandbox, settings: Any, mode: str) -> None:
