@@ -80,13 +80,16 @@ def _nothing_created(error: APIError) -> bool:
     return 400 <= error.http_status < 500 or error.code == "pool_exhausted"
 
 
-def _created_at(solve: Solve) -> datetime | None:
-    """When the API says the solve was made (its clock), if readable."""
+def _created_at(solve: Solve) -> datetime:
+    """When the API says a solve of the lost create's page was made (its clock). Without a
+    readable time it cannot be ruled out as that create's: the outcome is unknown."""
     try:
         created = datetime.fromisoformat(solve.created_at or "")
     except ValueError:
-        return None
-    return created if created.tzinfo is not None else None
+        created = None
+    if created is None or created.tzinfo is None:
+        raise OutcomeUnknownError(f"{solve.id}, a solve of this page, has no readable created_at, so it cannot be ruled out.")
+    return created
 
 
 def _seconds_left(deadline: float | None) -> int:
@@ -388,13 +391,17 @@ class CreditsAPI:
                 listing, skipped = await self._listing(limit=20, type=call.body["type"])
                 if skipped:
                     raise OutcomeUnknownError(f"{skipped} listed solve(s) could not be read, so the lost answer cannot be matched safely.")
-                candidates = [solve for solve in listing.data if self._matches(solve, call)]
+                since = self._on_api_clock(call.first_sent or datetime.now(UTC))
+                candidates = [
+                    solve for solve in listing.data
+                    if (solve.type, solve.sitekey, solve.url) == call.page and _created_at(solve) >= since
+                ]
                 claimed = await self._store(self._creates.claimed_ids, [solve.id for solve in candidates])
                 candidates = [solve for solve in candidates if solve.id not in claimed]
                 others = await self._store(self._creates.others_for_page, call.call_id, call.account, call.page_key)
                 if len(candidates) > 1 or any(self._could_own(other, solve) for other in others for solve in candidates):
                     ids = ", ".join(solve.id for solve in candidates)
-                    raise OutcomeUnknownError(f"Other creates of this page were in flight, so none of these new solves is taken as this call's: {ids}.")
+                    raise OutcomeUnknownError(f"Other creates of this page may have made these new solves, so none is taken as this call's: {ids}.")
                 if candidates:
                     if await self._store(self._creates.claim, call.call_id, candidates[0].id):
                         return candidates[0]
@@ -403,20 +410,14 @@ class CreditsAPI:
             raise OutcomeUnknownError(f"Could not check whether the create went through ({exc.code}).") from exc
         return None
 
-    def _matches(self, solve: Solve, call: _Create) -> bool:
-        if (solve.type, solve.sitekey, solve.url) != call.page:
-            return False
-        created = _created_at(solve)
-        return created is not None and created >= self._on_api_clock(call.first_sent or datetime.now(UTC))
-
     def _could_own(self, other: Intent, solve: Solve) -> bool:
-        """Whether another call's open intent could have made this solve: yes unless the solve
-        is older than that call's first send, on the API's clock."""
-        created = _created_at(solve)
-        sent = datetime.fromtimestamp(other.sent_local, UTC)
+        """Whether another call's open intent could have made this (dated) solve: yes unless
+        the solve is older than that call's first send, on the API's clock."""
         if other.sent_api is not None:
-            return created is None or created >= datetime.fromtimestamp(other.sent_api, UTC) - KNOWN_SKEW_SLACK
-        return created is None or created >= self._on_api_clock(sent)
+            since = datetime.fromtimestamp(other.sent_api, UTC) - KNOWN_SKEW_SLACK
+        else:  # written before its process knew the API's clock: same machine, so ours converts it
+            since = self._on_api_clock(datetime.fromtimestamp(other.sent_local, UTC))
+        return _created_at(solve) >= since
 
     def _on_api_clock(self, moment: datetime) -> datetime:
         """A local time on the API's clock (learned from its Date headers, including the

@@ -284,3 +284,28 @@ async def test_our_own_concurrency_never_causes_a_429(sandbox: Sandbox, tmp_path
     assert all(solve["id"].startswith("solve_") for solve in created)
     statuses = [r.status for r in posts(sandbox)]
     assert 429 not in statuses and len(statuses) == len(created)  # refused calls sent nothing
+
+
+async def test_solves_that_finish_unobserved_give_their_slots_back(sandbox: Sandbox, tmp_path: Path) -> None:
+    """Five solves handed back pending hold every slot; a sixth call waiting for one looks at
+    them again (free reads), sees them finished, and goes ahead without a 429."""
+    env = sandbox_env(sandbox, NONECAP_STATE_DIR=str(tmp_path / "state"))
+    async with Client(build_server(load_settings(env)), mode="legacy") as client:
+        agent = Agent(client)
+        for _ in range(5):
+            await agent.ok("create_solve", solve_args("sandbox-solve-1s", wait_seconds=0))
+        started = time.monotonic()
+        sixth = await agent.ok("create_solve", solve_args("sandbox-solve-100ms", wait_seconds=8))
+    assert sixth["status"] == "solved" and time.monotonic() - started < 5
+    assert [r.status for r in posts(sandbox)] == [202] * 5 + [200]
+
+
+async def test_a_same_page_solve_without_a_readable_date_is_never_ruled_out(
+    proxy: Proxy, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    sandbox.inject_fault(method="POST", path="/v1/solves", action="drop_after")
+    proxy.rewrite[("GET", "/v1/solves")] = edited(lambda data: [item.update(created_at="yesterday") for item in data["data"]])
+    async with agent_via(proxy, sandbox, tmp_path) as agent:
+        text = await agent.error("create_solve", solve_args("sandbox-solve-200ms", wait_seconds=5))
+    assert "outcome_unknown" in text and "created_at" in text and '"action": "check_status_first"' in text
+    assert len(posts(sandbox)) == 1
