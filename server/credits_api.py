@@ -3,8 +3,11 @@
 One pooled httpx client per process. Reads and cancels are retried on network errors, 5xx
 and 429; a create is retried only when the API says nothing was created (429, 503) or the
 request certainly never left. A create whose outcome is unknown (read timeout, dropped
-connection) is reconciled against the newest solves before anything is sent again, so one
-call never creates two solves or charges twice.
+connection, a 2xx without a readable solve id) is reconciled against the newest solves
+before anything is sent again, so one call never creates two solves or charges twice; the
+create log (`create_log`) keeps that reconciliation from taking a solve another call, in
+this process or another one on the same state dir, may have made. The slot gate (`slots`)
+keeps this process from starting more solves than the account runs at once.
 """
 
 from __future__ import annotations

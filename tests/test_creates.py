@@ -309,3 +309,19 @@ async def test_a_same_page_solve_without_a_readable_date_is_never_ruled_out(
         text = await agent.error("create_solve", solve_args("sandbox-solve-200ms", wait_seconds=5))
     assert "outcome_unknown" in text and "created_at" in text and '"action": "check_status_first"' in text
     assert len(posts(sandbox)) == 1
+
+
+async def test_the_create_log_is_private_and_an_unusable_state_dir_degrades(
+    sandbox: Sandbox, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    state = tmp_path / "state"
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("")
+    for state_dir in (state, blocked):
+        env = sandbox_env(sandbox, NONECAP_STATE_DIR=str(state_dir))
+        async with Client(build_server(load_settings(env)), mode="legacy") as client:
+            solve = await Agent(client).ok("create_solve", solve_args("sandbox-solve-100ms", wait_seconds=5))
+        assert solve["status"] == "solved"
+    assert (state.stat().st_mode & 0o777, (state / "creates.sqlite3").stat().st_mode & 0o777) == (0o700, 0o600)
+    assert blocked.read_text() == ""  # untouched: the server fell back to a private file
+    assert "other server processes' creates are invisible to this one" in caplog.text
