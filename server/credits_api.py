@@ -91,7 +91,7 @@ def _created_at(solve: Solve) -> datetime:
     except ValueError:
         created = None
     if created is None or created.tzinfo is None:
-        raise OutcomeUnknownError(f"{solve.id}, a solve of this page, has no readable created_at, so it cannot be ruled out.")
+        raise OutcomeUnknownError(f"{solve.id} has no readable created_at, so it cannot be ruled out as this create's.")
     return created
 
 
@@ -395,6 +395,8 @@ class CreditsAPI:
                 if skipped:
                     raise OutcomeUnknownError(f"{skipped} listed solve(s) could not be read, so the lost answer cannot be matched safely.")
                 since = self._on_api_clock(call.first_sent or datetime.now(UTC))
+                if listing.has_more and listing.data and _created_at(listing.data[-1]) >= since:
+                    raise OutcomeUnknownError("More solves were created since this call's first send than one listing shows.")
                 candidates = [
                     solve for solve in listing.data
                     if (solve.type, solve.sitekey, solve.url) == call.page and _created_at(solve) >= since

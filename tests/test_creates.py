@@ -325,3 +325,13 @@ async def test_the_create_log_is_private_and_an_unusable_state_dir_degrades(
     assert (state.stat().st_mode & 0o777, (state / "creates.sqlite3").stat().st_mode & 0o777) == (0o700, 0o600)
     assert blocked.read_text() == ""  # untouched: the server fell back to a private file
     assert "other server processes' creates are invisible to this one" in caplog.text
+
+
+async def test_a_listing_that_may_hide_candidates_is_doubt_not_absence(proxy: Proxy, sandbox: Sandbox, tmp_path: Path) -> None:
+    """Only a listing that reaches back past the first send can show every candidate."""
+    sandbox.inject_fault(method="POST", path="/v1/solves", action="drop_after")
+    proxy.rewrite[("GET", "/v1/solves")] = edited(lambda data: data.update(has_more=True))
+    async with agent_via(proxy, sandbox, tmp_path) as agent:
+        text = await agent.error("create_solve", solve_args("sandbox-solve-200ms", wait_seconds=5))
+    assert "outcome_unknown" in text and "than one listing shows" in text
+    assert len(posts(sandbox)) == 1
