@@ -11,11 +11,18 @@ ledger (``creates.sqlite3`` in the state dir):
   new solve on that page.
 * **Claim after.** The solve id a call learns (or adopts) is claimed in one write-locked
   transaction: an id claimed once is never claimed by another call.
+* **Slots.** The same rows are the account's solves in flight, as this machine knows them:
+  open intents (a create under way, or one whose outcome is unknown) and claimed solves not
+  yet seen finished. A call takes a slot by writing its intent only while fewer than its
+  limit are in flight, in the same write-locked transaction, so processes sharing the key
+  never start more solves together than the account runs at once.
 * **Expiry.** An intent older than `INTENT_TTL_SECONDS` is ignored (a crashed process must not
-  make every later reconciliation ambiguous forever); rows are pruned after an hour.
+  make every later reconciliation ambiguous, or hold a slot, forever); a claimed solve stops
+  counting after `LEASE_SECONDS` (the API's 120 s solve budget); rows are pruned after an hour.
 
 Pages and accounts are stored as hashes: the file needs to compare them, not to read them.
-The interface is narrow (record_intent, claim, release, others_for_page, claimed_ids) so
+The interface is narrow (record_intent, claim, release, finished, others_for_page,
+claimed_ids, running_ids) so
 another backend (PostgreSQL for hosts on several machines) can sit behind it. The file is
 opened on first use, never at start-up, and each operation uses its own short-lived
 connection (callers run them in worker threads).
@@ -43,11 +50,13 @@ log = logging.getLogger("nonecap_mcp.creates")
 
 FILE_NAME = "creates.sqlite3"
 INTENT_TTL_SECONDS = 180.0  # longer than any create call (55 s wait + slot wait + cancel clean-up)
+LEASE_SECONDS = 125.0  # a claimed solve counts as running at most this long: 120 s budget, plus margin
 RETENTION_SECONDS = 3600.0  # claims outlive every reconciliation window that could meet them
 BUSY_TIMEOUT_SECONDS = 5.0
 
+SCHEMA_VERSION = 1
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS creates (
+CREATE TABLE creates (
     call_id     TEXT PRIMARY KEY,
     account     TEXT NOT NULL,
     page        TEXT NOT NULL,
@@ -55,9 +64,10 @@ CREATE TABLE IF NOT EXISTS creates (
     sent_local  REAL NOT NULL,
     sent_api    REAL,
     solve_id    TEXT UNIQUE,
-    open        INTEGER NOT NULL DEFAULT 1
+    open        INTEGER NOT NULL DEFAULT 1,
+    running     INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX IF NOT EXISTS creates_by_page ON creates (account, page, open)
+CREATE INDEX creates_by_page ON creates (account, page, open)
 """
 
 
@@ -121,7 +131,17 @@ class CreateLog:
                 os.chmod(path, 0o600)
         with self._connect(path) as conn:
             Ledger._use_wal(conn)  # the same WAL switch as the ledger next to it
-            conn.executescript(_SCHEMA)
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                if version > SCHEMA_VERSION:
+                    raise sqlite3.DatabaseError(f"{path} was written by a newer nonecap-mcp")
+                if version < SCHEMA_VERSION:  # minutes of state, not history: rebuilt, not migrated
+                    conn.execute("DROP TABLE IF EXISTS creates")
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
+                    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextmanager
     def _connect(self, path: Path | None = None) -> Iterator[sqlite3.Connection]:
@@ -138,25 +158,55 @@ class CreateLog:
 
     # -- the interface ---------------------------------------------------------------
 
-    def record_intent(self, intent: Intent) -> None:
-        """Write (durably) that this call is about to POST a create for its page."""
+    def record_intent(self, intent: Intent, limit: int) -> bool:
+        """Write (durably) that this call is about to POST a create for its page, taking one
+        of the account's `limit` slots; False (nothing written) while all are in flight."""
+        now = time.time()
         with self._connect() as conn, conn:
             conn.execute("BEGIN IMMEDIATE")
-            conn.execute("DELETE FROM creates WHERE sent_local < ?", (time.time() - RETENTION_SECONDS,))
+            conn.execute("DELETE FROM creates WHERE sent_local < ?", (now - RETENTION_SECONDS,))
+            (in_flight,) = conn.execute(
+                "SELECT COUNT(*) FROM creates WHERE account = ? AND "
+                "((open = 1 AND sent_local >= ?) OR (running = 1 AND sent_local >= ?))",
+                (intent.account, now - INTENT_TTL_SECONDS, now - LEASE_SECONDS),
+            ).fetchone()
+            if in_flight >= limit:
+                return False
             conn.execute(
-                "INSERT OR IGNORE INTO creates (call_id, account, page, pid, sent_local, sent_api) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO creates (call_id, account, page, pid, sent_local, sent_api) VALUES (?, ?, ?, ?, ?, ?)",
                 (intent.call_id, intent.account, intent.page, os.getpid(), intent.sent_local, intent.sent_api),
             )
+            return True
 
-    def claim(self, call_id: str, solve_id: str) -> bool:
-        """Make `solve_id` this call's; False if another call claimed it first."""
+    def claim(self, call_id: str, solve_id: str, *, running: bool) -> bool:
+        """Make `solve_id` this call's (still holding its slot while `running`); False if
+        another call claimed it first."""
         with self._connect() as conn, conn:
             conn.execute("BEGIN IMMEDIATE")
             owner = conn.execute("SELECT call_id FROM creates WHERE solve_id = ?", (solve_id,)).fetchone()
             if owner is not None:
                 return owner[0] == call_id
-            conn.execute("UPDATE creates SET solve_id = ?, open = 0 WHERE call_id = ?", (solve_id, call_id))
+            conn.execute(
+                "UPDATE creates SET solve_id = ?, open = 0, running = ? WHERE call_id = ?", (solve_id, int(running), call_id)
+            )
             return True
+
+    def finished(self, solve_ids: Iterable[str]) -> int:
+        """These solves were seen finished: the slots they held are free. Returns how many."""
+        ids = list(solve_ids)
+        with self._connect() as conn, conn:
+            conn.execute("BEGIN IMMEDIATE")
+            marks = ", ".join("?" for _ in ids)
+            return conn.execute(f"UPDATE creates SET running = 0 WHERE running = 1 AND solve_id IN ({marks})", ids).rowcount
+
+    def running_ids(self, account: str) -> list[str]:
+        """Claimed solves of the account (any process) that may still be running."""
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT solve_id FROM creates WHERE account = ? AND running = 1 AND sent_local >= ?",
+                (account, time.time() - LEASE_SECONDS),
+            ).fetchall()
+        return [row[0] for row in rows]
 
     def release(self, call_id: str) -> None:
         """The call is over and certainly made nothing unclaimed: its intent stops counting."""

@@ -6,8 +6,9 @@ request certainly never left. A create whose outcome is unknown (read timeout, d
 connection, a 2xx without a readable solve id) is reconciled against the newest solves
 before anything is sent again, so one call never creates two solves or charges twice; the
 create log (`create_log`) keeps that reconciliation from taking a solve another call, in
-this process or another one on the same state dir, may have made. The slot gate (`slots`)
-keeps this process from starting more solves than the account runs at once.
+this process or another one on the same state dir, may have made. The same record holds the
+account's solve slots (`slots` waits for one), so the processes on this machine never start
+more solves together than the account runs at once.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from functools import partial
 from typing import Any, TypeVar
 
 import anyio
@@ -43,7 +45,7 @@ from nonecap_mcp.errors import (
 )
 from nonecap_mcp.models import Account, Solve, SolveList
 from nonecap_mcp.retry import NEVER_SENT, RetryPolicy, call_with_retries, parse_retry_after
-from nonecap_mcp.slots import Slot, SlotGate
+from nonecap_mcp.slots import SlotGate
 
 log = logging.getLogger("nonecap_mcp.http")
 
@@ -245,14 +247,13 @@ class CreditsAPI:
 
     def _read_solve(self, data: Any) -> Solve | None:
         """The solve in an answer, with guidance, or None when it has no readable id. Odd
-        other fields are dropped (see `Solve`). Every solve seen is shown to the gate."""
+        other fields are dropped (see `Solve`)."""
         try:
             solve = Solve.model_validate(data)
         except ValueError:
             return None
         if not SOLVE_ID.match(solve.id) or not solve.id.startswith("solve_"):
             return None
-        self._gate.observe(solve)
         return solve.with_guidance()
 
     def _solve(self, data: dict[str, Any]) -> Solve:
@@ -275,13 +276,12 @@ class CreditsAPI:
         page = (body["type"], body["sitekey"], body["url"])
         call = _Create(body=body, page=page, account=fingerprint(str(self._http.base_url), key.reveal()), page_key=fingerprint(*page))
         try:
-            slot = await self._gate.take(
-                None if deadline is None else max(deadline, time.monotonic() + SLOT_WAIT_FLOOR_SECONDS), self._refresh_slots
+            await self._gate.take(
+                lambda limit: self._record_intent(call, limit),
+                None if deadline is None else max(deadline, time.monotonic() + SLOT_WAIT_FLOOR_SECONDS),
+                lambda until: self._refresh_slots(call.account, until),
             )
-            try:
-                return await self._create(call, slot, wait, deadline)
-            finally:
-                self._gate.finish(slot, call.started if call.maybe_created else None)
+            return await self._create(call, wait, deadline)
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True), anyio.move_on_after(10):
                 await self._abandon(call)
@@ -291,13 +291,14 @@ class CreditsAPI:
                 with anyio.CancelScope(shield=True):
                     try:
                         await self._store(self._creates.release, call.call_id)
+                        self._gate.freed()
                     except ConfigurationError:
                         log.warning("could not release a create intent; it expires on its own")
 
-    async def _refresh_slots(self, deadline: float | None) -> None:
-        """Look again at the solves holding slots (free reads): finished ones free theirs."""
+    async def _refresh_slots(self, account: str, deadline: float | None) -> None:
+        """Look again at the account's solves holding slots (free reads): finished ones free theirs."""
         with anyio.move_on_after(max(0.0, deadline - time.monotonic()) if deadline is not None else 10):
-            for solve_id in self._gate.pending_ids():
+            for solve_id in await self._store(self._creates.running_ids, account):
                 try:
                     await self.get_solve(solve_id)
                 except (APIError, APIConnectionError) as exc:
@@ -312,20 +313,41 @@ class CreditsAPI:
                 "local_state_error", f"Could not use the record of creates in flight ({type(exc).__name__})."
             ) from None
 
-    async def _record_intent(self, call: _Create) -> None:
-        """Write this call's intent, durably, before its first POST (see `create_log`)."""
-        call.started, call.first_sent = time.monotonic(), datetime.now(UTC)
-        sent_local = call.first_sent.timestamp()
+    async def _record_intent(self, call: _Create, limit: int) -> bool:
+        """Write this call's intent, durably, before its first POST, if one of the account's
+        `limit` slots is free (see `create_log`)."""
+        first_sent = datetime.now(UTC)
+        sent_local = first_sent.timestamp()
         sent_api = None if self._clock_skew is None else sent_local + self._clock_skew
-        await self._store(self._creates.record_intent, Intent(call.call_id, call.account, call.page_key, sent_local, sent_api))
+        intent = Intent(call.call_id, call.account, call.page_key, sent_local, sent_api)
+        if not await self._store(self._creates.record_intent, intent, limit):
+            return False
+        call.started, call.first_sent = time.monotonic(), first_sent
+        return True
 
-    async def _create(self, call: _Create, slot: Slot, wait: int, deadline: float | None) -> Solve:
+    async def _observe(self, solves: list[Solve]) -> None:
+        """Finished solves free the slots they held (in any process's record)."""
+        if finished := [solve.id for solve in solves if solve.is_terminal]:
+            try:
+                if await self._store(self._creates.finished, finished):
+                    self._gate.freed()
+            except ConfigurationError:
+                log.warning("could not record finished solves; their slots free when their lease ends")
+
+    async def _claim(self, call: _Create, solve: Solve) -> bool:
+        """Record `solve` as this call's (holding its slot while it runs)."""
+        call.solve_id = solve.id
+        claimed = await self._store(partial(self._creates.claim, running=not solve.is_terminal), call.call_id, solve.id)
+        if solve.is_terminal:
+            self._gate.freed()
+        return claimed
+
+    async def _create(self, call: _Create, wait: int, deadline: float | None) -> Solve:
         """One create, long-polling in the POST itself (one request per solve) unless another
         create for the same page is open in any process: then POST without ?wait and
         long-poll with a GET, so each call learns its own id at once and a lost answer
         stays unambiguous."""
         until = deadline if deadline is not None else time.monotonic() + wait
-        await self._record_intent(call)
         for _ in range(2):
             others = await self._store(self._creates.others_for_page, call.call_id, call.account, call.page_key)
             long_poll = _seconds_left(until) > 0 and not others
@@ -343,7 +365,7 @@ class CreditsAPI:
                 if found is None:
                     call.maybe_created = False
                     continue  # it was never created: sending again cannot charge twice
-                return await self._own(call, slot, found, until)
+                return await self._own(call, found, until)
             except APIConnectionError:
                 call.maybe_created = False  # never left
                 raise
@@ -356,18 +378,16 @@ class CreditsAPI:
                         "NoneCap accepted the create (a solve was probably made and charged) but its answer had no "
                         "readable solve id, and no new solve of this page could be matched to this call."
                     )
-                return await self._own(call, slot, found, until)
-            if not await self._store(self._creates.claim, call.call_id, solve.id):
+                return await self._own(call, found, until)
+            if not await self._claim(call, solve):
                 log.warning("%s, answered to this call, was already claimed by another; keeping it", solve.id)
-            return await self._own(call, slot, solve, until)
+            return await self._own(call, solve, until)
         raise OutcomeUnknownError("The create request failed twice without an answer and no new solve was found.")
 
-    async def _own(self, call: _Create, slot: Slot, solve: Solve, until: float) -> Solve:
-        """The solve is this call's (claimed): bind it to the call's slot and wait on it for
-        what is left of the wait. If that wait fails, the solve is still returned (pending,
-        with guidance to poll): never lose its id."""
-        call.solve_id = solve.id
-        self._gate.bind(slot, solve)
+    async def _own(self, call: _Create, solve: Solve, until: float) -> Solve:
+        """The solve is this call's (claimed): wait on it for what is left of the wait. If
+        that wait fails, the solve is still returned (pending, with guidance to poll): never
+        lose its id."""
         remaining = _seconds_left(until)
         if solve.is_terminal or remaining < 1:
             return solve
@@ -408,7 +428,7 @@ class CreditsAPI:
                     ids = ", ".join(solve.id for solve in candidates)
                     raise OutcomeUnknownError(f"Other creates of this page may have made these new solves, so none is taken as this call's: {ids}.")
                 if candidates:
-                    if await self._store(self._creates.claim, call.call_id, candidates[0].id):
+                    if await self._claim(call, candidates[0]):
                         return candidates[0]
                     raise OutcomeUnknownError(f"The only candidate, {candidates[0].id}, was just claimed by another call.")
         except (APIError, APIConnectionError) as exc:
@@ -450,7 +470,9 @@ class CreditsAPI:
         """GET /v1/solves/{id} (?wait long-poll); 200 and 202 both carry the solve."""
         path = f"/v1/solves/{check_solve_id(solve_id)}"
         until = time.monotonic() + wait if deadline is None else min(deadline, time.monotonic() + wait)
-        return self._solve(await self._request("GET", path, long_poll_until=until, deadline=deadline))
+        solve = self._solve(await self._request("GET", path, long_poll_until=until, deadline=deadline))
+        await self._observe([solve])
+        return solve
 
     async def list_solves(
         self, *, limit: int = 20, starting_after: str | None = None, status: str | None = None, type: str | None = None
@@ -471,6 +493,7 @@ class CreditsAPI:
         solves = [solve for solve in read if solve is not None]
         if len(solves) < len(read):
             log.warning("skipped %d unreadable solve(s) in a listing", len(read) - len(solves))
+        await self._observe(solves)
         listing = SolveList(data=solves, has_more=has_more, next_starting_after=solves[-1].id if has_more and solves else None)
         return listing, len(read) - len(solves)
 
@@ -478,7 +501,9 @@ class CreditsAPI:
         """DELETE /v1/solves/{id}; a 409 after our own retried DELETE means the first one worked."""
         path = f"/v1/solves/{check_solve_id(solve_id)}"
         try:
-            return self._solve(await self._request("DELETE", path))
+            solve = self._solve(await self._request("DELETE", path))
+            await self._observe([solve])
+            return solve
         except ConflictError as exc:
             solve = await self.get_solve(solve_id)  # already finished: shown to the gate, frees its slot
             if exc.retried and solve.status == "cancelled":

@@ -286,6 +286,25 @@ async def test_our_own_concurrency_never_causes_a_429(sandbox: Sandbox, tmp_path
     assert 429 not in statuses and len(statuses) == len(created)  # refused calls sent nothing
 
 
+async def test_two_processes_on_one_key_share_the_slots(sandbox: Sandbox, tmp_path: Path) -> None:
+    """Each server may run 5 solves, and so may the account: together they still never
+    start a sixth (the slots are the shared create log's rows), so upstream never says 429."""
+    results: list[Any] = []
+    async with two_servers(sandbox, tmp_path) as (a, b):
+
+        async def one(agent: Agent) -> None:
+            results.append(await agent.call("create_solve", solve_args("sandbox-solve-8s", wait_seconds=3)))
+
+        async with anyio.create_task_group() as group:
+            for index in range(12):
+                group.start_soon(one, (a, b)[index % 2])
+    refused = [r.content[0].text for r in results if r.is_error]
+    assert all("concurrency_limit_exceeded" in text and '"action": "wait_for_slot"' in text for text in refused)
+    assert len(results) - len(refused) >= 5
+    statuses = [r.status for r in posts(sandbox)]
+    assert 429 not in statuses and len(statuses) == len(results) - len(refused)
+
+
 async def test_solves_that_finish_unobserved_give_their_slots_back(sandbox: Sandbox, tmp_path: Path) -> None:
     """Five solves handed back pending hold every slot; a sixth call waiting for one looks at
     them again (free reads), sees them finished, and goes ahead without a 429."""
