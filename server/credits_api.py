@@ -3,43 +3,52 @@
 One pooled httpx client per process. Reads and cancels are retried on network errors, 5xx
 and 429; a create is retried only when the API says nothing was created (429, 503) or the
 request certainly never left. A create whose outcome is unknown (read timeout, dropped
-connection) is reconciled against the newest solves before anything is sent again, so one
-call never creates two solves or charges twice.
+connection, a 2xx without a readable solve id) is reconciled against the newest solves
+before anything is sent again, so one call never creates two solves or charges twice; the
+create log (`create_log`) keeps that reconciliation from taking a solve another call, in
+this process or another one on the same state dir, may have made. The same record holds the
+account's solve slots (`slots` waits for one), so the processes on this machine never start
+more solves together than the account runs at once.
 """
 
 from __future__ import annotations
 
 import logging
-import math
+import os
+import sqlite3
 import time
-from collections import Counter
+import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import anyio
 import httpx
 
 from nonecap_mcp import __version__
+from nonecap_mcp.create_log import CreateLog, Intent, fingerprint
 from nonecap_mcp.credentials import Secret
 from nonecap_mcp.config import API_MAX_WAIT_SECONDS as API_MAX_WAIT
 from nonecap_mcp.errors import (
     APIConnectionError,
     APIError,
+    ConfigurationError,
     ConflictError,
     NoneCapError,
     OutcomeUnknownError,
     api_error_class,
 )
-from nonecap_mcp.guidance import API_ERRORS
-from nonecap_mcp.ids import check_solve_id
+from nonecap_mcp.ids import CREDITS_PREFIX, SOLVE_ID, check_solve_id
 from nonecap_mcp.models import Account, Feedback, Solve, SolveList
 from nonecap_mcp.retry import NEVER_SENT, RetryPolicy, call_with_retries, parse_retry_after
+from nonecap_mcp.slots import SlotGate
 
 log = logging.getLogger("nonecap_mcp.http")
 
+T = TypeVar("T")
 KeyProvider = Callable[[], Awaitable[Secret]]
 READ_MARGIN_SECONDS = 15.0  # HTTP read timeout = ?wait + this, so a long-poll never times out first
 SLOT_WAIT_FLOOR_SECONDS = 10  # even a call that will not wait for its result queues this long for a slot
@@ -58,16 +67,32 @@ class _Create:
 
     body: dict[str, Any]
     page: tuple[str, str, str]  # (type, sitekey, url): what a lost create is matched on
+    account: str  # fingerprints (see create_log): whose creates can collide with this one
+    page_key: str
+    call_id: str = field(default_factory=lambda: f"{os.getpid()}-{uuid.uuid4().hex}")
+    started: float | None = None  # monotonic, when the intent was written (before the first POST)
     first_sent: datetime | None = None  # local time just before the first POST left
-    maybe_created: bool = False  # a POST is out, or went unanswered
+    maybe_created: bool = False  # a POST is out, went unanswered, or made a solve
     solve_id: str | None = None
 
 
 def _nothing_created(error: APIError) -> bool:
-    """Error answers that prove no solve was made: every 4xx, and 503 pool_exhausted or
-    maintenance (new solves paused). Any other 5xx on a create (a crash, a gateway timeout)
-    leaves the outcome unknown."""
-    return error.http_status < 500 or error.code in ("pool_exhausted", "maintenance")
+    """Error answers that prove no solve was made: every 4xx, and 503 pool_exhausted or maintenance (new solves paused). A 2xx
+    or 3xx that cannot be read, and any other 5xx (a crash, a gateway timeout), leave the
+    outcome unknown."""
+    return 400 <= error.http_status < 500 or error.code in ("pool_exhausted", "maintenance")
+
+
+def _created_at(solve: Solve) -> datetime:
+    """When the API says a solve of the lost create's page was made (its clock). Without a
+    readable time it cannot be ruled out as that create's: the outcome is unknown."""
+    try:
+        created = datetime.fromisoformat(solve.created_at or "")
+    except ValueError:
+        created = None
+    if created is None or created.tzinfo is None:
+        raise OutcomeUnknownError(f"{solve.id} has no readable created_at, so it cannot be ruled out as this create's.")
+    return created
 
 
 def _seconds_left(deadline: float | None) -> int:
@@ -87,12 +112,12 @@ class CreditsAPI:
         *,
         retry: RetryPolicy | None = None,
         max_concurrency: int = 5,
+        creates: CreateLog | None = None,
     ) -> None:
         self._key_provider = key_provider
         self._retry = retry or RetryPolicy()
-        self._slots = anyio.Semaphore(max_concurrency)
-        self._claimed: set[str] = set()  # ids some call of ours already returned
-        self._unanswered: Counter[tuple[str, str, str]] = Counter()  # create POSTs awaiting an answer, per page
+        self._gate = SlotGate(max_concurrency)
+        self._creates = creates or CreateLog(None)  # None: private to this process
         self._clock_skew: float | None = None  # API clock minus ours, from Date headers
         self._http = httpx.AsyncClient(
             base_url=base_url,
@@ -209,69 +234,117 @@ class CreditsAPI:
             raise APIError("unexpected_response", "NoneCap returned a body that is not a JSON object.", http_status=response.status_code)
         return data
 
-    @staticmethod
-    def _solve(data: dict[str, Any]) -> Solve:
+    def _read_solve(self, data: Any) -> Solve | None:
+        """The solve in an answer, with guidance, or None when it has no readable id. Odd
+        other fields are dropped (see `Solve`)."""
         try:
-            return Solve.model_validate(data).with_guidance()
+            solve = Solve.model_validate(data)
         except ValueError:
-            raise APIError("unexpected_response", "NoneCap returned a solve this client cannot read.", http_status=200) from None
+            return None
+        if not SOLVE_ID.fullmatch(solve.id) or not solve.id.startswith(CREDITS_PREFIX):
+            return None
+        return solve.with_guidance()
+
+    def _solve(self, data: dict[str, Any]) -> Solve:
+        solve = self._read_solve(data)
+        if solve is None:
+            raise APIError("unexpected_response", "NoneCap returned a solve without a readable id.", http_status=200)
+        return solve
 
     # -- endpoints -------------------------------------------------------------------
 
     async def create_solve(self, body: dict[str, Any], *, wait: int = 0, deadline: float | None = None) -> Solve:
-        """POST /v1/solves (?wait), holding one of the local in-flight slots while it runs.
+        """POST /v1/solves (?wait), holding one of the local solve slots (see `slots`).
 
         `deadline` (monotonic) bounds the whole call: waiting for a slot, the long-poll and
         retries. If the caller is cancelled, the solve this call created (known by id, or
         found unambiguously after a lost answer) is cancelled upstream, so its credit is
         refunded rather than spent.
         """
-        call = _Create(body=body, page=(body["type"], body["sitekey"], body["url"]))
+        key = await self._key_provider()
+        page = (body["type"], body["sitekey"], body["url"])
+        call = _Create(body=body, page=page, account=fingerprint(str(self._http.base_url), key.reveal()), page_key=fingerprint(*page))
         try:
-            await self._take_slot(None if deadline is None else max(deadline, time.monotonic() + SLOT_WAIT_FLOOR_SECONDS))
-            try:
-                return await self._create(call, wait, deadline)
-            finally:
-                self._slots.release()
+            await self._gate.take(
+                lambda limit: self._record_intent(call, limit),
+                None if deadline is None else max(deadline, time.monotonic() + SLOT_WAIT_FLOOR_SECONDS),
+                lambda until: self._refresh_slots(call.account, until),
+            )
+            return await self._create(call, wait, deadline)
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True), anyio.move_on_after(10):
                 await self._abandon(call)
             raise
+        finally:
+            if call.started is not None and not call.maybe_created:  # certainly made nothing
+                with anyio.CancelScope(shield=True):
+                    try:
+                        await self._store(self._creates.release, call.call_id)
+                        self._gate.freed()
+                    except ConfigurationError:
+                        log.warning("could not release a create intent; it expires on its own")
 
-    async def _take_slot(self, deadline: float | None) -> None:
-        """Wait for one of the local in-flight slots, at most until the deadline."""
+    async def _refresh_slots(self, account: str, deadline: float | None) -> None:
+        """Look again at the account's solves holding slots (free reads): finished ones free theirs."""
+        with anyio.move_on_after(max(0.0, deadline - time.monotonic()) if deadline is not None else 10):
+            for solve_id in await self._store(self._creates.running_ids, account):
+                try:
+                    await self.get_solve(solve_id)
+                except (APIError, APIConnectionError) as exc:
+                    log.info("could not look at %s while waiting for a slot (%s)", solve_id, exc.code)
+
+    async def _store(self, operation: Callable[..., T], *args: Any) -> T:
+        """One create-log operation in a worker thread; a failing state file is a clear error."""
         try:
-            self._slots.acquire_nowait()
-            return
-        except anyio.WouldBlock:
-            pass
-        with anyio.move_on_after(max(0.0, deadline - time.monotonic()) if deadline is not None else math.inf):
-            await self._slots.acquire()
-            return
-        raise NoneCapError(
-            "concurrency_limit_exceeded",
-            "Every local solve slot stayed busy for the whole wait; nothing was created.",
-            guidance=API_ERRORS["concurrency_limit_exceeded"],
-        )
+            return await anyio.to_thread.run_sync(operation, *args)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigurationError(
+                "local_state_error", f"Could not use the record of creates in flight ({type(exc).__name__})."
+            ) from None
+
+    async def _record_intent(self, call: _Create, limit: int) -> bool:
+        """Write this call's intent, durably, before its first POST, if one of the account's
+        `limit` slots is free (see `create_log`)."""
+        first_sent = datetime.now(UTC)
+        sent_local = first_sent.timestamp()
+        sent_api = None if self._clock_skew is None else sent_local + self._clock_skew
+        intent = Intent(call.call_id, call.account, call.page_key, sent_local, sent_api)
+        if not await self._store(self._creates.record_intent, intent, limit):
+            return False
+        call.started, call.first_sent = time.monotonic(), first_sent
+        return True
+
+    async def _observe(self, solves: list[Solve]) -> None:
+        """Finished solves free the slots they held (in any process's record)."""
+        if finished := [solve.id for solve in solves if solve.is_terminal]:
+            try:
+                if await self._store(self._creates.finished, finished):
+                    self._gate.freed()
+            except ConfigurationError:
+                log.warning("could not record finished solves; their slots free when their lease ends")
+
+    async def _claim(self, call: _Create, solve: Solve) -> bool:
+        """Record `solve` as this call's (holding its slot while it runs)."""
+        call.solve_id = solve.id
+        claimed = await self._store(partial(self._creates.claim, running=not solve.is_terminal), call.call_id, solve.id)
+        if solve.is_terminal:
+            self._gate.freed()
+        return claimed
 
     async def _create(self, call: _Create, wait: int, deadline: float | None) -> Solve:
         """One create, long-polling in the POST itself (one request per solve) unless another
-        create for the same page is unanswered: then POST without ?wait and long-poll with a
-        GET, so each call learns its own id at once and a lost answer stays unambiguous."""
+        create for the same page is open in any process: then POST without ?wait and
+        long-poll with a GET, so each call learns its own id at once and a lost answer
+        stays unambiguous."""
         until = deadline if deadline is not None else time.monotonic() + wait
         for _ in range(2):
-            long_poll = _seconds_left(until) > 0 and self._unanswered[call.page] == 0
+            others = await self._store(self._creates.others_for_page, call.call_id, call.account, call.page_key)
+            long_poll = _seconds_left(until) > 0 and not others
             call.maybe_created = True
-            call.first_sent = call.first_sent or datetime.now(UTC)
-            self._unanswered[call.page] += 1
             try:
-                try:
-                    data = await self._request(
-                        "POST", "/v1/solves", body=call.body, long_poll_until=until if long_poll else None, deadline=until
-                    )
-                    solve = self._solve(data)
-                finally:
-                    self._unanswered[call.page] -= 1
+                data = await self._request(
+                    "POST", "/v1/solves", body=call.body, long_poll_until=until if long_poll else None, deadline=until
+                )
             except (_MaybeSent, APIError) as exc:
                 if isinstance(exc, APIError) and _nothing_created(exc):
                     call.maybe_created = False
@@ -281,19 +354,29 @@ class CreditsAPI:
                 if found is None:
                     call.maybe_created = False
                     continue  # it was never created: sending again cannot charge twice
-                call.solve_id = found.id
-                return await self._finish_known(found, until)
+                return await self._own(call, found, until)
             except APIConnectionError:
                 call.maybe_created = False  # never left
                 raise
-            call.solve_id = solve.id
-            self._claimed.add(solve.id)
-            return solve if long_poll else await self._finish_known(solve, until)
+            solve = self._read_solve(data)
+            if solve is None:  # accepted (2xx), so a solve exists: find it, never send again
+                log.warning("create answered without a readable solve id; reconciling, never re-sending")
+                found = await self._find_created(call)
+                if found is None:
+                    raise OutcomeUnknownError(
+                        "NoneCap accepted the create (a solve was probably made and charged) but its answer had no "
+                        "readable solve id, and no new solve of this page could be matched to this call."
+                    )
+                return await self._own(call, found, until)
+            if not await self._claim(call, solve):
+                log.warning("%s, answered to this call, was already claimed by another; keeping it", solve.id)
+            return await self._own(call, solve, until)
         raise OutcomeUnknownError("The create request failed twice without an answer and no new solve was found.")
 
-    async def _finish_known(self, solve: Solve, until: float) -> Solve:
-        """Wait on a solve this call owns for what is left of its wait. If that wait fails,
-        the solve is still returned (pending, with guidance to poll): never lose its id."""
+    async def _own(self, call: _Create, solve: Solve, until: float) -> Solve:
+        """The solve is this call's (claimed): wait on it for what is left of the wait. If
+        that wait fails, the solve is still returned (pending, with guidance to poll): never
+        lose its id."""
         remaining = _seconds_left(until)
         if solve.is_terminal or remaining < 1:
             return solve
@@ -304,37 +387,51 @@ class CreditsAPI:
             return solve
 
     async def _find_created(self, call: _Create) -> Solve | None:
-        """The solve a lost create made, if exactly one candidate can be it.
+        """The solve a lost create made, if exactly one candidate can be it; claimed for this call.
 
-        Another unanswered create for the same page in this process (checked again after
-        every listing, since one may start meanwhile), or two candidates, make the answer
-        ambiguous: then nothing is adopted, cancelled or re-sent.
+        Candidates are unclaimed solves of the same page created since this call's first
+        send (on the API's clock). Several candidates, or one that another open intent (any
+        call, any process sharing the state dir) could have made, are ambiguous: nothing is
+        adopted, cancelled or re-sent, and the candidates are named. The intents are read
+        after each listing, so any intent they miss was written after the listing and cannot
+        own what it showed.
         """
         try:
             for lookup in range(2):
                 if lookup:
                     await anyio.sleep(0.5)
-                page = await self.list_solves(limit=20, type=call.body["type"])
-                if self._unanswered[call.page] > 0:
-                    raise OutcomeUnknownError("Another create for the same page was in flight, so the lost answer cannot be matched safely.")
-                candidates = [solve for solve in page.data if self._matches(solve, call)]
-                if len(candidates) > 1:
-                    raise OutcomeUnknownError(f"Several new solves could be this call's: {', '.join(s.id for s in candidates)}.")
+                listing, skipped = await self._listing(limit=20, type=call.body["type"])
+                if skipped:
+                    raise OutcomeUnknownError(f"{skipped} listed solve(s) could not be read, so the lost answer cannot be matched safely.")
+                since = self._on_api_clock(call.first_sent or datetime.now(UTC))
+                if listing.has_more and listing.data and _created_at(listing.data[-1]) >= since:
+                    raise OutcomeUnknownError("More solves were created since this call's first send than one listing shows.")
+                candidates = [
+                    solve for solve in listing.data
+                    if (solve.type, solve.sitekey, solve.url) == call.page and _created_at(solve) >= since
+                ]
+                claimed = await self._store(self._creates.claimed_ids, [solve.id for solve in candidates])
+                candidates = [solve for solve in candidates if solve.id not in claimed]
+                others = await self._store(self._creates.others_for_page, call.call_id, call.account, call.page_key)
+                if len(candidates) > 1 or any(self._could_own(other, solve) for other in others for solve in candidates):
+                    ids = ", ".join(solve.id for solve in candidates)
+                    raise OutcomeUnknownError(f"Other creates of this page may have made these new solves, so none is taken as this call's: {ids}.")
                 if candidates:
-                    self._claimed.add(candidates[0].id)
-                    return candidates[0]
+                    if await self._claim(call, candidates[0]):
+                        return candidates[0]
+                    raise OutcomeUnknownError(f"The only candidate, {candidates[0].id}, was just claimed by another call.")
         except (APIError, APIConnectionError) as exc:
             raise OutcomeUnknownError(f"Could not check whether the create went through ({exc.code}).") from exc
         return None
 
-    def _matches(self, solve: Solve, call: _Create) -> bool:
-        if solve.id in self._claimed or (solve.type, solve.sitekey, solve.url) != call.page:
-            return False
-        try:
-            created = datetime.fromisoformat(solve.created_at or "")
-        except ValueError:
-            return False
-        return created >= self._on_api_clock(call.first_sent or datetime.now(UTC))
+    def _could_own(self, other: Intent, solve: Solve) -> bool:
+        """Whether another call's open intent could have made this (dated) solve: yes unless
+        the solve is older than that call's first send, on the API's clock."""
+        if other.sent_api is not None:
+            since = datetime.fromtimestamp(other.sent_api, UTC) - KNOWN_SKEW_SLACK
+        else:  # written before its process knew the API's clock: same machine, so ours converts it
+            since = self._on_api_clock(datetime.fromtimestamp(other.sent_local, UTC))
+        return _created_at(solve) >= since
 
     def _on_api_clock(self, moment: datetime) -> datetime:
         """A local time on the API's clock (learned from its Date headers, including the
@@ -344,7 +441,7 @@ class CreditsAPI:
         return moment + timedelta(seconds=self._clock_skew) - KNOWN_SKEW_SLACK
 
     async def _abandon(self, call: _Create) -> None:
-        """Best effort: cancel (and so refund) what an abandoned call created."""
+        """Best effort: cancel (and so refund) what an abandoned call created, and nothing else."""
         try:
             solve_id = call.solve_id
             if solve_id is None and call.maybe_created:
@@ -355,38 +452,51 @@ class CreditsAPI:
                 log.info("cancelled %s after the host cancelled the call; its credit is refunded", solve_id)
         except ConflictError:
             pass  # it had already finished
-        except (APIError, APIConnectionError, OutcomeUnknownError) as exc:
+        except NoneCapError as exc:
             log.warning("could not cancel an abandoned solve (%s)", exc.code)
 
     async def get_solve(self, solve_id: str, *, wait: int = 0, deadline: float | None = None) -> Solve:
         """GET /v1/solves/{id} (?wait long-poll); 200 and 202 both carry the solve."""
         path = f"/v1/solves/{check_solve_id(solve_id)}"
         until = time.monotonic() + wait if deadline is None else min(deadline, time.monotonic() + wait)
-        return self._solve(await self._request("GET", path, long_poll_until=until, deadline=deadline))
+        solve = self._solve(await self._request("GET", path, long_poll_until=until, deadline=deadline))
+        await self._observe([solve])
+        return solve
 
     async def list_solves(
         self, *, limit: int = 20, starting_after: str | None = None, status: str | None = None, type: str | None = None
     ) -> SolveList:
-        """GET /v1/solves, newest first; `next_starting_after` is the last id when has_more."""
-        params = {"limit": limit, "starting_after": starting_after, "status": status, "type": type}
-        data = await self._request("GET", "/v1/solves", params={k: v for k, v in params.items() if v is not None})
-        try:
-            solves = [Solve.model_validate(item).with_guidance() for item in data.get("data", [])]
-            has_more = bool(data["has_more"])
-        except (KeyError, ValueError):
-            raise APIError("unexpected_response", "NoneCap returned a list this client cannot read.", http_status=200) from None
-        return SolveList(data=solves, has_more=has_more, next_starting_after=solves[-1].id if has_more and solves else None)
+        """GET /v1/solves, newest first; `next_starting_after` is the last id when has_more.
+        Unreadable items are skipped (and logged), never a reason to lose the page."""
+        listing, _ = await self._listing(limit=limit, starting_after=starting_after, status=status, type=type)
+        return listing
+
+    async def _listing(self, **filters: Any) -> tuple[SolveList, int]:
+        """One page of solves and how many of its items could not be read."""
+        data = await self._request("GET", "/v1/solves", params={k: v for k, v in filters.items() if v is not None})
+        items, has_more = data.get("data"), data.get("has_more")
+        if not isinstance(items, list) or not isinstance(has_more, bool):
+            wrong = "data is not a list" if not isinstance(items, list) else "has_more is not true or false"
+            raise APIError("unexpected_response", f"NoneCap returned a solve listing this client cannot read: {wrong}.", http_status=200)
+        read = [self._read_solve(item) for item in items]
+        solves = [solve for solve in read if solve is not None]
+        if len(solves) < len(read):
+            log.warning("skipped %d unreadable solve(s) in a listing", len(read) - len(solves))
+        await self._observe(solves)
+        listing = SolveList(data=solves, has_more=has_more, next_starting_after=solves[-1].id if has_more and solves else None)
+        return listing, len(read) - len(solves)
 
     async def cancel_solve(self, solve_id: str) -> Solve:
         """DELETE /v1/solves/{id}; a 409 after our own retried DELETE means the first one worked."""
         path = f"/v1/solves/{check_solve_id(solve_id)}"
         try:
-            return self._solve(await self._request("DELETE", path))
+            solve = self._solve(await self._request("DELETE", path))
+            await self._observe([solve])
+            return solve
         except ConflictError as exc:
-            if exc.retried:
-                solve = await self.get_solve(solve_id)
-                if solve.status == "cancelled":
-                    return solve
+            solve = await self.get_solve(solve_id)  # already finished: shown to the gate, frees its slot
+            if exc.retried and solve.status == "cancelled":
+                return solve
             raise
 
     async def me(self) -> Account:

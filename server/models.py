@@ -7,13 +7,17 @@ The same models are the tools' output schemas, so agents see the API's own field
 
 from __future__ import annotations
 
-from typing import Literal
+import logging
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidatorFunctionWrapHandler, model_validator
 
 from nonecap_mcp.guidance import Guidance, for_solve
 
+log = logging.getLogger("nonecap_mcp.http")
+
 TERMINAL_STATUSES = frozenset({"solved", "failed", "cancelled", "expired"})
+UNREADABLE_STATUS = "unknown"  # an open-enum value: treated as still running (poll it)
 
 
 class _Lenient(BaseModel):
@@ -60,6 +64,29 @@ class Solve(_Lenient):
     cost_usd: str | None = Field(default=None, description="x402: USDC paid, as a decimal string (only when solved).")
     settlement_tx: str | None = Field(default=None, description="x402: the on-chain settlement transaction.")
     guidance: Guidance | None = Field(default=None, description="Next step when the solve is not solved.")
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_what_is_readable(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Solve:
+        """A solve whose id is readable is never lost to an odd field (`queue_ms: 1.5`, an
+        error that is a string, a status that is a number): such fields are dropped (an
+        unreadable status becomes "unknown", i.e. still running) and their names logged.
+        Only an unreadable `id` fails validation."""
+        if not isinstance(data, dict):
+            return handler(data)
+        data = dict(data)
+        while True:
+            try:
+                return handler(data)
+            except ValidationError as exc:
+                odd = {str(error["loc"][0]) for error in exc.errors() if error["loc"]} & data.keys()
+                if not odd or "id" in odd:
+                    raise
+                log.warning("ignored unreadable solve field(s): %s", ", ".join(sorted(odd)))
+                for name in odd:
+                    data.pop(name)
+                if "status" in odd:
+                    data["status"] = UNREADABLE_STATUS
 
     @property
     def is_terminal(self) -> bool:

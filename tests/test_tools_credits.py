@@ -22,6 +22,13 @@ pytestmark = pytest.mark.anyio
 URL = "https://shop.example/login"
 
 
+@pytest.fixture(autouse=True)
+def _own_state_dir(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's servers share a fresh state dir (the record of creates in flight), as
+    the processes of one user do, and never touch the developer's."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+
+
 def solve_args(sitekey: str, **extra: Any) -> dict[str, Any]:
     return {"type": "hcaptcha", "sitekey": sitekey, "url": URL, **extra}
 
@@ -267,13 +274,18 @@ async def test_every_api_error_code_reaches_the_agent_with_guidance(agent: Agent
     assert guidance | {"retry_after_seconds": None} == API_ERRORS[code].model_dump()
 
 
-async def test_account_at_its_cap_reports_wait_for_slot(agent: Agent, sandbox: Sandbox) -> None:
+async def test_solves_handed_back_pending_keep_their_slots(agent: Agent, sandbox: Sandbox) -> None:
+    """The gate counts what runs upstream: a sixth create waits locally, then says wait_for_slot
+    without sending anything the account would refuse with 429."""
     for _ in range(5):  # returned pending, still in flight upstream
         await agent.ok("create_solve", solve_args("sandbox-hang", wait_seconds=0))
     text = await agent.error("create_solve", solve_args("sandbox-solve-100ms", wait_seconds=1))
-    assert "concurrency_limit_exceeded (HTTP 429" in text and '"action": "wait_for_slot"' in text
-    statuses = [r.status for r in upstream(sandbox, "POST")]
-    assert statuses[:5] == [202] * 5 and set(statuses[5:]) == {429} and len(statuses) > 6  # waited and retried
+    assert "concurrency_limit_exceeded: " in text and "nothing was sent" in text and '"action": "wait_for_slot"' in text
+    assert [r.status for r in upstream(sandbox, "POST")] == [202] * 5  # the sixth was never sent
+    first = (await agent.ok("list_solves", {"limit": 5}))["data"][-1]["id"]
+    await agent.ok("cancel_solve", {"id": first})  # seen finished: its slot is free again
+    sixth = await agent.ok("create_solve", solve_args("sandbox-solve-100ms", wait_seconds=5))
+    assert sixth["status"] == "solved" and 429 not in [r.status for r in upstream(sandbox, "POST")]
 
 
 async def test_cancel_whose_answer_was_lost_is_retried_idempotently(agent: Agent, sandbox: Sandbox) -> None:
@@ -349,7 +361,7 @@ async def test_a_slot_that_never_frees_is_reported_not_waited_on_forever(sandbox
             started = time.monotonic()
             text = await agent.error("create_solve", solve_args("sandbox-solve-100ms", wait_seconds=1))
             assert 9.5 < time.monotonic() - started < 11.5  # the 10 s floor of the slot wait
-    assert "concurrency_limit_exceeded" in text and "nothing was created" in text
+    assert "concurrency_limit_exceeded" in text and "nothing was sent" in text
     assert len(upstream(sandbox, "POST")) == 1
 
 
@@ -362,19 +374,24 @@ async def test_malformed_key_says_check_api_key_not_retry(sandbox: Sandbox, mode
 
 
 async def test_a_create_started_during_reconciliation_is_never_adopted(agent: Agent, sandbox: Sandbox) -> None:
+    """The other call sees the lost call's open intent, so it POSTs without ?wait and claims
+    its id at once; the lost call's second listing then cannot take it, finds nothing of
+    its own, and re-sends (its first POST never arrived)."""
     sandbox.inject_fault(method="POST", path="/v1/solves", action="drop_before")
     results: dict[str, Any] = {}
 
     async def lost() -> None:
-        results["lost"] = await agent.error("create_solve", solve_args("sandbox-solve-2s", wait_seconds=10))
+        results["lost"] = await agent.ok("create_solve", solve_args("sandbox-solve-2s", wait_seconds=10))
 
     async with anyio.create_task_group() as group:
         group.start_soon(lost)
         await anyio.sleep(0.2)  # the lost call is between its two listings now
         results["other"] = await agent.ok("create_solve", solve_args("sandbox-solve-2s", wait_seconds=10))
-    assert "outcome_unknown" in results["lost"]
-    assert results["other"]["status"] == "solved"
-    assert len(upstream(sandbox, "POST")) == 2  # nothing re-sent
+    assert results["lost"]["id"] != results["other"]["id"]
+    assert results["lost"]["status"] == results["other"]["status"] == "solved"
+    assert [r.status for r in upstream(sandbox, "POST")] == [None, 202, 200]
+    assert "wait" not in upstream(sandbox, "POST")[1].query  # the other call learned its id at once
+    assert await balance(agent) == 98
 
 
 async def test_another_clients_earlier_solve_is_never_adopted(agent: Agent, sandbox: Sandbox, settings: Any, mode: str) -> None:

@@ -22,6 +22,8 @@ import anyio
 from mcp.server import MCPServer
 
 from nonecap_mcp.config import Settings
+from nonecap_mcp.create_log import FILE_NAME as CREATES_FILE
+from nonecap_mcp.create_log import CreateLog
 from nonecap_mcp.credentials import CredentialError, Secret, resolve_api_key
 from nonecap_mcp.credits_api import CreditsAPI, KeyProvider
 from nonecap_mcp.errors import ConfigurationError
@@ -135,6 +137,7 @@ def lifespan_for(settings: Settings):  # noqa: ANN201 - the SDK's lifespan type 
         api_base, x402_base = settings.api_base, settings.x402_base
         sandbox_api_key = sandbox_wallet_key = None
         ledger_path = settings.ledger_path()
+        creates_path = ledger_path.with_name(CREATES_FILE)  # every process of this user sees these creates
         rpc_url = settings.rpc_url()
         if settings.sandbox or settings.sandbox_url:
             from nonecap_mcp.sandbox import SANDBOX_API_KEY, SANDBOX_WALLET_KEY, Sandbox
@@ -142,17 +145,19 @@ def lifespan_for(settings: Settings):  # noqa: ANN201 - the SDK's lifespan type 
             if settings.sandbox_url:  # a shared `nonecap-mcp sandbox`: its solves outlive this process
                 api_base = x402_base = settings.sandbox_url
                 ledger_path = attached_sandbox_ledger(settings, settings.sandbox_url)
+                creates_path = ledger_path.with_suffix(".creates.sqlite3")
             else:
                 sandbox = Sandbox().start()
                 api_base = x402_base = sandbox.url
                 scratch = Path(tempfile.mkdtemp(prefix="nonecap-sandbox-"))
                 ledger_path = scratch / "ledger.sqlite3"  # sandbox payments never touch the real budget
+                creates_path = scratch / CREATES_FILE
             rpc_url = f"{api_base}/rpc"
             sandbox_api_key, sandbox_wallet_key = SANDBOX_API_KEY, SANDBOX_WALLET_KEY
             log.warning("sandbox mode: NoneCap emulator on %s; nothing leaves this machine", api_base)
         retry = RetryPolicy(max_retries=settings.max_retries)
         credits = CreditsAPI(api_base, key_provider(settings, sandbox_api_key), retry=retry,
-                             max_concurrency=settings.max_concurrency)
+                             max_concurrency=settings.max_concurrency, creates=CreateLog(creates_path))
         x402_client = X402Client(x402_base, retry=retry)
         wallet = wallet_loader(settings, sandbox_wallet_key)
         try:
