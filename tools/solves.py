@@ -70,7 +70,7 @@ async def create_solve(
     get_solve(id, wait_seconds) rather than creating another solve.
     """
     state = ctx.request_context.lifespan_context
-    with tool_errors():
+    with tool_errors(_wait(state, wait_seconds)):
         body = build_solve_body(
             type=type, sitekey=sitekey, url=url, rqdata=rqdata, user_agent=user_agent, proxy=proxy, webhook_url=webhook_url
         )
@@ -100,7 +100,7 @@ async def _paid_solve(state: AppState, body: dict[str, Any], user_agent: str | N
 async def get_solve(id: SolveId, ctx: Context[AppState], wait_seconds: WaitSeconds = None) -> Solve:
     """Fetch a solve; while it is unfinished, wait up to wait_seconds for it to finish."""
     state = ctx.request_context.lifespan_context
-    with tool_errors():
+    with tool_errors(_wait(state, wait_seconds)):
         check_solve_id(id)
         wait = _wait(state, wait_seconds)
         source = state.x402.get if id.startswith(X402_PREFIX) else state.credits.get_solve

@@ -10,6 +10,7 @@ flight raises `PaymentOutcomeUnknown` and is never sent again.
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -20,10 +21,11 @@ import httpx
 from nonecap_mcp import __version__
 from nonecap_mcp.errors import NoneCapError
 from nonecap_mcp.guidance import LOCAL, for_x402_status
+from nonecap_mcp.http_io import Redirected, Reply, ResponseTooLarge, detached, exchange
 from nonecap_mcp.retry import NEVER_SENT, RetryPolicy, call_with_retries, parse_retry_after
 from nonecap_mcp.x402.signing import SignedPayment
 
-PAID_READ_TIMEOUT = 75.0  # the rail's 60 s solve cap plus margin
+PAID_SECONDS = 75.0  # the paid request, answer included: the rail's 60 s solve cap plus margin
 RECEIPT_HEADERS = ("PAYMENT-RESPONSE", "X-PAYMENT-RESPONSE")
 _ANSWERS = frozenset({200, 402, 422, 504})  # what createTask may legitimately answer
 
@@ -72,7 +74,7 @@ def error_text(body: Any, default: str) -> str:
     return str(text)[:300] if text else default
 
 
-def _message(response: httpx.Response) -> str:
+def _message(response: Reply) -> str:
     try:
         body = response.json()
     except ValueError:
@@ -80,12 +82,21 @@ def _message(response: httpx.Response) -> str:
     return error_text(body, f"HTTP {response.status_code}")
 
 
-def _json(response: httpx.Response) -> Any:
+def _json(response: Reply) -> Any:
     """The body as JSON; a CDN or captive-portal page in its place is the rail's fault, not a crash."""
     try:
         return response.json()
     except ValueError:
         raise NoneCapError("unexpected_response", f"The x402 rail answered HTTP {response.status_code} with something that is not JSON.") from None
+
+
+def _unread(exc: Exception) -> NoneCapError:
+    """An unpaid request whose answer never arrived whole, or could not be read."""
+    if isinstance(exc, Redirected):
+        return NoneCapError("redirected", f"The x402 rail answered {exc}; redirects are not followed.")
+    if isinstance(exc, ResponseTooLarge):
+        return NoneCapError("response_too_large", f"The x402 rail answered {exc}; it was not read.")
+    return NoneCapError("connection_error", f"The x402 rail connection failed ({type(exc).__name__}: {exc}).")
 
 
 def _parse_pricing(body: Any) -> Pricing:
@@ -111,7 +122,6 @@ class X402Client:
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             transport=transport,
-            timeout=httpx.Timeout(10.0, read=PAID_READ_TIMEOUT),
             headers={"User-Agent": f"nonecap-mcp/{__version__}", "Accept": "application/json"},
             follow_redirects=False,
         )
@@ -125,16 +135,17 @@ class X402Client:
         await self._http.aclose()
 
     async def _call(self, method: str, path: str, *, body: Any = None, headers: dict[str, str] | None = None,
-                    paid: bool = False) -> httpx.Response:
-        async def attempt() -> httpx.Response:
+                    paid: bool = False) -> Reply:
+        async def attempt() -> Reply:
             try:
-                response = await self._http.request(method, path, json=body, headers=headers)
+                response = await exchange(self._http, method, path, json=body, headers=headers,
+                                          **({"seconds": PAID_SECONDS} if paid else {}))
             except NEVER_SENT as exc:
                 raise NoneCapError("connection_error", f"Could not connect to the x402 rail ({type(exc).__name__}).") from None
-            except httpx.TransportError as exc:
+            except (httpx.TransportError, Redirected, ResponseTooLarge) as exc:
                 if paid:
-                    raise PaymentOutcomeUnknown(f"The paid request got no answer ({type(exc).__name__}); it was not re-sent.") from None
-                raise NoneCapError("connection_error", f"The x402 rail connection failed ({type(exc).__name__}).") from None
+                    raise PaymentOutcomeUnknown(f"The paid request got no readable answer ({exc or type(exc).__name__}); it was not re-sent.") from None
+                raise _unread(exc) from None
             if response.status_code in _ANSWERS and path.endswith("createTask"):
                 return response
             if response.status_code >= 400:
@@ -148,8 +159,11 @@ class X402Client:
                 return 0.0
             return None
 
-        return await call_with_retries(attempt, policy=self._retry, retry_after_if_retryable=retry_after_if_retryable,
-                                       label=f"{method} {path}")
+        # A paid request runs in the background, past the tool call that started it: it has
+        # its own bound, retries (with the same payment) included.
+        with detached(PAID_SECONDS) if paid else nullcontext():
+            return await call_with_retries(attempt, policy=self._retry, retry_after_if_retryable=retry_after_if_retryable,
+                                           label=f"{method} {path}")
 
     async def pricing(self) -> Pricing:
         """The published price table, cached for `pricing_ttl` seconds."""
