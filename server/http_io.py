@@ -120,6 +120,12 @@ def current_deadline(deadline: float | None = None) -> float | None:
     return min(deadline, outer)
 
 
+def seconds_left() -> float:
+    """Time to the enclosing call's deadline (infinite outside a call), never negative."""
+    deadline = _call_deadline.get()
+    return math.inf if deadline is None else max(0.0, deadline - time.monotonic())
+
+
 async def exchange(
     client: httpx.AsyncClient,
     method: str,

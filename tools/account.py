@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+import anyio
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 
@@ -51,18 +52,31 @@ async def get_balance(ctx: Context[AppState]) -> Balance:
     """Show what is left to spend: credits (1 per solve) and the x402 wallet's USDC and daily budget."""
     state = ctx.request_context.lifespan_context
     balance = Balance(sandbox=state.sandbox_url is not None)
-    failures: list[NoneCapError] = []
+    failures: dict[str, NoneCapError] = {}
+
+    crashes: list[Exception] = []
+
+    async def read(rail: str, fill: Callable[[AppState, Balance], Awaitable[None]]) -> None:
+        try:
+            await fill(state, balance)
+        except NoneCapError as exc:
+            failures[rail] = exc
+        except Exception as exc:  # raised below as it is, not wrapped in the task group's ExceptionGroup
+            crashes.append(exc)
+
     with tool_errors():
-        for rail, fill, figures in RAILS:
-            try:
-                await fill(state, balance)
-            except NoneCapError as exc:
-                failures.append(exc)
+        async with anyio.create_task_group() as group:  # side by side: a stalled rail cannot starve the other
+            for rail, fill, _ in RAILS:
+                group.start_soon(read, rail, fill)
+        if crashes:
+            raise crashes[0]
+        for rail, _, figures in RAILS:
+            if (exc := failures.get(rail)) is not None:
                 missing = ", ".join(name for name in figures if getattr(balance, name) is None)
                 balance.notes.append(f"{rail}: {missing} unavailable ({exc.code}): {exc.message}")
         # Partial figures (say the wallet's address and spend with the RPC down) beat an error.
         if balance.credits_balance is None and balance.wallet_address is None:
-            real = [f for f in failures if f.code not in NOT_CONFIGURED_CODES]
+            real = [f for f in failures.values() if f.code not in NOT_CONFIGURED_CODES]
             raise real[0] if real else ConfigurationError("no_payment_method", NO_PAYMENT_METHOD)
     return balance
 
@@ -78,11 +92,12 @@ async def get_pricing(ctx: Context[AppState]) -> Pricing:
         notes=["Reserved for later on the credits rail: recaptcha_v2, recaptcha_v3, cloudflare_turnstile, funcaptcha."],
     )
     ours = {task: kind for kind, task in X402_TASK_TYPES.items()}
-    try:
-        table = await state.x402.client.pricing()
-    except NoneCapError as exc:
-        pricing.notes.append(f"x402 price table unavailable ({exc.code}): {exc.message}")
-        return pricing
+    with tool_errors():
+        try:
+            table = await state.x402.client.pricing()
+        except NoneCapError as exc:
+            pricing.notes.append(f"x402 price table unavailable ({exc.code}): {exc.message}")
+            return pricing
     pricing.x402_pay_to, pricing.x402_network = table.pay_to, table.network
     pricing.prices += [
         RailPrice(rail="x402", captcha_type=ours.get(task, task), task_type=task, price=str(usd), unit="USD", charged=X402_CHARGE)

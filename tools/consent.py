@@ -45,11 +45,12 @@ async def payment_consent(
     webhook_url: str | None,
     rail: str | None,
     confirm_payment: bool,
+    wait_seconds: int | None,
     ctx: Context[AppState],
 ) -> PaymentConsent | Elicit[PaymentConsent]:
     """Consent for this call's spend: implicit for credits and for x402 at or under the threshold."""
     state = ctx.request_context.lifespan_context
-    with tool_errors():
+    with tool_errors(state.wait_for(wait_seconds)):  # the price lookup is bound like the call itself
         body: dict[str, Any] = build_solve_body(
             type=type, sitekey=sitekey, url=url, rqdata=rqdata, user_agent=user_agent, proxy=proxy, webhook_url=webhook_url
         )

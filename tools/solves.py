@@ -38,10 +38,6 @@ X402_PREFIX = "x402_"
 X402_SETUP_FLOOR_SECONDS = 10  # even with wait_seconds=0, time to ask the rail for its 402
 
 
-def _wait(state: AppState, wait_seconds: int | None) -> int:
-    return state.settings.default_wait_seconds if wait_seconds is None else wait_seconds
-
-
 async def create_solve(
     type: Annotated[CaptchaType, Field(description="Captcha type.")],
     sitekey: Annotated[str, Field(min_length=1, max_length=200, description="The hCaptcha sitekey of the page.")],
@@ -70,13 +66,13 @@ async def create_solve(
     get_solve(id, wait_seconds) rather than creating another solve.
     """
     state = ctx.request_context.lifespan_context
-    with tool_errors(_wait(state, wait_seconds)):
+    with tool_errors(state.wait_for(wait_seconds)):
         body = build_solve_body(
             type=type, sitekey=sitekey, url=url, rqdata=rqdata, user_agent=user_agent, proxy=proxy, webhook_url=webhook_url
         )
         if not consent.confirm:
             raise NoneCapError("confirmation_declined", "The user declined the payment; nothing was paid.")
-        wait = _wait(state, wait_seconds)
+        wait = state.wait_for(wait_seconds)
         deadline = time.monotonic() + wait
         if await state.choose_rail(rail) == "x402":
             X402Rail.check_body(body)
@@ -100,9 +96,9 @@ async def _paid_solve(state: AppState, body: dict[str, Any], user_agent: str | N
 async def get_solve(id: SolveId, ctx: Context[AppState], wait_seconds: WaitSeconds = None) -> Solve:
     """Fetch a solve; while it is unfinished, wait up to wait_seconds for it to finish."""
     state = ctx.request_context.lifespan_context
-    with tool_errors(_wait(state, wait_seconds)):
+    with tool_errors(state.wait_for(wait_seconds)):
         check_solve_id(id)
-        wait = _wait(state, wait_seconds)
+        wait = state.wait_for(wait_seconds)
         source = state.x402.get if id.startswith(X402_PREFIX) else state.credits.get_solve
         return await with_progress(ctx, wait, "waiting", lambda: source(id, wait=wait))
 

@@ -33,6 +33,7 @@ from nonecap_mcp.x402.wallet import Wallet, check_private_key, load_wallet, rpc_
 
 log = logging.getLogger("nonecap_mcp")
 PaidRail = Literal["credits", "x402"]
+SHUTDOWN_GRACE_SECONDS = 3.0  # how long background payments may still finish once the host has gone
 NO_PAYMENT_METHOD = (
     "No NoneCap API key and no x402 wallet are configured. Set NONECAP_API_KEY (credits) or "
     "NONECAP_WALLET_PRIVATE_KEY (x402) in the MCP server's env, or run `nonecap-mcp auth login` / "
@@ -50,6 +51,10 @@ class AppState:
     wallet: Callable[[], Awaitable[Wallet | None]]
     rpc_url: str
     sandbox_url: str | None
+
+    def wait_for(self, wait_seconds: int | None) -> int:
+        """A call's wait: the agent's, else the operator's default."""
+        return self.settings.default_wait_seconds if wait_seconds is None else wait_seconds
 
     async def choose_rail(self, requested: str | None) -> PaidRail:
         """`auto` means: credits if an API key is configured, else x402 if a wallet is."""
@@ -133,6 +138,10 @@ def lifespan_for(settings: Settings):  # noqa: ANN201 - the SDK's lifespan type 
                                 background=background)
                 yield AppState(settings=settings, credits=credits, x402=rail, wallet=wallet, rpc_url=rpc_url,
                                sandbox_url=sandbox.url if sandbox else None)
+                # Shutting down (the host closed stdin): a paid request still in flight gets a short
+                # grace, then is cancelled and recorded `unknown` (counted as spent) by the rail,
+                # rather than holding the process for the rail's 75 s bound.
+                background.cancel_scope.deadline = anyio.current_time() + SHUTDOWN_GRACE_SECONDS
         finally:
             await credits.aclose()
             await x402_client.aclose()

@@ -21,7 +21,7 @@ import httpx
 from nonecap_mcp import __version__
 from nonecap_mcp.errors import NoneCapError
 from nonecap_mcp.guidance import LOCAL, for_x402_status
-from nonecap_mcp.http_io import Redirected, Reply, ResponseTooLarge, detached, exchange
+from nonecap_mcp.http_io import Redirected, Reply, ResponseTooLarge, detached, exchange, seconds_left
 from nonecap_mcp.retry import NEVER_SENT, RetryPolicy, call_with_retries, parse_retry_after
 from nonecap_mcp.x402.signing import SignedPayment
 
@@ -166,12 +166,15 @@ class X402Client:
                                            label=f"{method} {path}")
 
     async def pricing(self) -> Pricing:
-        """The published price table, cached for `pricing_ttl` seconds."""
-        async with self._pricing_lock:
-            if self._pricing is None or time.monotonic() - self._pricing[0] > self._pricing_ttl:
-                response = await self._call("GET", "/x402/pricing")
-                self._pricing = (time.monotonic(), _parse_pricing(_json(response)))
-            return self._pricing[1]
+        """The published price table, cached for `pricing_ttl` seconds. Waiting for another
+        call's fetch ends at this call's deadline, like the fetch itself."""
+        with anyio.move_on_after(seconds_left()):
+            async with self._pricing_lock:
+                if self._pricing is None or time.monotonic() - self._pricing[0] > self._pricing_ttl:
+                    response = await self._call("GET", "/x402/pricing")
+                    self._pricing = (time.monotonic(), _parse_pricing(_json(response)))
+                return self._pricing[1]
+        raise NoneCapError("connection_error", "The x402 price table did not arrive in time (another call is still fetching it).")
 
     async def create_task(self, body: dict[str, Any], payment: SignedPayment | None = None) -> TaskAnswer:
         """POST /x402/createTask, unpaid (expecting a 402) or with one signed payment."""
