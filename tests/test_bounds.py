@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import queue
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -346,8 +347,6 @@ def test_closing_stdin_ends_the_server_quickly_and_records_a_payment_in_flight_a
     finally:
         took = server.close_stdin(15)
     assert took < 10 and server.process.returncode == 0
-    import sqlite3
-
     with sqlite3.connect(tmp_path / "ledger.sqlite3") as db:
         states = db.execute("SELECT state FROM payments WHERE solve_id = ?", (solve["id"],)).fetchall()
     assert states == [("unknown",)]  # counted as spent: it may have settled
