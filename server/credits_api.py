@@ -43,6 +43,7 @@ from nonecap_mcp.errors import (
 )
 from nonecap_mcp.ids import CREDITS_PREFIX, SOLVE_ID, check_solve_id
 from nonecap_mcp.models import Account, Feedback, Solve, SolveList
+from nonecap_mcp.http_io import EXCHANGE_SECONDS, Redirected, Reply, ResponseTooLarge, current_deadline, exchange
 from nonecap_mcp.retry import NEVER_SENT, RetryPolicy, call_with_retries, parse_retry_after
 from nonecap_mcp.slots import SlotGate
 
@@ -50,7 +51,7 @@ log = logging.getLogger("nonecap_mcp.http")
 
 T = TypeVar("T")
 KeyProvider = Callable[[], Awaitable[Secret]]
-READ_MARGIN_SECONDS = 15.0  # HTTP read timeout = ?wait + this, so a long-poll never times out first
+READ_MARGIN_SECONDS = 4.0  # a long-poll's answer is due by ?wait + this; later, it is treated as lost
 SLOT_WAIT_FLOOR_SECONDS = 10  # even a call that will not wait for its result queues this long for a slot
 UNKNOWN_SKEW_WINDOW = timedelta(minutes=2)  # before any Date header, how far back a lost create may lie
 KNOWN_SKEW_SLACK = timedelta(seconds=2)  # Date has 1 s resolution
@@ -121,7 +122,6 @@ class CreditsAPI:
         self._clock_skew: float | None = None  # API clock minus ours, from Date headers
         self._http = httpx.AsyncClient(
             base_url=base_url,
-            timeout=httpx.Timeout(10.0, read=30.0),
             headers={"User-Agent": f"nonecap-mcp/{__version__} httpx/{httpx.__version__}", "Accept": "application/json"},
             follow_redirects=False,
         )
@@ -135,16 +135,17 @@ class CreditsAPI:
 
     # -- transport -------------------------------------------------------------------
 
-    async def _send(self, method: str, path: str, params: dict[str, Any] | None, body: Any, read_timeout: float) -> httpx.Response:
+    async def _send(self, method: str, path: str, params: dict[str, Any] | None, body: Any, seconds: float) -> Reply:
         key = await self._key_provider()
         started = time.monotonic()
-        response = await self._http.request(
+        response = await exchange(
+            self._http,
             method,
             path,
+            seconds=seconds,
             params=params,
             json=body,
             headers={"Authorization": f"Bearer {key.reveal()}"},
-            timeout=httpx.Timeout(10.0, read=read_timeout),
         )
         self._learn_clock(response)
         log.info(
@@ -153,14 +154,14 @@ class CreditsAPI:
         )
         return response
 
-    def _learn_clock(self, response: httpx.Response) -> None:
+    def _learn_clock(self, response: Reply) -> None:
         try:
             self._clock_skew = parsedate_to_datetime(response.headers["date"]).timestamp() - time.time()
         except (KeyError, TypeError, ValueError):
             pass
 
     @staticmethod
-    def _error(response: httpx.Response) -> APIError:
+    def _error(response: Reply) -> APIError:
         status = response.status_code
         try:
             envelope = response.json()["error"]
@@ -202,13 +203,13 @@ class CreditsAPI:
             wait = _seconds_left(long_poll_until)
             query = (params or {}) | ({"wait": wait} if wait else {})
             try:
-                response = await self._send(method, path, query or None, body, wait + READ_MARGIN_SECONDS)
+                response = await self._send(method, path, query or None, body, wait + READ_MARGIN_SECONDS if wait else EXCHANGE_SECONDS)
             except NEVER_SENT as exc:
                 raise APIConnectionError(f"Could not connect to NoneCap ({type(exc).__name__}).") from None
-            except httpx.TransportError as exc:
-                if method == "POST":
-                    raise _MaybeSent(type(exc).__name__) from exc
-                raise APIConnectionError(f"The connection to NoneCap failed mid-request ({type(exc).__name__}).") from None
+            except (httpx.TransportError, Redirected, ResponseTooLarge) as exc:
+                if method == "POST":  # answered or maybe delivered: a solve may exist
+                    raise _MaybeSent(str(exc) or type(exc).__name__) from exc
+                raise self._unread(exc) from None
             if response.status_code >= 400:
                 raise self._error(response)
             return self._decode(response)
@@ -225,7 +226,16 @@ class CreditsAPI:
         )
 
     @staticmethod
-    def _decode(response: httpx.Response) -> dict[str, Any]:
+    def _unread(exc: Exception) -> NoneCapError:
+        """A read or cancel whose answer never arrived whole, or could not be read."""
+        if isinstance(exc, Redirected):
+            return NoneCapError("redirected", f"NoneCap answered {exc}; redirects are not followed, so the API key never goes elsewhere.")
+        if isinstance(exc, ResponseTooLarge):
+            return NoneCapError("response_too_large", f"NoneCap answered {exc}; it was not read.")
+        return APIConnectionError(f"The connection to NoneCap failed mid-request ({type(exc).__name__}: {exc}).")
+
+    @staticmethod
+    def _decode(response: Reply) -> dict[str, Any]:
         try:
             data = response.json()
         except ValueError:
@@ -267,7 +277,7 @@ class CreditsAPI:
         try:
             await self._gate.take(
                 lambda limit: self._record_intent(call, limit),
-                None if deadline is None else max(deadline, time.monotonic() + SLOT_WAIT_FLOOR_SECONDS),
+                current_deadline(None if deadline is None else max(deadline, time.monotonic() + SLOT_WAIT_FLOOR_SECONDS)),
                 lambda until: self._refresh_slots(call.account, until),
             )
             return await self._create(call, wait, deadline)

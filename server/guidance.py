@@ -143,6 +143,9 @@ LOCAL: dict[str, Guidance] = {
     "rpc_error": _g("retry", True, "The Base JSON-RPC endpoint failed. Retry shortly, or ask the user to set NONECAP_BASE_RPC_URL to another Base RPC provider."),
     "payment_refused": _g("none", False, "The x402 server asked for a payment that does not match the published price, payee, token or URL, so nothing was signed or paid. Do not retry; tell the user, who may report it to the service."),
     "budget_exceeded": _g("change_policy", False, "Stop paying for solves today, or ask the user to raise NONECAP_DAILY_BUDGET_USD; retrying before 00:00 UTC fails the same way. rail=credits is unaffected."),
+    "redirected": _g("check_status_first", False, "The upstream (or a proxy or captive portal in between) answered with a redirect, which is never followed so keys and payments go nowhere else. Ask the user to check NONECAP_API_BASE / NONECAP_X402_BASE and the network; retrying will not help until then. If this was create_solve, call list_solves before creating another, so nothing is paid twice."),
+    "response_too_large": _g("check_status_first", False, "The upstream answered with a body far larger than any NoneCap answer, so it was not read: usually a wrong NONECAP_API_BASE / NONECAP_X402_BASE or something in between. Ask the user to check them; if this was create_solve, call list_solves before creating another, so nothing is paid twice."),
+    "deadline_exceeded": _g("check_status_first", True, "The call reached its time limit (wait_seconds + 10 s) before the upstream answered. If it was create_solve, call list_solves before creating another; otherwise retry shortly."),
 }
 
 # x402 rail statuses (x402-rail contract: "Failure modes"); no failure here is ever settled.

@@ -2,12 +2,15 @@
 
 Shared by both payment rails so they back off the same way. Retry-After is honoured as a
 floor; a server asking for longer than we are willing to hold a tool call gets no retry,
-and the caller reports the wait to the agent instead.
+and the caller reports the wait to the agent instead (capped: an absurd Retry-After never
+becomes an hour-long sleep or `Infinity` in guidance). No retry, nor its sleep, passes the
+tool call's deadline (`http_io.call_deadline`).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -18,6 +21,8 @@ from typing import TypeVar
 import anyio
 import httpx
 
+from nonecap_mcp.http_io import current_deadline
+
 T = TypeVar("T")
 log = logging.getLogger("nonecap_mcp.http")
 
@@ -26,7 +31,9 @@ Classifier = Callable[[Exception], float | None]
 
 # Transport failures where the request certainly never reached the server: safe to repeat,
 # whatever it would have done. Any other httpx.TransportError may have been delivered.
+# (http_io.DeadlinePassed is a ConnectTimeout: a request the deadline stopped before sending.)
 NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+RETRY_AFTER_CAP = 3600.0  # longest Retry-After we repeat to the agent, in seconds
 
 
 @dataclass(frozen=True)
@@ -54,16 +61,19 @@ class RetryPolicy:
 
 
 def parse_retry_after(value: str | None) -> float | None:
-    """Retry-After as seconds, from either delta-seconds or an HTTP date; None if absent or junk."""
+    """Retry-After as whole seconds from 0 to RETRY_AFTER_CAP, from either delta-seconds or an
+    HTTP date; None if absent or junk."""
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
+    if value.isascii() and value.isdigit():
+        seconds = RETRY_AFTER_CAP if len(value) > 9 else float(value)  # never float("9" * 400) = inf
+    else:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, OverflowError):
+            return None
+    return float(min(RETRY_AFTER_CAP, max(0, math.ceil(seconds))))
 
 
 async def call_with_retries(
@@ -77,7 +87,8 @@ async def call_with_retries(
     """Run `attempt()` until it returns, retrying the failures the classifier accepts.
 
     Each rail decides what is safe to repeat (a paid or creating request rarely is); this
-    loop only owns the timing. The final exception is re-raised with `retried` set.
+    loop only owns the timing, within `deadline` and the tool call's. The final exception is
+    re-raised with `retried` set.
     """
     tries = 0
     while True:
@@ -85,7 +96,7 @@ async def call_with_retries(
             return await attempt()
         except Exception as exc:
             retry_after = retry_after_if_retryable(exc)
-            delay = None if retry_after is None else policy.delay(tries, retry_after or None, deadline)
+            delay = None if retry_after is None else policy.delay(tries, retry_after or None, current_deadline(deadline))
             if delay is None:
                 exc.retried = tries > 0  # type: ignore[attr-defined]
                 raise

@@ -185,6 +185,7 @@ class SolveRequest:
     body: MappingProxyType[str, Any]
     rail: PaidRail
     price_usd: Decimal | None = None  # x402 only
+    started: float = 0.0  # monotonic time the call began: set-up time counts against its bound
 
     @property
     def type(self) -> str:

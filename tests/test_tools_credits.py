@@ -360,7 +360,7 @@ async def test_a_slot_that_never_frees_is_reported_not_waited_on_forever(sandbox
             await anyio.sleep(0.2)
             started = time.monotonic()
             text = await agent.error("create_solve", solve_args("sandbox-solve-100ms", wait_seconds=1))
-            assert 9.5 < time.monotonic() - started < 11.5  # the 10 s floor of the slot wait
+            assert 8.5 < time.monotonic() - started < 11  # the slot wait's 10 s floor, cut by the call's bound (wait + 10 s)
     assert "concurrency_limit_exceeded" in text and "nothing was sent" in text
     assert len(upstream(sandbox, "POST")) == 1
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 
+import anyio
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from pydantic import ValidationError
@@ -83,7 +84,15 @@ async def balance_for(state: AppState) -> Balance:
     """The figures of every configured rail; partial figures (say the wallet's address and
     spend with the RPC down) beat an error, which comes only when no rail gave any."""
     balance = Balance(sandbox=state.sandbox_url is not None)
-    failures = [exc for rail, fill, figures in RAILS if (exc := await _fill(balance, rail, figures, fill(state, balance)))]
+    failures: list[NoneCapError] = []
+
+    async def read(rail: str, fill: Callable[[AppState, Balance], Awaitable[None]], figures: tuple[str, ...]) -> None:
+        if (exc := await _fill(balance, rail, figures, fill(state, balance))) is not None:
+            failures.append(exc)
+
+    async with anyio.create_task_group() as group:  # side by side: a stalled rail cannot starve the other
+        for rail, fill, figures in RAILS:
+            group.start_soon(read, rail, fill, figures)
     if balance.credits_balance is None and balance.wallet_address is None:
         real = [f for f in failures if f.code not in NOT_CONFIGURED_CODES]
         raise real[0] if real else no_payment_method(*(f for f in failures if isinstance(f, ConfigurationError)))
@@ -106,11 +115,12 @@ async def pricing_for(state: AppState) -> Pricing:
         notes=["Reserved for later on the credits rail: recaptcha_v2, recaptcha_v3, cloudflare_turnstile, funcaptcha."],
     )
     ours = {task: kind for kind, task in X402_TASK_TYPES.items()}
-    try:
-        table = await state.x402.client.pricing()
-    except NoneCapError as exc:
-        pricing.notes.append(f"x402 price table unavailable ({exc.code}): {exc.message}")
-        return pricing
+    with tool_errors():
+        try:
+            table = await state.x402.client.pricing()
+        except NoneCapError as exc:
+            pricing.notes.append(f"x402 price table unavailable ({exc.code}): {exc.message}")
+            return pricing
     pricing.x402_pay_to, pricing.x402_network = table.pay_to, table.network
     pricing.prices += [
         RailPrice(rail="x402", captcha_type=ours.get(task, task), task_type=task, price=str(usd), unit="USD", charged=X402_CHARGE)

@@ -64,6 +64,7 @@ def consent_prompt(request: SolveRequest) -> str:
 async def payment_consent(
     request: Annotated[SolveRequest, Resolve(solve_request)],
     confirm_payment: bool,
+    wait_seconds: int | None,
     ctx: Context[AppState],
 ) -> PaymentConsent | Elicit[PaymentConsent]:
     """Consent for this call's spend: implicit for credits and for x402 at or under the threshold."""

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import anyio
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
@@ -24,8 +25,13 @@ from pydantic import ValidationError
 from nonecap_mcp.errors import APIError, InvalidArgumentError, NoneCapError
 from nonecap_mcp.redaction import redact, redact_tree
 from nonecap_mcp.validation import check_strings
+from nonecap_mcp.http_io import call_deadline
 
 log = logging.getLogger("nonecap_mcp")
+WAIT_MARGIN_SECONDS = 10  # a call with wait_seconds returns within wait_seconds + this
+NO_WAIT_BUDGET_SECONDS = 20  # a call without one (balance, pricing, list, cancel) within this
+INNER_SLACK_SECONDS = 2.0  # every exchange ends this long before the bound, to report what happened
+BACKSTOP_SLACK_SECONDS = 1.0  # the cancel scope fires this long before it
 
 
 def error_text(exc: NoneCapError) -> str:
@@ -38,16 +44,29 @@ def error_text(exc: NoneCapError) -> str:
     return redact("\n".join(lines))
 
 
-@contextmanager
-def tool_errors() -> Iterator[None]:
-    """Wrap a tool body so anticipated failures reach the model as readable tool errors.
+def call_budget(wait: int | None) -> float:
+    """How long a tool call may take: its wait plus a margin, or a flat bound without one."""
+    return NO_WAIT_BUDGET_SECONDS if wait is None else wait + WAIT_MARGIN_SECONDS
 
-    OSError and sqlite3.Error come from this machine (an unwritable or full
+
+@contextmanager
+def tool_errors(wait: int | None = None, *, spent: float = 0.0) -> Iterator[None]:
+    """Wrap a tool body: bounded in time, and anticipated failures reach the model as
+    readable tool errors.
+
+    The bound is `call_budget(wait)`: every HTTP exchange and retry inside ends a little
+    before it (`http_io.call_deadline`); the cancel scope is only the backstop should
+    anything else hang. OSError and sqlite3.Error come from this machine (an unwritable or full
     NONECAP_STATE_DIR under the x402 ledger); without this the model would see only
     "Error executing tool" and could not tell the user what to fix.
     """
+    budget = call_budget(wait) - spent  # `spent`: what this call already used before this block
     try:
-        yield
+        with call_deadline(budget - INNER_SLACK_SECONDS), anyio.move_on_after(budget - BACKSTOP_SLACK_SECONDS) as backstop:
+            yield
+        if backstop.cancelled_caught:
+            log.error("a tool call outlived its %.0f s bound and was stopped", budget)
+            raise NoneCapError("deadline_exceeded", f"No answer within this call's {budget:.0f} s limit.")
     except NoneCapError as exc:
         raise ToolError(error_text(exc)) from None
     except (OSError, sqlite3.Error) as exc:

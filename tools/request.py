@@ -7,6 +7,7 @@ table, before the user is asked anything or anything is sent.
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from types import MappingProxyType
 
@@ -27,11 +28,13 @@ async def solve_request(
     proxy: str | ProxyConfig | None,
     webhook_url: str | None,
     rail: str | None,
+    wait_seconds: int | None,
     ctx: Context[AppState],
 ) -> SolveRequest:
     """Validate, pick the rail and (x402) price one create_solve call; nothing is sent."""
     state = ctx.request_context.lifespan_context
-    with tool_errors():
+    started = time.monotonic()
+    with tool_errors(state.wait_for(wait_seconds)):  # the price lookup counts against the call's bound
         body = build_solve_body(
             type=type, sitekey=sitekey, url=url, rqdata=rqdata, user_agent=user_agent, proxy=proxy, webhook_url=webhook_url
         )
@@ -40,4 +43,4 @@ async def solve_request(
         if chosen == "x402":
             X402Rail.check_body(body)
             price = await state.x402.price_for(type)
-        return SolveRequest(body=MappingProxyType(body), rail=chosen, price_usd=price)
+        return SolveRequest(body=MappingProxyType(body), rail=chosen, price_usd=price, started=started)

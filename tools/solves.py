@@ -36,10 +36,6 @@ RailChoice = Annotated[
 ]
 
 
-def _wait(state: AppState, wait_seconds: int | None) -> int:
-    return state.settings.default_wait_seconds if wait_seconds is None else wait_seconds
-
-
 async def create_solve(
     type: Annotated[CaptchaType, Field(description="Captcha type.")],
     sitekey: Annotated[str, Field(min_length=1, max_length=200, description="The hCaptcha sitekey of the page.")],
@@ -71,11 +67,14 @@ async def create_solve(
     # The arguments above define the schema; the body reads them only through `request`,
     # checked once by its resolver (and shown to the user by consent from the same values).
     state = ctx.request_context.lifespan_context
-    with tool_errors():
+    # Set-up (validation, the price) counts against the call's bound, unless the user was asked:
+    # time spent deciding is theirs, not the upstream's.
+    asked = request.rail == "x402" and (request.price_usd or 0) > state.settings.confirm_above_usd
+    with tool_errors(state.wait_for(wait_seconds), spent=0.0 if asked else time.monotonic() - request.started):
         if not (isinstance(consent, AcceptedElicitation) and consent.data.confirm):
             how = "dismissed the question" if isinstance(consent, CancelledElicitation) else "declined the payment"
             raise NoneCapError("confirmation_declined", f"The user {how}; nothing was signed or paid.")
-        wait = _wait(state, wait_seconds)
+        wait = state.wait_for(wait_seconds)
         deadline = time.monotonic() + wait
         rail_api = state.x402 if request.rail == "x402" else state.credits
         return await with_progress(ctx, wait, "solving", lambda: rail_api.create_solve(request.wire_body(), wait=wait, deadline=deadline))
@@ -89,9 +88,9 @@ def solve_source(state: AppState, id: str) -> Callable[..., Awaitable[Solve]]:
 async def get_solve(id: SolveId, ctx: Context[AppState], wait_seconds: WaitSeconds = None) -> Solve:
     """Fetch a solve; while it is unfinished, wait up to wait_seconds for it to finish."""
     state = ctx.request_context.lifespan_context
-    with tool_errors():
+    with tool_errors(state.wait_for(wait_seconds)):
         check_solve_id(id)
-        wait = _wait(state, wait_seconds)
+        wait = state.wait_for(wait_seconds)
         source = solve_source(state, id)
         try:
             return await with_progress(ctx, wait, "waiting", lambda: source(id, wait=wait))

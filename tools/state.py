@@ -34,6 +34,7 @@ from nonecap_mcp.x402.wallet import Wallet, check_private_key, load_wallet
 
 log = logging.getLogger("nonecap_mcp")
 PaidRail = Literal["credits", "x402"]
+SHUTDOWN_GRACE_SECONDS = 3.0  # how long background payments may still finish once the host has gone
 NO_PAYMENT_METHOD = (
     "No NoneCap API key and no x402 wallet are configured. For credits, set NONECAP_API_KEY in the MCP server's env "
     "or run `nonecap-mcp auth login` in a terminal; for x402, run `nonecap-mcp wallet create` (or set "
@@ -64,6 +65,10 @@ class AppState:
     rpc_url: str
     sandbox_url: str | None
     ephemeral_sandbox: bool = False  # a sandbox started by this process: its solves die with it
+
+    def wait_for(self, wait_seconds: int | None) -> int:
+        """A call's wait: the agent's, else the operator's default."""
+        return self.settings.default_wait_seconds if wait_seconds is None else wait_seconds
 
     async def choose_rail(self, requested: str | None) -> PaidRail:
         """`auto` means: credits if an API key is configured, else x402 if a wallet is."""
@@ -166,6 +171,10 @@ def lifespan_for(settings: Settings):  # noqa: ANN201 - the SDK's lifespan type 
                                 background=background, rpc_url=rpc_url)
                 yield AppState(settings=settings, credits=credits, x402=rail, wallet=wallet, rpc_url=rpc_url,
                                sandbox_url=api_base if sandbox_api_key else None, ephemeral_sandbox=sandbox is not None)
+                # Shutting down (the host closed stdin): a paid request still in flight gets a short
+                # grace, then is cancelled and recorded `unknown` (counted as spent) by the rail,
+                # rather than holding the process for the rail's 75 s bound.
+                background.cancel_scope.deadline = anyio.current_time() + SHUTDOWN_GRACE_SECONDS
         finally:
             await credits.aclose()
             await x402_client.aclose()

@@ -13,6 +13,7 @@ an undocumented status after a paid request proves nothing either way.
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -27,11 +28,13 @@ from nonecap_mcp.errors import (
     X402ResponseError,
     X402StatusError,
 )
+from nonecap_mcp.errors import NoneCapError
+from nonecap_mcp.http_io import Redirected, Reply, ResponseTooLarge, detached, exchange, seconds_left
 from nonecap_mcp.redaction import redact
 from nonecap_mcp.retry import NEVER_SENT, RetryPolicy, call_with_retries, parse_retry_after
 from nonecap_mcp.x402.signing import SignedPayment
 
-PAID_READ_TIMEOUT = 75.0  # the rail's 60 s solve cap plus margin
+PAID_SECONDS = 75.0  # the paid request, answer included: the rail's 60 s solve cap plus margin
 RECEIPT_HEADERS = ("PAYMENT-RESPONSE", "X-PAYMENT-RESPONSE")
 # The failure statuses the rail documents ("Failure modes"); with its JSON envelope, none was settled.
 DOCUMENTED_FAILURES = frozenset({400, 402, 422, 429, 503, 504})
@@ -85,19 +88,19 @@ def documented_failure(status: int, body: Any, headers: httpx.Headers) -> X402St
     return X402StatusError(status, error_text(body, f"HTTP {status}"), parse_retry_after(headers.get("retry-after")))
 
 
-def _decoded(response: httpx.Response) -> Any:
+def _decoded(response: Reply) -> Any:
     try:
         return response.json()
     except ValueError:
         return None
 
 
-def _undocumented(response: httpx.Response) -> X402ResponseError:
+def _undocumented(response: Reply) -> X402ResponseError:
     kind = "a redirect, not followed" if 300 <= response.status_code < 400 else "not the rail's documented JSON"
     return X402ResponseError(f"The x402 rail answered HTTP {response.status_code} ({kind}).")
 
 
-def _checked(response: httpx.Response, *, paid: bool, answers: frozenset[int]) -> httpx.Response:
+def _checked(response: Reply, *, paid: bool, answers: frozenset[int]) -> Reply:
     """Raise for what is a failure of this request; return what the caller interprets.
 
     A paid request returns everything but a retryable documented failure: only the rail
@@ -115,12 +118,21 @@ def _checked(response: httpx.Response, *, paid: bool, answers: frozenset[int]) -
     return response
 
 
-def _json(response: httpx.Response) -> Any:
+def _json(response: Reply) -> Any:
     """The body as JSON; a CDN or captive-portal page in its place is the rail's fault, not a crash."""
     try:
         return response.json()
     except ValueError:
         raise X402ResponseError(f"The x402 rail answered HTTP {response.status_code} with something that is not JSON.") from None
+
+
+def _unread(exc: Exception) -> NoneCapError:
+    """An unpaid request whose answer never arrived whole, or could not be read."""
+    if isinstance(exc, Redirected):
+        return NoneCapError("redirected", f"The x402 rail answered {exc}; redirects are not followed.")
+    if isinstance(exc, ResponseTooLarge):
+        return NoneCapError("response_too_large", f"The x402 rail answered {exc}; it was not read.")
+    return X402ConnectionError(f"The x402 rail connection failed ({type(exc).__name__}: {exc}).")
 
 
 def _parse_pricing(body: Any) -> Pricing:
@@ -144,7 +156,6 @@ class X402Client:
         self._pricing_lock = anyio.Lock()
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
-            timeout=httpx.Timeout(10.0, read=PAID_READ_TIMEOUT),
             headers={"User-Agent": f"nonecap-mcp/{__version__}", "Accept": "application/json"},
             follow_redirects=False,
         )
@@ -158,17 +169,18 @@ class X402Client:
         await self._http.aclose()
 
     async def _call(self, method: str, path: str, *, body: Any = None, headers: dict[str, str] | None = None,
-                    paid: bool = False, answers: frozenset[int] = frozenset()) -> httpx.Response:
+                    paid: bool = False, answers: frozenset[int] = frozenset()) -> Reply:
         """One request with retries; `answers` are the failure statuses returned rather than raised."""
-        async def attempt() -> httpx.Response:
+        async def attempt() -> Reply:
             try:
-                response = await self._http.request(method, path, json=body, headers=headers)
+                response = await exchange(self._http, method, path, json=body, headers=headers,
+                                          **({"seconds": PAID_SECONDS} if paid else {}))
             except NEVER_SENT as exc:
                 raise X402ConnectionError(f"Could not connect to the x402 rail ({type(exc).__name__}).") from None
-            except httpx.TransportError as exc:
+            except (httpx.TransportError, Redirected, ResponseTooLarge) as exc:
                 if paid:
-                    raise PaymentOutcomeUnknown(f"The paid request got no answer ({type(exc).__name__}); it was not re-sent.") from None
-                raise X402ConnectionError(f"The x402 rail connection failed ({type(exc).__name__}).") from None
+                    raise PaymentOutcomeUnknown(f"The paid request got no readable answer ({exc or type(exc).__name__}); it was not re-sent.") from None
+                raise _unread(exc) from None
             return _checked(response, paid=paid, answers=answers)
 
         def retry_after_if_retryable(exc: Exception) -> float | None:
@@ -178,16 +190,22 @@ class X402Client:
                 return 0.0
             return None
 
-        return await call_with_retries(attempt, policy=self._retry, retry_after_if_retryable=retry_after_if_retryable,
-                                       label=f"{method} {path}")
+        # A paid request runs in the background, past the tool call that started it: it has
+        # its own bound, retries (with the same payment) included.
+        with detached(PAID_SECONDS) if paid else nullcontext():
+            return await call_with_retries(attempt, policy=self._retry, retry_after_if_retryable=retry_after_if_retryable,
+                                           label=f"{method} {path}")
 
     async def pricing(self) -> Pricing:
-        """The published price table, cached for `pricing_ttl` seconds."""
-        async with self._pricing_lock:
-            if self._pricing is None or time.monotonic() - self._pricing[0] > self._pricing_ttl:
-                response = await self._call("GET", "/x402/pricing")
-                self._pricing = (time.monotonic(), _parse_pricing(_json(response)))
-            return self._pricing[1]
+        """The published price table, cached for `pricing_ttl` seconds. Waiting for another
+        call's fetch ends at this call's deadline, like the fetch itself."""
+        with anyio.move_on_after(seconds_left()):
+            async with self._pricing_lock:
+                if self._pricing is None or time.monotonic() - self._pricing[0] > self._pricing_ttl:
+                    response = await self._call("GET", "/x402/pricing")
+                    self._pricing = (time.monotonic(), _parse_pricing(_json(response)))
+                return self._pricing[1]
+        raise X402ConnectionError("The x402 price table did not arrive in time (another call is still fetching it).")
 
     async def create_task(self, body: dict[str, Any], payment: SignedPayment | None = None) -> TaskAnswer:
         """POST /x402/createTask: unpaid (expecting a 402), or with one signed payment (any answer)."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -26,6 +27,7 @@ from nonecap_mcp import guidance as g
 from nonecap_mcp import keystore
 from nonecap_mcp.credentials import Secret
 from nonecap_mcp.errors import ConfigurationError, InvalidArgumentError, NoneCapError
+from nonecap_mcp.http_io import RPC_BODY_LIMIT, Redirected, ResponseTooLarge, exchange
 from nonecap_mcp.x402.networks import UsdcNetwork, atomic_to_usd
 
 __all__ = [
@@ -46,7 +48,8 @@ WALLET_KEY_FILE_ENV = "NONECAP_WALLET_KEY_FILE"  # a 0600 file holding the key, 
 WALLET_KEY_NAME = "wallet_private_key"  # keyring username under service keystore.SERVICE
 RPC_URL_ENV = "NONECAP_BASE_RPC_URL"
 
-# Public RPCs answer in well under a second; a stuck one must not hold a tool call.
+# Public RPCs answer in well under a second; a stuck one must not hold a tool call (and
+# never past its deadline: see http_io).
 RPC_TIMEOUT_SECONDS = 10.0
 BALANCE_OF_SELECTOR = "0x70a08231"  # keccak("balanceOf(address)")[:4]
 
@@ -232,12 +235,9 @@ async def usdc_call(
     payload = {"jsonrpc": "2.0", "id": 1, "method": "eth_call", "params": [call, "latest"]}
     where = _endpoint(rpc_url)
     try:
-        if http is None:
-            async with httpx.AsyncClient(timeout=RPC_TIMEOUT_SECONDS) as client:
-                response = await client.post(rpc_url, json=payload)
-        else:
-            response = await http.post(rpc_url, json=payload)
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        async with httpx.AsyncClient() if http is None else nullcontext(http) as client:
+            response = await exchange(client, "POST", rpc_url, json=payload, seconds=RPC_TIMEOUT_SECONDS, limit=RPC_BODY_LIMIT)
+    except (httpx.HTTPError, httpx.InvalidURL, Redirected, ResponseTooLarge) as exc:
         # The exception text can contain the full URL; the type is enough.
         raise _rpc_error(f"Could not reach the RPC endpoint {where} ({type(exc).__name__}).") from None
     try:

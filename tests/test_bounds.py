@@ -1,0 +1,353 @@
+"""Bounded calls and bounded bodies, against a hostile upstream on 127.0.0.1.
+
+One small raw-socket HTTP server plays every upstream at once (credits API, x402 rail and
+Base RPC) and misbehaves on purpose: it accepts and never answers, trickles a byte a
+second, streams a 200+ MB body, answers HTML 502, redirects, or asks for an absurd
+Retry-After. The real MCP client drives a real server against it; each call must come back
+within its bound (wait_seconds + 10 s, or 20 s without a wait) with a code and guidance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import queue
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from conftest import ROOT, SECRETS, Agent, sandbox_env
+from mcp import Client
+
+from nonecap_mcp.config import load_settings
+from nonecap_mcp.sandbox import SANDBOX_API_KEY, SANDBOX_WALLET_KEY, Sandbox
+from nonecap_mcp.tools import build_server
+
+MIB = 1024 * 1024
+HUGE_BYTES = 220 * MIB
+PAGE = {"type": "hcaptcha", "sitekey": "10000000-ffff-ffff-ffff-000000000001", "url": "https://a.example/"}
+SOLVE_ID = "solve_01HQF7K3JKWZX"
+
+
+class Hostile:
+    """An HTTP/1.1 server in its own thread whose every answer is `mode`'s misbehaviour."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.requests: list[tuple[str, str]] = []  # (method, path without query)
+        self.body_bytes_sent = 0
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Hostile:
+        self._thread.start()
+        self._ready.wait(5)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._loop.call_soon_threadsafe(self._stop)
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._server = self._loop.run_until_complete(asyncio.start_server(self._accept, "127.0.0.1", 0))
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._ready.set()
+        self._loop.run_forever()
+        self._loop.close()
+
+    def _stop(self) -> None:
+        self._server.close()
+        for task in self._tasks:
+            task.cancel()
+        self._loop.call_later(0.1, self._loop.stop)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+            method, target = head.split(" ", 2)[:2]
+            length = next((int(line.split(":")[1]) for line in head.split("\r\n") if line.lower().startswith("content-length:")), 0)
+            await reader.readexactly(length)
+            self.requests.append((method, target.split("?")[0]))
+            await getattr(self, "_" + self.mode)(writer)
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass
+        finally:
+            self._tasks.discard(task)
+            writer.close()
+
+    @staticmethod
+    def _head(status: str, *headers: str) -> bytes:
+        return ("\r\n".join([f"HTTP/1.1 {status}", *headers, "Connection: close", "", ""])).encode()
+
+    async def _stall(self, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(3600)
+
+    async def _trickle(self, writer: asyncio.StreamWriter) -> None:
+        writer.write(self._head("200 OK", "Content-Type: application/json", "Content-Length: 100000"))
+        while True:  # every chunk comes well within httpx's read timeout
+            writer.write(b" ")
+            await writer.drain()
+            await asyncio.sleep(1)
+
+    async def _huge(self, writer: asyncio.StreamWriter) -> None:
+        writer.write(self._head("200 OK", "Content-Type: application/json", "Transfer-Encoding: chunked"))
+        chunk = b'{"pad": "' + b"x" * (64 * 1024 - 9)
+        while self.body_bytes_sent < HUGE_BYTES:  # made as it is read, never held
+            writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            await writer.drain()
+            self.body_bytes_sent += len(chunk)
+            chunk = b"x" * len(chunk)
+        writer.write(b'"}\r\n0\r\n\r\n')
+
+    async def _html502(self, writer: asyncio.StreamWriter) -> None:
+        body = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+        writer.write(self._head("502 Bad Gateway", "Content-Type: text/html", f"Content-Length: {len(body)}") + body)
+        await writer.drain()
+
+    async def _redirect(self, writer: asyncio.StreamWriter) -> None:
+        writer.write(self._head("307 Temporary Redirect", f"Location: http://127.0.0.1:{self.port}/elsewhere?token=abc", "Content-Length: 0"))
+        await writer.drain()
+
+    async def _throttle(self, writer: asyncio.StreamWriter) -> None:
+        body = b'{"error": {"code": "rate_limited", "message": "slow down"}}'
+        headers = ("Content-Type: application/json", "Retry-After: " + "9" * 400, f"Content-Length: {len(body)}")
+        writer.write(self._head("429 Too Many Requests", *headers) + body)
+        await writer.drain()
+
+
+@pytest.fixture
+def hostile(request: pytest.FixtureRequest) -> Iterator[Hostile]:
+    with Hostile(request.param) as server:
+        yield server
+
+
+def hostile_env(server: Hostile, state_dir: Path) -> dict[str, str]:
+    """Every upstream of both rails at the hostile server, both rails configured."""
+    return {
+        "NONECAP_API_KEY": SANDBOX_API_KEY,
+        "NONECAP_WALLET_PRIVATE_KEY": SANDBOX_WALLET_KEY,
+        "NONECAP_API_BASE": server.url,
+        "NONECAP_X402_BASE": server.url,
+        "NONECAP_BASE_RPC_URL": f"{server.url}/rpc",
+        "NONECAP_STATE_DIR": str(state_dir),
+        "NONECAP_CONFIRM_ABOVE_USD": "1",
+    }
+
+
+# label: (tool, arguments, bound in seconds): every tool, with a short wait where it takes one.
+CALLS: dict[str, tuple[str, dict[str, Any], float]] = {
+    "get_balance": ("get_balance", {}, 20),
+    "get_pricing": ("get_pricing", {}, 20),
+    "list_solves": ("list_solves", {}, 20),
+    "cancel_solve": ("cancel_solve", {"id": SOLVE_ID}, 20),
+    "get_solve": ("get_solve", {"id": SOLVE_ID, "wait_seconds": 2}, 12),
+    "create_solve": ("create_solve", {**PAGE, "wait_seconds": 2}, 12),
+    "create_solve x402": ("create_solve", {**PAGE, "wait_seconds": 2, "rail": "x402"}, 12),
+}
+
+
+async def call_all(agent: Agent) -> dict[str, tuple[float, bool, str]]:
+    """Every call of CALLS at once: label -> (seconds taken, is_error, text)."""
+    results: dict[str, tuple[float, bool, str]] = {}
+
+    async def one(label: str, name: str, arguments: dict[str, Any]) -> None:
+        started = time.monotonic()
+        result = await agent.call(name, arguments)
+        results[label] = (time.monotonic() - started, bool(result.is_error), result.content[0].text)  # type: ignore[union-attr]
+
+    async with anyio.create_task_group() as group:
+        for label, (name, arguments, _) in CALLS.items():
+            group.start_soon(one, label, name, arguments)
+    return results
+
+
+async def hostile_calls(mode: str, tmp_path: Path, into: dict[str, tuple[Hostile, dict[str, tuple[float, bool, str]]]]) -> None:
+    with Hostile(mode) as server:
+        async with Client(build_server(load_settings(hostile_env(server, tmp_path / mode))), mode="legacy") as client:
+            into[mode] = (server, await call_all(Agent(client)))
+
+
+@pytest.mark.anyio
+async def test_every_call_returns_within_its_bound_when_upstream_stalls_or_trickles(tmp_path: Path) -> None:
+    runs: dict[str, tuple[Hostile, dict[str, tuple[float, bool, str]]]] = {}
+    async with anyio.create_task_group() as group:  # side by side: each takes its calls' full bounds
+        for mode in ("stall", "trickle"):
+            group.start_soon(hostile_calls, mode, tmp_path, runs)
+    for hostile, results in runs.values():
+        check_bounded(hostile, results)
+
+
+def check_bounded(hostile: Hostile, results: dict[str, tuple[float, bool, str]]) -> None:
+    for label, (seconds, _, text) in results.items():  # none got an answer, none outlived its bound
+        assert seconds < CALLS[label][2], (label, seconds, text)
+    text = {label: result[2] for label, result in results.items()}
+    # get_balance degrades rather than fails: each missing figure is named with its reason.
+    assert not results["get_balance"][1] and "connection_error" in text["get_balance"] and "rpc_error" in text["get_balance"]
+    assert "x402 price table unavailable (connection_error)" in text["get_pricing"]
+    for label in ("list_solves", "cancel_solve", "get_solve"):
+        assert "connection_error: " in text[label] and "No complete answer within" in text[label]
+        assert '"action": "retry"' in text[label]
+    assert "outcome_unknown: " in text["create_solve"] and '"action": "check_status_first"' in text["create_solve"]
+    assert "connection_error: " in text["create_solve x402"] and "x402" in text["create_solve x402"]
+    # The create whose answer never came was never sent again; nothing was paid.
+    assert hostile.requests.count(("POST", "/v1/solves")) == 1
+    assert ("POST", "/x402/createTask") not in hostile.requests
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("hostile", ["redirect"], indirect=True)
+async def test_a_redirect_is_its_own_error_and_never_followed(hostile: Hostile, tmp_path: Path) -> None:
+    async with Client(build_server(load_settings(hostile_env(hostile, tmp_path))), mode="legacy") as client:
+        agent = Agent(client)
+        listed = await agent.error("list_solves")
+        created = await agent.error("create_solve", {**PAGE, "wait_seconds": 2})
+        balance = await agent.ok("get_balance")
+    assert "redirected: " in listed and "HTTP 307 redirect to 127.0.0.1" in listed and "token=abc" not in listed
+    assert '"action": "check_status_first"' in listed and "NONECAP_API_BASE" in listed
+    # A create that was redirected may or may not exist: never "refused", never "fix_parameter".
+    assert "fix_parameter" not in created and "unexpected_response" not in created
+    assert "check_status_first" in created
+    assert any("(redirected)" in note for note in balance["notes"]) and any("rpc_error" in note for note in balance["notes"])
+    assert ("GET", "/elsewhere") not in hostile.requests and ("POST", "/elsewhere") not in hostile.requests
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("hostile", ["html502"], indirect=True)
+async def test_an_html_gateway_error_is_explained_and_a_create_is_reconciled_not_resent(hostile: Hostile, tmp_path: Path) -> None:
+    async with Client(build_server(load_settings(hostile_env(hostile, tmp_path))), mode="legacy") as client:
+        agent = Agent(client)
+        listed = await agent.error("list_solves")
+        created = await agent.error("create_solve", {**PAGE, "wait_seconds": 2})
+    assert "http_502 (HTTP 502" in listed and '"action": "retry"' in listed
+    assert "outcome_unknown: " in created and "check_status_first" in created
+    assert hostile.requests.count(("POST", "/v1/solves")) == 1
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("hostile", ["throttle"], indirect=True)
+async def test_an_absurd_retry_after_is_capped_and_never_slept(hostile: Hostile, tmp_path: Path) -> None:
+    async with Client(build_server(load_settings(hostile_env(hostile, tmp_path))), mode="legacy") as client:
+        started = time.monotonic()
+        text = await Agent(client).error("list_solves")
+    assert time.monotonic() - started < 3
+    assert '"retry_after_seconds": 3600.0' in text and "Infinity" not in text
+    assert hostile.requests.count(("GET", "/v1/solves")) == 1  # asked to wait that long: not retried
+
+
+class RawStdio:
+    """`python -m nonecap_mcp serve` driven over stdio by hand, as a host would, so the test
+    (not an SDK client that kills its server after 2 s) decides when stdin closes."""
+
+    def __init__(self, env: dict[str, str], errlog: Path) -> None:
+        self._err = errlog.open("w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "nonecap_mcp", "serve"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err, env=env, cwd=str(ROOT), text=True,
+        )
+        self._lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        self._id = 0
+        self.request("initialize", {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}})
+        self._send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+    def _read(self) -> None:
+        for line in self.process.stdout:  # type: ignore[union-attr]
+            self._lines.put(line)
+
+    def _send(self, message: dict[str, Any]) -> None:
+        self.process.stdin.write(json.dumps(message) + "\n")  # type: ignore[union-attr]
+        self.process.stdin.flush()  # type: ignore[union-attr]
+
+    def request(self, method: str, params: dict[str, Any], timeout: float = 30) -> dict[str, Any]:
+        self._id += 1
+        self._send({"jsonrpc": "2.0", "id": self._id, "method": method, "params": params})
+        while True:
+            message = json.loads(self._lines.get(timeout=timeout))
+            if message.get("id") == self._id:
+                return message["result"]
+
+    def call(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        return self.request("tools/call", {"name": name, "arguments": arguments})
+
+    def peak_rss_mib(self) -> float:
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        return int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1]) / 1024
+
+    def close_stdin(self, timeout: float) -> float:
+        """Close stdin as a host does on exit; seconds until the process ended (or killed at `timeout`)."""
+        started = time.monotonic()
+        self.process.stdin.close()  # type: ignore[union-attr]
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        finally:
+            self._err.close()
+        return time.monotonic() - started
+
+
+def server_env(**extra: str) -> dict[str, str]:
+    return {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"),
+            "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring", **extra}
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the server's peak RSS from /proc")
+def test_a_200_mb_body_is_refused_at_its_cap_with_memory_near_idle(tmp_path: Path) -> None:
+    with Hostile("html502") as hostile:
+        server = RawStdio(server_env(**hostile_env(hostile, tmp_path)), tmp_path / "stderr.log")
+        try:
+            server.call("get_balance", {})  # warm: every module a balance and a price need is loaded
+            server.call("get_pricing", {})
+            idle = server.peak_rss_mib()
+            hostile.mode = "huge"
+            started = time.monotonic()
+            balance = server.call("get_balance", {})["structuredContent"]
+            pricing = server.call("get_pricing", {})["structuredContent"]
+            elapsed = time.monotonic() - started
+            peak = server.peak_rss_mib()
+        finally:
+            server.close_stdin(10)
+    assert peak - idle < 32, f"peak RSS grew from {idle:.0f} to {peak:.0f} MiB"
+    assert hostile.body_bytes_sent < 32 * MIB  # the rest of the 220 MB was never even produced
+    assert elapsed < 10
+    notes = " ".join(balance["notes"])
+    assert "(response_too_large)" in notes and "over 1024 KiB" in notes and "rpc_error" in notes
+    assert "x402 price table unavailable (response_too_large)" in " ".join(pricing["notes"])
+
+
+def test_closing_stdin_ends_the_server_quickly_and_records_a_payment_in_flight_as_unknown(sandbox: Sandbox, tmp_path: Path) -> None:
+    sandbox.inject_fault(method="POST", path="/x402/createTask", action="delay", seconds=40, skip=1)  # the paid one hangs
+    env = server_env(**sandbox_env(sandbox, NONECAP_WALLET_PRIVATE_KEY=SANDBOX_WALLET_KEY, NONECAP_STATE_DIR=str(tmp_path),
+                                   NONECAP_CONFIRM_ABOVE_USD="1"))
+    server = RawStdio(env, tmp_path / "stderr.log")
+    try:
+        solve = server.call("create_solve", {**PAGE, "rail": "x402", "wait_seconds": 1})["structuredContent"]
+        assert solve["status"] == "solving"
+        time.sleep(0.5)
+    finally:
+        took = server.close_stdin(15)
+    assert took < 10 and server.process.returncode == 0
+    with sqlite3.connect(tmp_path / "ledger.sqlite3") as db:
+        states = db.execute("SELECT state FROM payments WHERE solve_id = ?", (solve["id"],)).fetchall()
+    assert states == [("unknown",)]  # counted as spent: it may have settled
+    assert not any(secret in (tmp_path / "stderr.log").read_text() for secret in SECRETS)
