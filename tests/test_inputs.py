@@ -44,6 +44,9 @@ VALID: dict[str, str] = {
     "id": "solve_01HQF7K3JKWZX",
     "starting_after": "solve_01HQF7K3JKWZX",
     "status": "pending",
+    "outcome": "accepted",
+    "reason": "form accepted",
+    "context": "checkout page",
 }
 PROPERTY_SETTINGS = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

@@ -55,6 +55,7 @@ await call("pricing", "get_pricing", {});
 await call("balance", "get_balance", {});
 const solved = await call("solved", "create_solve", { ...site, sitekey: "sandbox-solve-100ms", wait_seconds: 5 });
 await call("get solved", "get_solve", { id: solved.id });
+await call("report", "report_solve", { id: solved.id, outcome: "accepted" });
 await call("failed", "create_solve", { ...site, sitekey: "sandbox-fail-proxy_error", wait_seconds: 5 });
 const pending = await call("pending", "create_solve", { ...site, sitekey: "sandbox-solve-30s", wait_seconds: 2 }, {
   onprogress: (progress) => report.progress.push(progress),
