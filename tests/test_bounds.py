@@ -202,7 +202,7 @@ def check_bounded(hostile: Hostile, results: dict[str, tuple[float, bool, str]])
     text = {label: result[2] for label, result in results.items()}
     # get_balance degrades rather than fails: each missing figure is named with its reason.
     assert not results["get_balance"][1] and "connection_error" in text["get_balance"] and "rpc_error" in text["get_balance"]
-    assert "x402 price table unavailable (connection_error)" in text["get_pricing"]
+    assert "x402 price table unavailable (x402_connection_error)" in text["get_pricing"]
     for label in ("list_solves", "cancel_solve", "get_solve"):
         assert "connection_error: " in text[label] and "No complete answer within" in text[label]
         assert '"action": "retry"' in text[label]

@@ -205,7 +205,7 @@ class X402Client:
                     response = await self._call("GET", "/x402/pricing")
                     self._pricing = (time.monotonic(), _parse_pricing(_json(response)))
                 return self._pricing[1]
-        raise X402ConnectionError("The x402 price table did not arrive in time (another call is still fetching it).")
+        raise X402ConnectionError("The x402 price table did not arrive within the call's time.")
 
     async def create_task(self, body: dict[str, Any], payment: SignedPayment | None = None) -> TaskAnswer:
         """POST /x402/createTask: unpaid (expecting a 402), or with one signed payment (any answer)."""

@@ -42,6 +42,7 @@ from nonecap_mcp.errors import (
     X402StatusError,
 )
 from nonecap_mcp.guidance import LOCAL
+from nonecap_mcp.http_io import seconds_left
 from nonecap_mcp.models import Solve, SolveError, SolveList
 from nonecap_mcp.x402.client import TaskAnswer, X402Client
 from nonecap_mcp.x402.ledger import BudgetExceeded, Ledger, X402Solve, new_x402_id
@@ -58,6 +59,7 @@ X402_TASK_TYPES: dict[str, str] = {"hcaptcha": "HardCaptchaTokenProxyLess"}
 WalletLoader = Callable[[], Awaitable[Wallet | None]]
 ORPHAN_AFTER_SECONDS = 300  # far beyond the paid request's 75 s timeout: no live process still owns it
 SETUP_FLOOR_SECONDS = 10  # even with wait_seconds=0, time to ask the rail for its price and 402
+TIME_RAN_OUT_SECONDS = 0.5  # a connection error this close to the call's deadline is the deadline's doing
 CHAIN_CHECK_SECONDS = 5.0  # the most one call spends asking the chain about payments
 EXPIRY_MARGIN_SECONDS = 30  # our clock against the chain's before "expired unused" is final
 OUTCOME_WRITE_RETRIES = (0.2, 0.5, 1.0)  # seconds between attempts to write a payment's outcome
@@ -196,10 +198,14 @@ class X402Rail:
         """
         self.check_body(body)
         solve_id: str | None = None
-        with anyio.move_on_after(max(deadline - time.monotonic(), SETUP_FLOOR_SECONDS)):
-            solve_id = await self.start(captcha_type=body["type"], sitekey=body["sitekey"], url=body["url"],
-                                        user_agent=body.get("user_agent"))
-        if solve_id is None:
+        try:
+            with anyio.move_on_after(max(deadline - time.monotonic(), SETUP_FLOOR_SECONDS)):
+                solve_id = await self.start(captcha_type=body["type"], sitekey=body["sitekey"], url=body["url"],
+                                            user_agent=body.get("user_agent"))
+        except X402ConnectionError:
+            if seconds_left() > TIME_RAN_OUT_SECONDS:  # refused or unreachable: not a matter of time
+                raise
+        if solve_id is None:  # the call's time ran out before anything was signed
             raise X402SetupTimeout("The x402 rail did not offer a payment in time; nothing was signed or paid.")
         return await self.get(solve_id, wait=min(wait, max(0, int(deadline - time.monotonic()))))
 
