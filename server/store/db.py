@@ -81,6 +81,10 @@ class Database:
                 cur.execute("INSERT INTO schema_versions (component, version) VALUES (?, ?)", (component, len(steps)))
         return len(steps)
 
+    def describe(self) -> str:  # pragma: no cover - abstract
+        """Where the store is, for `doctor`: never a password."""
+        raise NotImplementedError
+
     def ping(self) -> None:
         """Raise if the database cannot be reached (readiness)."""
         with self.transaction() as cur:
@@ -103,6 +107,9 @@ class SQLiteDatabase(Database):
                 os.chmod(self.path, 0o600)
         with self._connect() as conn:
             self._use_wal(conn)
+
+    def describe(self) -> str:
+        return f"SQLite {self.path}"
 
     @staticmethod
     def _use_wal(conn: sqlite3.Connection) -> None:
@@ -167,6 +174,14 @@ class PostgresDatabase(Database):
         self._psycopg = psycopg
         self._url = url
         self._local = threading.local()
+
+    def describe(self) -> str:
+        """host:port/database, parsed without psycopg; the user and password are left out."""
+        from urllib.parse import urlsplit
+
+        url = urlsplit(self._url)
+        port = f":{url.port}" if url.port else ""
+        return f"PostgreSQL {url.hostname or 'localhost'}{port}/{url.path.lstrip('/') or '(default database)'}"
 
     def _connection(self) -> Any:
         conn = getattr(self._local, "conn", None)
