@@ -67,6 +67,8 @@ async def test_daily_credit_budget_refuses_and_refunds_come_back(sandbox: Sandbo
         assert failed["status"] == "failed"  # refunded by the API, so its credit comes back
         assert (await agent.ok("create_solve", args()))["status"] == "solved"
         sent = creates(sandbox)
+        balance = await agent.ok("get_balance")
+        assert balance["daily_credit_budget"] == 2 and balance["credit_budget_left_today"] == 0
         text = await agent.error("create_solve", args())
         assert "credit_budget_exceeded" in text and "change_policy" in text
         assert creates(sandbox) == sent  # refused before anything was sent

@@ -83,13 +83,13 @@ RAILS: tuple[tuple[str, Callable[[AppState, Balance], Awaitable[None]], tuple[st
 def operator_controls(state: AppState) -> dict[str, object]:
     """The operator's controls in force and what is left of today's credit budget."""
     sites = state.settings.site_policy()
-    budget = state.quota.daily_credit_budget
+    budget = state.settings.daily_credit_budget
     return {
         "allowed_sites": list(sites.allowed_sites) or None,
         "allowed_types": list(sites.allowed_types) or None,
         "daily_credit_budget": budget,
-        "credit_budget_left_today": None if budget is None else max(0, budget - state.quota.credits_used_today()),
-        "max_solves_per_minute": state.quota.max_solves_per_minute,
+        "credit_budget_left_today": None if budget is None else max(0, budget - state.quota().credits_used_today()),
+        "max_solves_per_minute": state.settings.max_solves_per_minute,
     }
 
 

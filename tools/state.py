@@ -8,6 +8,7 @@ stopped after the last.
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
 import tempfile
@@ -69,7 +70,7 @@ class AppState:
     wallet: Callable[[], Awaitable[Wallet | None]]
     rpc_url: str
     sandbox_url: str | None
-    quota: Quota
+    quota: Callable[[], Quota]
     ephemeral_sandbox: bool = False  # a sandbox started by this process: its solves die with it
 
     def observe(self, *solves: Solve) -> None:
@@ -77,7 +78,7 @@ class AppState:
         (the API refunded them); refunding is idempotent, so a solve seen twice counts once."""
         for solve in solves:
             if solve.status in REFUNDED_STATUSES and not is_x402_id(solve.id):
-                self.quota.refund(solve_id=solve.id)
+                self.quota().refund(solve_id=solve.id)
 
     def wait_for(self, wait_seconds: int | None) -> int:
         """A call's wait: the agent's, else the operator's default."""
@@ -146,6 +147,19 @@ def attached_sandbox_ledger(settings: Settings, sandbox_url: str) -> Path:
     return settings.ledger_path().with_name(f"sandbox-{urlsplit(sandbox_url).port}.ledger.sqlite3")
 
 
+def quota_opener(settings: Settings, ledger_path: Path) -> Callable[[], Quota]:
+    """The counted limits, opened on first use (start-up touches no state): beside the ledger,
+    a sandbox's beside its own ledger and never the real one."""
+
+    @functools.cache
+    def open_quota() -> Quota:
+        db = database_for(settings) if ledger_path == settings.ledger_path() else \
+            open_database(None, ledger_path.parent, ledger_path.stem + ".state.sqlite3")
+        return Quota(db, daily_credit_budget=settings.daily_credit_budget, max_solves_per_minute=settings.max_solves_per_minute)
+
+    return open_quota
+
+
 def lifespan_for(settings: Settings):  # noqa: ANN201 - the SDK's lifespan type is a generic callable
     """The MCP lifespan: start the sandbox if asked, open both rails, close everything at exit."""
 
@@ -177,11 +191,7 @@ def lifespan_for(settings: Settings):  # noqa: ANN201 - the SDK's lifespan type 
         credits = CreditsAPI(api_base, key_provider(settings, sandbox_api_key), retry=retry,
                              max_concurrency=settings.max_concurrency, creates=CreateLog(creates_path))
         x402_client = X402Client(x402_base, retry=retry)
-        # Counted limits live beside the ledger (a sandbox's beside its own ledger, never the real one).
-        db = database_for(settings) if ledger_path == settings.ledger_path() else \
-            open_database(None, ledger_path.parent, ledger_path.stem + ".state.sqlite3")
-        quota = Quota(db, daily_credit_budget=settings.daily_credit_budget,
-                      max_solves_per_minute=settings.max_solves_per_minute)
+        quota = quota_opener(settings, ledger_path)
         wallet = wallet_loader(settings, sandbox_wallet_key)
         try:
             async with anyio.create_task_group() as background:
