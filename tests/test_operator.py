@@ -3,12 +3,18 @@ the daily credit budget (across processes, with refunds) and the per-minute cap.
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+from child_process import child_env
 from conftest import ROOT, Agent, sandbox_env
 from host_launch import launched
 from mcp import Client
@@ -122,3 +128,27 @@ def test_bad_operator_settings_name_the_variable(var: str, value: str) -> None:
     with pytest.raises(ConfigurationError) as err:
         load_settings({var: value})
     assert var in err.value.message
+
+
+async def test_spend_reports_credits_per_day_in_three_formats(sandbox: Sandbox, tmp_path: Path) -> None:
+    async with await agent_with(sandbox) as client:
+        agent = Agent(client)
+        await agent.ok("create_solve", args())
+        await agent.ok("create_solve", args())
+        await agent.ok("create_solve", args("sandbox-fail-proxy_error"))  # refunded: a solve, not a credit
+    env = child_env(HOME=str(tmp_path))
+    env.pop("XDG_STATE_HOME", None)
+
+    def spend(*flags: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "nonecap_mcp", "spend", *flags], env=env, capture_output=True,
+                              text=True, timeout=30, cwd=ROOT)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    today = datetime.now(UTC).date().isoformat()
+    rows = json.loads(spend("--json"))
+    assert [(r["day"], r["rail"], r["solves"], r["credits"]) for r in rows] == [(today, "credits", 3, 2)]
+    table = list(csv.DictReader(io.StringIO(spend("--csv", "--days", "2"))))
+    assert [(r["day"], r["solves"], r["credits"]) for r in table] == [(today, "3", "2")]
+    chart = spend()
+    assert today in chart and "#" * 40 in chart
