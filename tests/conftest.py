@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # test helpers, e.g. k
 PROXY_PASSWORD = "pr0xy-s3cret-pw"
 SECRETS: list[str] = [SANDBOX_API_KEY, PROXY_PASSWORD, SANDBOX_WALLET_KEY, SANDBOX_WALLET_KEY.removeprefix("0x")]
 CAPTURED: list[str] = []  # every tool result a test produced, as text
+STATE_DIR: list[Path] = []  # this test's own state directory (ledger, create log, quota)
 
 
 @pytest.fixture
@@ -57,6 +58,7 @@ def sandbox_env(sandbox: Sandbox, **extra: str) -> dict[str, str]:
         "NONECAP_API_BASE": sandbox.url,
         "NONECAP_X402_BASE": sandbox.url,  # tests never reach past 127.0.0.1
         "NONECAP_BASE_RPC_URL": f"{sandbox.url}/rpc",
+        "NONECAP_STATE_DIR": str(STATE_DIR[-1]),  # never the developer's ~/.local/state
         **extra,
     }
 
@@ -105,6 +107,14 @@ def mode(request: pytest.FixtureRequest) -> str:
 async def agent(settings: Settings, mode: str) -> AsyncIterator[Agent]:
     async with Client(build_server(settings), mode=mode) as client:
         yield Agent(client)
+
+
+@pytest.fixture(autouse=True)
+def _own_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Each test gets a fresh state directory, so no test reads another's (or the user's) ledger."""
+    STATE_DIR.append(tmp_path_factory.mktemp("state"))
+    yield
+    STATE_DIR.pop()
 
 
 @pytest.fixture(autouse=True)

@@ -25,6 +25,7 @@ from hostile import SOLVE_ID, Hostile, hostile_env
 from mcp import Client
 
 from nonecap_mcp.config import load_settings
+from nonecap_mcp.retry import RetryPolicy
 from nonecap_mcp.tools import build_server
 
 PAGE = {"type": "hcaptcha", "sitekey": "10000000-ffff-ffff-ffff-000000000001", "url": "https://a.example/"}
@@ -106,8 +107,9 @@ def test_every_tool_holds_its_promises_against_every_behaviour(
         assert advice["action"] != "fix_parameter" or mode == "echo", (mode, label, text)  # only a 4xx blames the input
         if label.startswith("create_solve"):  # an upstream that may have created must never read "refused"
             assert code != "unexpected_response" or mode == "echo", (mode, label, text)
-    # Nothing created twice, nothing paid: one POST per create at most, no paid x402 request.
-    assert server.posts("/v1/solves") <= 1, (mode, server.requests)
+    # Nothing created twice, nothing paid: one POST per create at most, no paid x402 request. Only a
+    # 429 proves nothing was created, so only the storm's creates may be retried (within the policy).
+    assert server.posts("/v1/solves") <= (1 + RetryPolicy().max_retries if mode == "storm" else 1), (mode, server.requests)
     assert server.posts("/x402/createTask") <= 1, (mode, server.requests)
     assert not any(secret in caplog.text for secret in ALL_SECRETS)
 

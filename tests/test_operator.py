@@ -27,13 +27,6 @@ from nonecap_mcp.tools import build_server
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(autouse=True)
-def _own_state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test's servers share a fresh state dir (where the counted limits live)."""
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.delenv("XDG_STATE_HOME", raising=False)
-
-
 def args(sitekey: str = "sandbox-solve-100ms", url: str = "https://shop.example/login", **extra: Any) -> dict[str, Any]:
     return {"type": "hcaptcha", "sitekey": sitekey, "url": url, "wait_seconds": 5, **extra}
 
@@ -130,14 +123,13 @@ def test_bad_operator_settings_name_the_variable(var: str, value: str) -> None:
     assert var in err.value.message
 
 
-async def test_spend_reports_credits_per_day_in_three_formats(sandbox: Sandbox, tmp_path: Path) -> None:
+async def test_spend_reports_credits_per_day_in_three_formats(sandbox: Sandbox) -> None:
     async with await agent_with(sandbox) as client:
         agent = Agent(client)
         await agent.ok("create_solve", args())
         await agent.ok("create_solve", args())
         await agent.ok("create_solve", args("sandbox-fail-proxy_error"))  # refunded: a solve, not a credit
-    env = child_env(HOME=str(tmp_path))
-    env.pop("XDG_STATE_HOME", None)
+    env = child_env(NONECAP_STATE_DIR=sandbox_env(sandbox)["NONECAP_STATE_DIR"])
 
     def spend(*flags: str) -> str:
         done = subprocess.run([sys.executable, "-m", "nonecap_mcp", "spend", *flags], env=env, capture_output=True,
