@@ -23,9 +23,9 @@ URL = "https://shop.example/login"
 
 
 @pytest.fixture(autouse=True)
-def _own_state_dir(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test's servers share a fresh state dir (the record of creates in flight), as
-    the processes of one user do, and never touch the developer's."""
+def _own_home(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fresh HOME besides conftest's state dir (which this fixture once shadowed by sharing
+    its name): nothing here reads the developer's files."""
     monkeypatch.setenv("HOME", str(tmp_path))
 
 
