@@ -1,7 +1,5 @@
 """The account tools: what the agent can still spend and what a solve costs, on both rails."""
 
-from __future__ import annotations
-
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 

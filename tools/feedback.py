@@ -5,8 +5,6 @@ free and idempotent per solve (a second report corrects the first), so it is ann
 an idempotent change; it writes, so read-only mode leaves it out.
 """
 
-from __future__ import annotations
-
 from typing import Annotated, Literal
 
 from mcp.server import MCPServer

@@ -5,8 +5,6 @@ checked once, the rail chosen once and (x402) the price read once from the rail'
 table, before the user is asked anything or anything is sent.
 """
 
-from __future__ import annotations
-
 import time
 from decimal import Decimal
 from types import MappingProxyType
