@@ -22,13 +22,6 @@ pytestmark = pytest.mark.anyio
 URL = "https://shop.example/login"
 
 
-@pytest.fixture(autouse=True)
-def _own_home(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A fresh HOME besides conftest's state dir (which this fixture once shadowed by sharing
-    its name): nothing here reads the developer's files."""
-    monkeypatch.setenv("HOME", str(tmp_path))
-
-
 def solve_args(sitekey: str, **extra: Any) -> dict[str, Any]:
     return {"type": "hcaptcha", "sitekey": sitekey, "url": URL, **extra}
 
