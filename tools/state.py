@@ -217,7 +217,8 @@ def quota_opener(settings: Settings, ledger_path: Path) -> Callable[[], Quota]:
 
 
 def lifespan_for(settings: Settings):  # noqa: ANN201 - the SDK's lifespan type is a generic callable
-    """The MCP lifespan: start the sandbox if asked, open both rails, close everything at exit."""
+    """The MCP lifespan: start the sandbox if asked, hand tools their state (each rail built at its
+    first use), close what was opened at exit."""
 
     @asynccontextmanager
     async def lifespan(_server: MCPServer) -> AsyncIterator[AppState]:
