@@ -2,9 +2,9 @@
 
 Requests go out through NoneCap's official client (`nonecap`) on one pooled, bounded httpx
 client per process (`official_wire` says which of its parts are used and why the rest is
-ours); the rules below sit on top of it, since it has none of them. Reads and cancels are retried on network errors, 5xx
-and 429; a create is retried only when the API says nothing was created (429, 503) or the
-request certainly never left. A create whose outcome is unknown (read timeout, dropped
+ours); the rules below sit on top of it, since it has none of them. Reads and cancels are
+retried on network errors, 5xx and 429; a create is retried only when the API says nothing
+was created (429, 503) or the request certainly never left. A create whose outcome is unknown (read timeout, dropped
 connection, a 2xx without a readable solve id) is reconciled against the newest solves
 before anything is sent again, so one call never creates two solves or charges twice; the
 create log (`create_log`) keeps that reconciliation from taking a solve another call, in
