@@ -27,6 +27,9 @@ First time? `nonecap-mcp demo` runs everything offline against the built-in sand
 `nonecap-mcp doctor` says what works and how to fix what does not."""
 
 
+METAVARS = {"x402_pay_to": "ADDRESS", "daily_credit_budget": "CREDITS", "max_solves_per_minute": "SOLVES"}
+
+
 def _serve_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per setting, named after it; a flag wins over its environment variable."""
     defaults = Settings()
@@ -37,7 +40,7 @@ def _serve_flags(parser: argparse.ArgumentParser) -> None:
         if isinstance(default, bool):
             parser.add_argument(flag, action="store_const", const="true", help=help_text)
         else:
-            parser.add_argument(flag, metavar="ADDRESS" if name.endswith("pay_to") else name.split("_")[-1].upper(), help=help_text)
+            parser.add_argument(flag, metavar=METAVARS.get(name, name.split("_")[-1].upper()), help=help_text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--read-only", action="store_true", default=False, help="only the tools that cannot spend")
     clients_sub.add_parser("list", help="registered clients and their limits (never a token)")
     clients_sub.add_parser("remove", help="revoke a client's token").add_argument("name")
+    spend = sub.add_parser("spend", help="what agents spent per UTC day and rail, with a bar chart")
+    spend.add_argument("--days", type=int, default=7, help="UTC days back, today included (default 7)")
+    shape = spend.add_mutually_exclusive_group()
+    shape.add_argument("--json", dest="format", action="store_const", const="json", default="table", help="as JSON")
+    shape.add_argument("--csv", dest="format", action="store_const", const="csv", help="as CSV")
     return parser
 
 
@@ -252,6 +260,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_demo()
         if command == "sandbox":
             return run_sandbox(args.port)
+        if command == "spend":
+            from nonecap_mcp.spend import run_spend
+
+            if args.days < 1:
+                print("Error: --days must be 1 or more.", file=sys.stderr)
+                return 2
+            return run_spend(load_settings(), args.days, args.format, sys.stdout)
         if command == "clients":
             from nonecap_mcp import clients_cli
 

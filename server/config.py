@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 if TYPE_CHECKING:
     from nonecap_mcp.x402.policy import SpendPolicy
 
+from nonecap_mcp.operator_policy import SitePolicy
+
 from nonecap_mcp.errors import ConfigurationError
 
 DEFAULT_API_BASE = "https://api.nonecap.com"
@@ -24,6 +26,7 @@ DEFAULT_X402_BASE = "https://api.ucaptcha.net"  # the host the x402 rail contrac
 MAX_WAIT_SECONDS = 55  # hosts cut tool calls off at about 60 s
 API_MAX_WAIT_SECONDS = 90  # the API's own ?wait bound
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")  # the only hosts plain http may reach
+CAPTCHA_TYPES = ("hcaptcha", "hcaptcha_enterprise")  # what create_solve accepts
 
 
 def _is_allowed_base_url(url: str) -> bool:
@@ -64,6 +67,10 @@ class Settings:
     base_rpc_url: str | None = None
     state_dir: str | None = None
     sandbox_url: str | None = None
+    allowed_sites: str | None = None
+    allowed_types: str | None = None
+    daily_credit_budget: int | None = None
+    max_solves_per_minute: int | None = None
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -97,8 +104,24 @@ class Settings:
             raise ConfigurationError("invalid_config", "NONECAP_MAX_RETRIES must be 0-10.")
         if not 0 < self.keyring_timeout <= 60:  # also refuses nan and inf, which would let a keyring hang every call
             raise ConfigurationError("invalid_config", "NONECAP_KEYRING_TIMEOUT must be more than 0 and at most 60 seconds.")
+        try:
+            self.site_policy()
+        except ValueError as exc:
+            raise ConfigurationError("invalid_config", f"{exc}.") from None
+        unknown = set(self.site_policy().allowed_types) - set(CAPTCHA_TYPES)
+        if unknown:
+            raise ConfigurationError("invalid_config", f"NONECAP_ALLOWED_TYPES: unknown type(s) {', '.join(sorted(unknown))}; "
+                                     f"known: {', '.join(CAPTCHA_TYPES)}.")
+        if self.daily_credit_budget is not None and self.daily_credit_budget < 0:
+            raise ConfigurationError("invalid_config", "NONECAP_DAILY_CREDIT_BUDGET must be 0 or more.")
+        if self.max_solves_per_minute is not None and not 1 <= self.max_solves_per_minute <= 10000:
+            raise ConfigurationError("invalid_config", "NONECAP_MAX_SOLVES_PER_MINUTE must be 1-10000.")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigurationError("invalid_config", "NONECAP_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR.")
+
+    def site_policy(self) -> SitePolicy:
+        """The operator's allowed sites and captcha types (empty = any)."""
+        return SitePolicy.parse(self.allowed_sites, self.allowed_types)
 
     def spend_policy(self) -> SpendPolicy:
         """The operator's x402 limits; tool arguments can never widen them."""
@@ -149,9 +172,14 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "base_rpc_url": ("NONECAP_BASE_RPC_URL", "JSON-RPC endpoint for the wallet's USDC balance (default: the network's public RPC)"),
     "state_dir": ("NONECAP_STATE_DIR", "directory of the x402 ledger (default ~/.local/state/nonecap-mcp)"),
     "sandbox_url": ("NONECAP_SANDBOX_URL", "attach to a running `nonecap-mcp sandbox` at this URL, so solves outlive this process"),
+    "allowed_sites": ("NONECAP_ALLOWED_SITES", "hostnames and *.domain wildcards a solve may target, comma-separated (default: any)"),
+    "allowed_types": ("NONECAP_ALLOWED_TYPES", "captcha types a solve may use, comma-separated (default: any)"),
+    "daily_credit_budget": ("NONECAP_DAILY_CREDIT_BUDGET", "most credits solves may use per UTC day (default: no limit)"),
+    "max_solves_per_minute": ("NONECAP_MAX_SOLVES_PER_MINUTE", "most solves started per minute on either rail (default: no limit)"),
 }
 ENV_VARS: dict[str, str] = {name: var for name, (var, _) in OPTIONS.items()}
 
+_COUNTS = {"daily_credit_budget", "max_solves_per_minute"}  # optional whole numbers (default None)
 _KIND_NAMES: dict[type, str] = {int: "a whole number", float: "a number", Decimal: "a decimal number like 0.05"}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -171,7 +199,8 @@ def _convert(name: str, raw: str, kind: type) -> Any:
 def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Settings from `env` (default: os.environ), then non-None `overrides` on top."""
     env = dict(os.environ if env is None else env)
-    kinds = {f.name: str if f.default is None else type(f.default) for f in fields(Settings) if f.name in ENV_VARS}
+    kinds = {f.name: int if f.name in _COUNTS else str if f.default is None else type(f.default)
+             for f in fields(Settings) if f.name in ENV_VARS}
     values = {name: _convert(name, env[var], kinds[name]) for name, var in ENV_VARS.items() if env.get(var, "").strip()}
     for name in ("api_base", "x402_base", "sandbox_url"):
         if name in values:

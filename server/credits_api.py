@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sqlite3
 import time
 import uuid
@@ -56,6 +57,7 @@ SLOT_WAIT_FLOOR_SECONDS = 10  # even a call that will not wait for its result qu
 UNKNOWN_SKEW_WINDOW = timedelta(minutes=2)  # before any Date header, how far back a lost create may lie
 KNOWN_SKEW_SLACK = timedelta(seconds=2)  # Date has 1 s resolution
 _POST_RETRYABLE = frozenset({"pool_exhausted", "rate_limited", "concurrency_limit_exceeded"})
+_CODE = re.compile(r"[a-z][a-z0-9_]{0,63}")  # the shape of every documented error code
 
 
 class _MaybeSent(Exception):
@@ -166,6 +168,8 @@ class CreditsAPI:
         try:
             envelope = response.json()["error"]
             code, message, param = str(envelope["code"]), str(envelope.get("message") or ""), envelope.get("param")
+            if not _CODE.fullmatch(code):  # a code is a short identifier; anything else is an echo, not a code
+                raise ValueError(code)
         except (ValueError, KeyError, TypeError):
             code, message, param = f"http_{status}", f"NoneCap answered HTTP {status} without an error envelope.", None
         return api_error_class(status)(

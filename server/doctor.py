@@ -233,6 +233,20 @@ def _ledger(path: Path, configured: bool) -> Check:
     return Check("state dir", "ok", f"ledger {path} writable; no payment of unknown outcome")
 
 
+def _store(settings: Settings) -> Check:
+    """The shared store (clients, quotas) in use and whether it answers; never its password."""
+    from nonecap_mcp.store import DATABASE_URL_ENV, database_for
+
+    try:
+        db = database_for(settings)
+        where = db.describe()
+        db.ping()
+    except Exception as exc:  # any failure to open or reach it is what this line reports
+        shown = type(exc).__name__ if DATABASE_URL_ENV in settings.env else str(exc)
+        return Check("store", "fail", f"unreachable ({shown})", f"Check {DATABASE_URL_ENV} and that the database is up.")
+    return Check("store", "ok", f"{where} reachable")
+
+
 def _hosts(env: Mapping[str, str], counts: bool) -> list[Check]:
     from nonecap_mcp.install import installed_entries
 
@@ -251,6 +265,16 @@ def _hosts(env: Mapping[str, str], counts: bool) -> list[Check]:
     return checks
 
 
+def _operator(settings: Settings) -> Check:
+    """The operator controls in force, so whoever runs the server sees what agents are held to."""
+    sites = settings.site_policy()
+    parts = [f"sites: {', '.join(sites.allowed_sites) or 'any'}", f"types: {', '.join(sites.allowed_types) or 'any'}",
+             f"credits/day: {settings.daily_credit_budget if settings.daily_credit_budget is not None else 'no limit'}",
+             f"solves/min: {settings.max_solves_per_minute or 'no limit'}"]
+    fix = None if sites.allowed_sites else "Set NONECAP_ALLOWED_SITES to the sites your agents may solve for."
+    return Check("operator", "ok" if sites.allowed_sites else "info", "; ".join(parts), fix, counts=False)
+
+
 async def collect(settings: Settings, env: Mapping[str, str], *, sandbox: bool) -> list[Check]:
     """Every check, in the order a person would fix them."""
     checks = [_versions()]
@@ -259,7 +283,8 @@ async def collect(settings: Settings, env: Mapping[str, str], *, sandbox: bool) 
     api_key, credits = await _api_key(settings)
     wallet, x402 = await _wallet(settings)
     rail = await _x402_rail(settings) if x402 else Check("x402 rail", "info", "not checked: no wallet configured", counts=False)
-    checks += [api_key, wallet, rail, _ledger(settings.ledger_path(), x402)]
+    checks += [api_key, wallet, rail, _ledger(settings.ledger_path(), x402),
+               await anyio.to_thread.run_sync(_store, settings), _operator(settings)]
     if not (credits or x402):
         checks.append(Check("rails", "fail", "no payment rail is configured: the tools can only explain that",
                             "`nonecap-mcp auth login` (credits) or `nonecap-mcp wallet create` (x402); "

@@ -195,8 +195,9 @@ def for_code(code: str) -> Guidance:
 
 
 def for_api_error(code: str, http_status: int, retry_after: float | None = None) -> Guidance:
-    """Guidance for an API error envelope; unknown codes fall back on the status class."""
-    base = API_ERRORS.get(code) or _BY_STATUS_FALLBACK[http_status >= 500]
+    """Guidance for an API error: the API's own codes, then ours (a 200 this client cannot read
+    is `unexpected_response`, not a refusal); unknown codes fall back on the status class."""
+    base = API_ERRORS.get(code) or LOCAL.get(code) or _BY_STATUS_FALLBACK[http_status >= 500]
     return base.model_copy(update={"retry_after_seconds": retry_after}) if retry_after is not None else base
 
 

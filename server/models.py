@@ -152,6 +152,11 @@ class Balance(BaseModel):
     x402_daily_budget_usd: str | None = None
     x402_budget_left_usd: str | None = Field(default=None, description="x402: the daily budget minus spent and held.")
     sandbox: bool = Field(description="True when talking to the built-in offline sandbox.")
+    allowed_sites: list[str] | None = Field(default=None, description="Operator: the only sites solves may target (null = any).")
+    allowed_types: list[str] | None = Field(default=None, description="Operator: the only captcha types allowed (null = any).")
+    daily_credit_budget: int | None = Field(default=None, description="Operator: most credits per UTC day (null = no limit).")
+    credit_budget_left_today: int | None = Field(default=None, description="Operator: credits this server may still use today.")
+    max_solves_per_minute: int | None = Field(default=None, description="Operator: most solves started per minute, either rail.")
     notes: list[str] = Field(default_factory=list, description="Why a rail's figures are missing, if they are.")
 
 

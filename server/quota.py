@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from nonecap_mcp import guidance as g
-from nonecap_mcp.errors import NoneCapError
+from nonecap_mcp.errors import APIError, NoneCapError, ServerError
 from nonecap_mcp.store.db import Database
 
 _MIGRATIONS = [[
@@ -26,6 +26,19 @@ _MIGRATIONS = [[
     "CREATE INDEX solve_starts_by_solve ON solve_starts (solve_id)",
 ]]
 COUNTED = ("reserved", "charged")
+
+
+REFUNDED_STATUSES = frozenset({"failed", "cancelled", "expired"})  # the API gives the credit back
+
+
+def nothing_created(exc: BaseException) -> bool:
+    """Whether a failed create proves no solve was made: refused locally, or a 4xx answer from the API.
+
+    A 5xx, a lost connection or an unknown outcome may have made one, so its credit stays counted.
+    """
+    if isinstance(exc, APIError):
+        return not isinstance(exc, ServerError) and exc.http_status != 409
+    return isinstance(exc, NoneCapError) and exc.code not in ("outcome_unknown", "connection_error")
 
 
 class QuotaExceeded(NoneCapError):

@@ -9,7 +9,6 @@ within its bound (wait_seconds + 10 s, or 20 s without a wait) with a code and g
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import queue
@@ -25,132 +24,20 @@ from typing import Any
 import anyio
 import pytest
 from conftest import ROOT, SECRETS, Agent, sandbox_env
+from hostile import MIB, SOLVE_ID, Hostile, hostile_env
 from mcp import Client
 
 from nonecap_mcp.config import load_settings
-from nonecap_mcp.sandbox import SANDBOX_API_KEY, SANDBOX_WALLET_KEY, Sandbox
+from nonecap_mcp.sandbox import SANDBOX_WALLET_KEY, Sandbox
 from nonecap_mcp.tools import build_server
 
-MIB = 1024 * 1024
-HUGE_BYTES = 220 * MIB
 PAGE = {"type": "hcaptcha", "sitekey": "10000000-ffff-ffff-ffff-000000000001", "url": "https://a.example/"}
-SOLVE_ID = "solve_01HQF7K3JKWZX"
-
-
-class Hostile:
-    """An HTTP/1.1 server in its own thread whose every answer is `mode`'s misbehaviour."""
-
-    def __init__(self, mode: str) -> None:
-        self.mode = mode
-        self.requests: list[tuple[str, str]] = []  # (method, path without query)
-        self.body_bytes_sent = 0
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self.port = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> Hostile:
-        self._thread.start()
-        self._ready.wait(5)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._loop.call_soon_threadsafe(self._stop)
-        self._thread.join(5)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._server = self._loop.run_until_complete(asyncio.start_server(self._accept, "127.0.0.1", 0))
-        self.port = self._server.sockets[0].getsockname()[1]
-        self._ready.set()
-        self._loop.run_forever()
-        self._loop.close()
-
-    def _stop(self) -> None:
-        self._server.close()
-        for task in self._tasks:
-            task.cancel()
-        self._loop.call_later(0.1, self._loop.stop)
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        try:
-            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
-            method, target = head.split(" ", 2)[:2]
-            length = next((int(line.split(":")[1]) for line in head.split("\r\n") if line.lower().startswith("content-length:")), 0)
-            await reader.readexactly(length)
-            self.requests.append((method, target.split("?")[0]))
-            await getattr(self, "_" + self.mode)(writer)
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
-            pass
-        finally:
-            self._tasks.discard(task)
-            writer.close()
-
-    @staticmethod
-    def _head(status: str, *headers: str) -> bytes:
-        return ("\r\n".join([f"HTTP/1.1 {status}", *headers, "Connection: close", "", ""])).encode()
-
-    async def _stall(self, writer: asyncio.StreamWriter) -> None:
-        await asyncio.sleep(3600)
-
-    async def _trickle(self, writer: asyncio.StreamWriter) -> None:
-        writer.write(self._head("200 OK", "Content-Type: application/json", "Content-Length: 100000"))
-        while True:  # every chunk comes well within httpx's read timeout
-            writer.write(b" ")
-            await writer.drain()
-            await asyncio.sleep(1)
-
-    async def _huge(self, writer: asyncio.StreamWriter) -> None:
-        writer.write(self._head("200 OK", "Content-Type: application/json", "Transfer-Encoding: chunked"))
-        chunk = b'{"pad": "' + b"x" * (64 * 1024 - 9)
-        while self.body_bytes_sent < HUGE_BYTES:  # made as it is read, never held
-            writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-            await writer.drain()
-            self.body_bytes_sent += len(chunk)
-            chunk = b"x" * len(chunk)
-        writer.write(b'"}\r\n0\r\n\r\n')
-
-    async def _html502(self, writer: asyncio.StreamWriter) -> None:
-        body = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
-        writer.write(self._head("502 Bad Gateway", "Content-Type: text/html", f"Content-Length: {len(body)}") + body)
-        await writer.drain()
-
-    async def _redirect(self, writer: asyncio.StreamWriter) -> None:
-        writer.write(self._head("307 Temporary Redirect", f"Location: http://127.0.0.1:{self.port}/elsewhere?token=abc", "Content-Length: 0"))
-        await writer.drain()
-
-    async def _throttle(self, writer: asyncio.StreamWriter) -> None:
-        body = b'{"error": {"code": "rate_limited", "message": "slow down"}}'
-        headers = ("Content-Type: application/json", "Retry-After: " + "9" * 400, f"Content-Length: {len(body)}")
-        writer.write(self._head("429 Too Many Requests", *headers) + body)
-        await writer.drain()
 
 
 @pytest.fixture
 def hostile(request: pytest.FixtureRequest) -> Iterator[Hostile]:
     with Hostile(request.param) as server:
         yield server
-
-
-def hostile_env(server: Hostile, state_dir: Path) -> dict[str, str]:
-    """Every upstream of both rails at the hostile server, both rails configured."""
-    return {
-        "NONECAP_API_KEY": SANDBOX_API_KEY,
-        "NONECAP_WALLET_PRIVATE_KEY": SANDBOX_WALLET_KEY,
-        "NONECAP_API_BASE": server.url,
-        "NONECAP_X402_BASE": server.url,
-        "NONECAP_BASE_RPC_URL": f"{server.url}/rpc",
-        "NONECAP_STATE_DIR": str(state_dir),
-        "NONECAP_CONFIRM_ABOVE_USD": "1",
-    }
 
 
 # label: (tool, arguments, bound in seconds): every tool, with a short wait where it takes one.

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from conftest import ROOT, SECRETS, sandbox_env
 from keyring_backends import KEYRING_FILE_ENV
+from postgres import postgres_cluster
 
 from nonecap_mcp.doctor import run_doctor
 from nonecap_mcp.sandbox import SANDBOX_API_KEY, Sandbox
@@ -42,11 +43,26 @@ def test_sandbox_doctor_is_green_and_prints_no_secret(tmp_path: Path) -> None:
     text = out.getvalue()
     print(text)  # for the leak check
     assert code == 0, text
-    for name in ("python", "api key", "wallet", "x402 rail", "state dir"):
+    for name in ("python", "api key", "wallet", "x402 rail", "state dir", "store"):
         assert f"✓ {name}: " in text, name
     assert "valid, account" in text and "100 credits" in text and "holds 5 USDC on base" in text
     assert "payTo 0x" in text and "HardCaptchaTokenProxyLess $0.012" in text
     assert text.rstrip().endswith("all configured rails work")
+
+
+def test_the_shared_store_is_named_by_host_and_database_never_its_password(tmp_path: Path, sandbox: Sandbox) -> None:
+    password = "pg-" + "S3cret" * 4
+    with postgres_cluster() as dsn:
+        url = dsn.replace("nonecap@", f"nonecap:{password}@")  # trust auth: any password is accepted
+        result = doctor(tmp_path, **sandbox_env(sandbox, NONECAP_DATABASE_URL=url, NONECAP_STATE_DIR=str(tmp_path / "s")))
+    out = result.stdout + result.stderr
+    assert password not in out and "nonecap:" not in out
+    port = dsn.split(":")[-1].split("/")[0]
+    assert lines(result, "store") == [f"✓ store: PostgreSQL 127.0.0.1:{port}/postgres reachable"], result.stdout
+    down = doctor(tmp_path, **sandbox_env(sandbox, NONECAP_DATABASE_URL=url, NONECAP_STATE_DIR=str(tmp_path / "s")))
+    assert password not in down.stdout + down.stderr
+    assert lines(down, "store")[0].startswith("✗ store: unreachable ("), down.stdout
+    assert down.returncode == 1
 
 
 def test_json_report(tmp_path: Path) -> None:

@@ -112,7 +112,7 @@ def test_distributions_hold_the_package_and_nothing_else(distributions: dict[str
         names = wheel.namelist()
         entry_points = wheel.read(f"nonecap_mcp-{__version__}.dist-info/entry_points.txt").decode()
     assert all(n.startswith(("nonecap_mcp/", f"nonecap_mcp-{__version__}.dist-info/")) for n in names), names
-    for module in ("cli.py", "tools/solves.py", "sandbox/emulator.py", "x402/ledger.py"):
+    for module in ("cli.py", "tools/solves.py", "sandbox/emulator.py", "x402/ledger.py", "store/db.py"):
         assert f"nonecap_mcp/{module}" in names
     assert "nonecap-mcp = nonecap_mcp.cli:main" in entry_points
     with tarfile.open(distributions["sdist"]) as sdist:
@@ -133,7 +133,15 @@ async def test_the_wheel_in_a_clean_venv_serves_its_tools(distributions: dict[st
     where = subprocess.run([venv / "bin" / "python", "-c", "import nonecap_mcp; print(nonecap_mcp.__file__)"],
                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert where.stdout.startswith(str(venv)), where  # the wheel's copy, not this source tree
-    async with launched([str(venv / "bin" / "nonecap-mcp"), "serve", "--sandbox"], host_env(), tmp_path / "stderr.log") as agent:
+    # The README's fresh-machine steps, from the installed wheel: install into a host's config, doctor.
+    cli, config = str(venv / "bin" / "nonecap-mcp"), tmp_path / "claude_desktop_config.json"
+    state = {"NONECAP_STATE_DIR": str(tmp_path / "state")}
+    for step in ([cli, "install", "claude-desktop", "--config", str(config), "--sandbox"], [cli, "doctor", "--sandbox"]):
+        done = subprocess.run(step, env=host_env(**state), capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert done.returncode == 0, (step, done.stdout, done.stderr)
+    entry = json.loads(config.read_text())["mcpServers"]["nonecap"]
+    assert entry["command"] == cli and entry["args"] == ["serve", "--sandbox"]
+    async with launched([entry["command"], *entry["args"]], host_env(**state), tmp_path / "stderr.log") as agent:
         assert {tool.name for tool in (await agent.client.list_tools()).tools} == TOOLS
         solve = await agent.ok("create_solve", {"type": "hcaptcha", "sitekey": "sandbox-solve-100ms", "url": "https://a.example/", "wait_seconds": 5})
     assert solve["status"] == "solved"

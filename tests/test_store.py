@@ -120,3 +120,18 @@ def test_quota_counts_credits_and_starts_atomically(make_db) -> None:  # noqa: A
     with pytest.raises(QuotaExceeded) as capped:
         quota.admit(rail="x402")
     assert capped.value.code == "rate_capped" and capped.value.guidance.retry_after_seconds == 60
+
+
+def test_postgres_connections_are_a_small_bounded_pool(postgres_url: str) -> None:
+    """Twelve threads at once share three connections: replicas × threads never exhaust max_connections."""
+    db = PostgresDatabase(f"{postgres_url}?application_name=pooltest", pool_size=3)
+    seen: list[int] = []
+
+    def work(i: int) -> None:
+        with db.transaction() as cur:
+            cur.execute("SELECT pg_sleep(0.1)")
+            row = cur.execute("SELECT COUNT(*) AS n FROM pg_stat_activity WHERE application_name = 'pooltest'").fetchone()
+            seen.append(int(row["n"]))
+
+    assert _together(12, work) == []
+    assert len(seen) == 12 and max(seen) <= 3, seen

@@ -80,10 +80,23 @@ RAILS: tuple[tuple[str, Callable[[AppState, Balance], Awaitable[None]], tuple[st
 )
 
 
+def operator_controls(state: AppState) -> dict[str, object]:
+    """The operator's controls in force and what is left of today's credit budget."""
+    sites = state.settings.site_policy()
+    budget = state.settings.daily_credit_budget
+    return {
+        "allowed_sites": list(sites.allowed_sites) or None,
+        "allowed_types": list(sites.allowed_types) or None,
+        "daily_credit_budget": budget,
+        "credit_budget_left_today": None if budget is None else max(0, budget - state.quota().credits_used_today()),
+        "max_solves_per_minute": state.settings.max_solves_per_minute,
+    }
+
+
 async def balance_for(state: AppState) -> Balance:
     """The figures of every configured rail; partial figures (say the wallet's address and
     spend with the RPC down) beat an error, which comes only when no rail gave any."""
-    balance = Balance(sandbox=state.sandbox_url is not None)
+    balance = Balance(sandbox=state.sandbox_url is not None, **await anyio.to_thread.run_sync(operator_controls, state))
     failures: list[NoneCapError] = []
 
     async def read(rail: str, fill: Callable[[AppState, Balance], Awaitable[None]], figures: tuple[str, ...]) -> None:

@@ -38,6 +38,7 @@ async def solve_request(
         body = build_solve_body(
             type=type, sitekey=sitekey, url=url, rqdata=rqdata, user_agent=user_agent, proxy=proxy, webhook_url=webhook_url
         )
+        state.settings.site_policy().check(type, url)  # the operator's allowlists: refused before anything is sent
         chosen = await state.choose_rail(rail)
         price: Decimal | None = None
         if chosen == "x402":

@@ -6,6 +6,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Literal
 
+import anyio
 from mcp.server import MCPServer
 from mcp.server.mcpserver import AcceptedElicitation, CancelledElicitation, Context, ElicitationResult, Resolve
 from pydantic import Field
@@ -15,6 +16,7 @@ from nonecap_mcp.errors import NoneCapError
 from nonecap_mcp.guidance import LOCAL
 from nonecap_mcp.ids import check_solve_id, is_x402_id
 from nonecap_mcp.models import Solve, SolveList
+from nonecap_mcp.quota import nothing_created
 from nonecap_mcp.tools.consent import PaymentConsent, payment_consent
 from nonecap_mcp.tools.errors import tool_errors
 from nonecap_mcp.tools.progress import with_progress
@@ -77,7 +79,18 @@ async def create_solve(
         wait = state.wait_for(wait_seconds)
         deadline = time.monotonic() + wait
         rail_api = state.x402 if request.rail == "x402" else state.credits
-        return await with_progress(ctx, wait, "solving", lambda: rail_api.create_solve(request.wire_body(), wait=wait, deadline=deadline))
+        # Counted before anything is sent: a refusal here (rate cap, credit budget) sends nothing.
+        ticket = await anyio.to_thread.run_sync(lambda: state.quota().admit(rail=request.rail))
+        try:
+            solve = await with_progress(
+                ctx, wait, "solving", lambda: rail_api.create_solve(request.wire_body(), wait=wait, deadline=deadline))
+        except Exception as exc:
+            if nothing_created(exc):
+                state.quota().refund(ticket=ticket)
+            raise
+        state.quota().attach(ticket, solve.id)
+        state.observe(solve)
+        return solve
 
 
 def solve_source(state: AppState, id: str) -> Callable[..., Awaitable[Solve]]:
@@ -93,7 +106,9 @@ async def get_solve(id: SolveId, ctx: Context[AppState], wait_seconds: WaitSecon
         wait = state.wait_for(wait_seconds)
         source = solve_source(state, id)
         try:
-            return await with_progress(ctx, wait, "waiting", lambda: source(id, wait=wait))
+            solve = await with_progress(ctx, wait, "waiting", lambda: source(id, wait=wait))
+            state.observe(solve)
+            return solve
         except NoneCapError as exc:
             if exc.code == "not_found" and state.ephemeral_sandbox:  # not "purged after 30 days": never here
                 exc.message = f"No solve {id} in this process's sandbox (its state ends with the process)."
@@ -115,7 +130,9 @@ async def list_solves(
         if starting_after is not None:
             check_solve_id(starting_after, "starting_after")
         source = state.x402.list if await state.choose_rail(rail) == "x402" else state.credits.list_solves
-        return await source(limit=limit, starting_after=starting_after, status=status, type=type)
+        page = await source(limit=limit, starting_after=starting_after, status=status, type=type)
+        state.observe(*page.data)
+        return page
 
 
 async def cancel_solve(id: SolveId, ctx: Context[AppState]) -> Solve:
@@ -124,7 +141,9 @@ async def cancel_solve(id: SolveId, ctx: Context[AppState]) -> Solve:
     with tool_errors():
         if is_x402_id(id):
             raise NoneCapError("not_cancellable", "x402 solves cannot be cancelled; nothing is charged unless the solve succeeds.")
-        return await state.credits.cancel_solve(id)
+        solve = await state.credits.cancel_solve(id)
+        state.observe(solve)
+        return solve
 
 
 def register(server: MCPServer, *, read_only: bool) -> None:

@@ -8,6 +8,7 @@ stopped after the last.
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
 import tempfile
@@ -27,7 +28,12 @@ from nonecap_mcp.create_log import CreateLog
 from nonecap_mcp.credentials import CredentialError, Secret, resolve_api_key
 from nonecap_mcp.credits_api import CreditsAPI, KeyProvider
 from nonecap_mcp.errors import ConfigurationError
+from nonecap_mcp.ids import is_x402_id
+from nonecap_mcp.models import Solve
+from nonecap_mcp.quota import REFUNDED_STATUSES, Quota
 from nonecap_mcp.retry import RetryPolicy
+from nonecap_mcp.store import database_for
+from nonecap_mcp.store.db import open_database
 from nonecap_mcp.x402.client import X402Client
 from nonecap_mcp.x402.rail import X402Rail
 from nonecap_mcp.x402.wallet import Wallet, check_private_key, load_wallet
@@ -64,7 +70,15 @@ class AppState:
     wallet: Callable[[], Awaitable[Wallet | None]]
     rpc_url: str
     sandbox_url: str | None
+    quota: Callable[[], Quota]
     ephemeral_sandbox: bool = False  # a sandbox started by this process: its solves die with it
+
+    def observe(self, *solves: Solve) -> None:
+        """Give today's credit budget back for credits solves seen failed, cancelled or expired
+        (the API refunded them); refunding is idempotent, so a solve seen twice counts once."""
+        for solve in solves:
+            if solve.status in REFUNDED_STATUSES and not is_x402_id(solve.id):
+                self.quota().refund(solve_id=solve.id)
 
     def wait_for(self, wait_seconds: int | None) -> int:
         """A call's wait: the agent's, else the operator's default."""
@@ -133,6 +147,19 @@ def attached_sandbox_ledger(settings: Settings, sandbox_url: str) -> Path:
     return settings.ledger_path().with_name(f"sandbox-{urlsplit(sandbox_url).port}.ledger.sqlite3")
 
 
+def quota_opener(settings: Settings, ledger_path: Path) -> Callable[[], Quota]:
+    """The counted limits, opened on first use (start-up touches no state): beside the ledger,
+    a sandbox's beside its own ledger and never the real one."""
+
+    @functools.cache
+    def open_quota() -> Quota:
+        db = database_for(settings) if ledger_path == settings.ledger_path() else \
+            open_database(None, ledger_path.parent, ledger_path.stem + ".state.sqlite3")
+        return Quota(db, daily_credit_budget=settings.daily_credit_budget, max_solves_per_minute=settings.max_solves_per_minute)
+
+    return open_quota
+
+
 def lifespan_for(settings: Settings):  # noqa: ANN201 - the SDK's lifespan type is a generic callable
     """The MCP lifespan: start the sandbox if asked, open both rails, close everything at exit."""
 
@@ -164,13 +191,14 @@ def lifespan_for(settings: Settings):  # noqa: ANN201 - the SDK's lifespan type 
         credits = CreditsAPI(api_base, key_provider(settings, sandbox_api_key), retry=retry,
                              max_concurrency=settings.max_concurrency, creates=CreateLog(creates_path))
         x402_client = X402Client(x402_base, retry=retry)
+        quota = quota_opener(settings, ledger_path)
         wallet = wallet_loader(settings, sandbox_wallet_key)
         try:
             async with anyio.create_task_group() as background:
                 rail = X402Rail(x402_client, policy=settings.spend_policy(), ledger_path=ledger_path, wallet=wallet,
                                 background=background, rpc_url=rpc_url)
                 yield AppState(settings=settings, credits=credits, x402=rail, wallet=wallet, rpc_url=rpc_url,
-                               sandbox_url=api_base if sandbox_api_key else None, ephemeral_sandbox=sandbox is not None)
+                               sandbox_url=api_base if sandbox_api_key else None, quota=quota, ephemeral_sandbox=sandbox is not None)
                 # Shutting down (the host closed stdin): a paid request still in flight gets a short
                 # grace, then is cancelled and recorded `unknown` (counted as spent) by the rail,
                 # rather than holding the process for the rail's 75 s bound.

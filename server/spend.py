@@ -1,0 +1,105 @@
+"""`nonecap-mcp spend`: what agents spent, per UTC day and rail, from the local (or shared) store.
+
+Credits come from the operator's counted starts (`quota`), USD from the x402 ledger, so the
+report shows exactly what the limits saw. Printed on stdout: a CLI command, not the protocol.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import TextIO
+
+from nonecap_mcp.config import Settings
+from nonecap_mcp.quota import COUNTED, Quota
+from nonecap_mcp.store import database_for
+
+USDC = Decimal(10) ** 6
+BAR_WIDTH = 40
+
+
+@dataclass
+class DayRail:
+    """One UTC day of one rail; `solved` is None where the store does not know it (credits)."""
+
+    day: str
+    rail: str
+    solves: int = 0
+    solved: int | None = None
+    credits: int = 0
+    usd_settled: str = "0"
+    usd_held: str = "0"
+    usd_unknown: str = "0"
+
+
+def _credits(settings: Settings, since: str) -> dict[tuple[str, str], DayRail]:
+    db = database_for(settings)
+    Quota(db)  # the table exists even before the first solve
+    marks = ", ".join("?" for _ in COUNTED)
+    with db.transaction() as cur:
+        rows = cur.execute(f"SELECT utc_day, rail, COUNT(*) AS n, SUM(CASE WHEN credit_state IN ({marks}) THEN 1 ELSE 0 END) "
+                           "AS credits FROM solve_starts WHERE utc_day >= ? GROUP BY utc_day, rail", (*COUNTED, since)).fetchall()
+    return {(r["utc_day"], r["rail"]): DayRail(r["utc_day"], r["rail"], solves=int(r["n"]), credits=int(r["credits"] or 0))
+            for r in rows}
+
+
+def _x402(settings: Settings, since: str, report: dict[tuple[str, str], DayRail]) -> None:
+    path = settings.ledger_path()
+    if not path.exists():
+        return
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+        payments = conn.execute(
+            "SELECT utc_day, SUM(CASE WHEN state = 'settled' THEN amount_atomic ELSE 0 END), "
+            "SUM(CASE WHEN state = 'failed' AND valid_before > ? THEN amount_atomic ELSE 0 END), "
+            "SUM(CASE WHEN state IN ('signed', 'sent', 'unknown') THEN amount_atomic ELSE 0 END) "
+            "FROM payments WHERE utc_day >= ? GROUP BY utc_day", (int(time.time()), since)).fetchall()
+        solves = conn.execute("SELECT substr(created_at, 1, 10), COUNT(*), SUM(status = 'solved') FROM solves "
+                              "WHERE substr(created_at, 1, 10) >= ? GROUP BY 1", (since,)).fetchall()
+    for day, n, solved in solves:
+        row = report.setdefault((day, "x402"), DayRail(day, "x402"))
+        row.solves, row.solved = max(row.solves, int(n)), int(solved or 0)
+    for day, settled, held, unknown in payments:
+        row = report.setdefault((day, "x402"), DayRail(day, "x402"))
+        row.usd_settled, row.usd_held, row.usd_unknown = (str(Decimal(v or 0) / USDC) for v in (settled, held, unknown))
+
+
+def collect(settings: Settings, days: int) -> list[DayRail]:
+    """The last `days` UTC days (today included), oldest first."""
+    since = (datetime.now(UTC).date() - timedelta(days=days - 1)).isoformat()
+    report = _credits(settings, since)
+    _x402(settings, since, report)
+    return sorted(report.values(), key=lambda r: (r.day, r.rail))
+
+
+def render(rows: list[DayRail], out: TextIO, fmt: str) -> None:
+    """JSON, CSV, or a table with a bar per row (credits, or USD settled for x402)."""
+    if fmt == "json":
+        json.dump([asdict(r) for r in rows], out, indent=2)
+        out.write("\n")
+        return
+    if fmt == "csv":
+        writer = csv.DictWriter(out, fieldnames=list(DayRail.__dataclass_fields__))
+        writer.writeheader()
+        writer.writerows(asdict(r) for r in rows)
+        return
+    if not rows:
+        out.write("No solves in this period.\n")
+        return
+    size = {id(r): float(r.credits if r.rail == "credits" else Decimal(r.usd_settled)) for r in rows}
+    top = {rail: max((size[id(r)] for r in rows if r.rail == rail), default=0) or 1 for rail in ("credits", "x402")}
+    out.write(f"{'day':<10} {'rail':<7} {'solves':>6} {'solved':>6} {'credits':>7} {'USD settled':>11} {'held':>8} {'unknown':>8}\n")
+    for r in rows:
+        bar = "#" * round(BAR_WIDTH * size[id(r)] / top[r.rail])
+        solved = "-" if r.solved is None else str(r.solved)
+        out.write(f"{r.day:<10} {r.rail:<7} {r.solves:>6} {solved:>6} {r.credits:>7} {r.usd_settled:>11} "
+                  f"{r.usd_held:>8} {r.usd_unknown:>8}  {bar}\n")
+
+
+def run_spend(settings: Settings, days: int, fmt: str, out: TextIO) -> int:
+    render(collect(settings, days), out, fmt)
+    return 0
