@@ -51,7 +51,7 @@ def _size(value: object) -> int:
 
 async def test_the_surface_stays_lean() -> None:
     """Every agent reads tools/list each session: the budgets of issue 8, measured as hosts get it.
-    (main before the lean rewrite: 7.1 KB of inputs, 30.6 KB whole; now 5.7 KB and 13.4 KB)."""
+    (main before the lean rewrite: 7.1 KB of inputs, 30.6 KB whole; now 5.7 KB and 13.6 KB)."""
     tools = list((await _tools("auto")).values())
     described = [{k: v for k, v in tool.items() if k != "outputSchema"} for tool in tools]
     assert _size(described) <= 6 * 1024
