@@ -43,3 +43,20 @@ async def test_annotations() -> None:
     assert tools["create_solve"]["annotations"]["idempotentHint"] is False
     for tool in tools.values():
         assert "outputSchema" in tool
+
+
+def _size(value: object) -> int:
+    return len(json.dumps(value, separators=(",", ":")))
+
+
+async def test_the_surface_stays_lean() -> None:
+    """Every agent reads tools/list each session: the budgets of issue 8, measured as hosts get it.
+    (main before the lean rewrite: 7.1 KB of inputs, 30.6 KB whole; now 5.7 KB and 13.6 KB)."""
+    tools = list((await _tools("auto")).values())
+    described = [{k: v for k, v in tool.items() if k != "outputSchema"} for tool in tools]
+    assert _size(described) <= 6 * 1024
+    assert _size({"tools": tools}) <= 14 * 1024  # issue 8 asks 12 KiB: see the README
+    for tool in tools:
+        text = json.dumps(tool)
+        assert "$ref" not in text and "$defs" not in text, tool["name"]
+        assert '{"type": "null"}' not in json.dumps(tool["inputSchema"]), tool["name"]  # optional = left out
