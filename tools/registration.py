@@ -11,9 +11,12 @@ from mcp.types import ToolAnnotations
 
 from nonecap_mcp.tools.schemas import lean
 
-READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
-SPENDS = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True)
-IDEMPOTENT_CHANGE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
+# Only what differs from the spec's defaults (not read-only, destructive, not idempotent, open
+# world), plus readOnlyHint always, which hosts show: every agent reads these on every session.
+# A read-only tool's destructive and idempotent hints are meaningless, so they are left out.
+READ_ONLY = ToolAnnotations(read_only_hint=True)
+SPENDS = ToolAnnotations(read_only_hint=False, destructive_hint=False)
+IDEMPOTENT_CHANGE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True)
 
 
 def add_tool(server: MCPServer, fn: Callable[..., Any], *, title: str, annotations: ToolAnnotations) -> None:

@@ -7,6 +7,7 @@ of tools/list, read by every agent on every session. One rewrite serves every to
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 _NULL = {"type": "null"}
@@ -29,7 +30,10 @@ def lean(schema: dict[str, Any], *, nullable: bool) -> dict[str, Any]:
             return node
         if "$ref" in node:
             extra = {k: v for k, v in node.items() if k != "$ref"}
-            return walk(defs[node["$ref"].rsplit("/", 1)[-1]] | extra)
+            target = defs[node["$ref"].rsplit("/", 1)[-1]]
+            if nullable and _flat_record(target):  # e.g. guidance: each result names its own fields
+                return {"type": "object"}
+            return walk(target | extra)
         out: dict[str, Any] = {}
         for key, value in node.items():
             if key in ("title", "$defs") or (key == "default" and value is None) or (nullable and key in _DOC_ONLY):
@@ -37,7 +41,17 @@ def lean(schema: dict[str, Any], *, nullable: bool) -> dict[str, Any]:
             out[key] = {name: walk(sub) for name, sub in value.items()} if key == "properties" else walk(value)
         return _drop_null_branch(out, nullable)
 
+    if nullable:  # a result's own description repeats the tool's
+        return walk(schema)
     return walk(schema) | ({"description": schema["description"]} if "description" in schema else {})
+
+
+def _flat_record(node: dict[str, Any]) -> bool:
+    """A model of scalar fields only (guidance, an error, a warning): in a result schema it is
+    shown as `object`, since the result itself names its fields, rather than repeated in full in
+    every tool that returns a solve."""
+    fields = node.get("properties")
+    return bool(fields) and not any("$ref" in json.dumps(f) or "properties" in f or "items" in f for f in fields.values())
 
 
 def _drop_null_branch(node: dict[str, Any], nullable: bool) -> dict[str, Any]:
