@@ -65,6 +65,7 @@ class Solve(_Lenient):
     settlement_tx: str | None = Field(default=None, description="x402: the on-chain settlement transaction.")
     guidance: Guidance | None = Field(default=None, description="Next step when the solve is not solved.")
     how_to_use: str | None = Field(default=None, description="When solved: where the token goes and how long it lasts.")
+    client: str | None = Field(default=None, description="Team server: the registered client that started it.")
 
     @model_validator(mode="wrap")
     @classmethod
