@@ -25,7 +25,8 @@ async def stdio_agent(env: dict[str, str], tmp_path: Path, *args: str, mode: str
 
 
 def _base_env(**extra: str) -> dict[str, str]:
-    return {"PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring", "HOME": os.environ.get("HOME", "/tmp"), **extra}
+    return {"PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring", "HOME": os.environ.get("HOME", "/tmp"),
+            "XDG_STATE_HOME": os.environ["XDG_STATE_HOME"], **extra}  # conftest points it at a scratch dir
 
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
@@ -66,7 +67,7 @@ async def test_read_only_flag_hides_spending_tools(tmp_path: Path) -> None:
 # What only a tool call (or the team server) needs: none of it may load before tools/list is answered.
 OFF_THE_START_UP_PATH = (
     "eth_account", "eth_keys", "keyring", "psycopg", "prometheus_client",  # wallet, credentials, team extra
-    "httpx", "nonecap_mcp.credits_api", "nonecap_mcp.x402.rail", "nonecap_mcp.x402.client", "nonecap_mcp.install",
+    "httpx", "nonecap", "nonecap_mcp.credits_api", "nonecap_mcp.x402.rail", "nonecap_mcp.x402.client", "nonecap_mcp.install",
 )
 
 
