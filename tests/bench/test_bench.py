@@ -1,6 +1,6 @@
 """Benchmarks: start-up, per-call overhead and upstream requests per solve.
 
-Run with `python -m pytest tests/bench --benchmark-enable`; in the normal suite (benchmarks
+Run with `python -m pytest tests/bench --benchmark-enable -n 0`; in the normal suite (benchmarks
 disabled) each runs once as a smoke test. Numbers land in the benchmark table, and the
 request counts in each benchmark's extra_info.
 """
