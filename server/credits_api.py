@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 import httpx
 
+from nonecap_mcp import metrics
 from nonecap_mcp import official_wire
 from nonecap_mcp.create_log import CreateLog, Intent, fingerprint
 from nonecap_mcp.credentials import Secret
@@ -142,6 +143,7 @@ class CreditsAPI:
             self._clock_skew = parsedate_to_datetime(reply.headers["date"]).timestamp() - time.time()
         except (KeyError, TypeError, ValueError):
             pass
+        metrics.upstream("credits", reply.status_code)
         log.info(
             "%s %s -> %s in %.0f ms (request %s)",
             request.method, request.url.path, reply.status_code, seconds * 1000, reply.headers.get("request-id", "-"),

@@ -8,6 +8,7 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from pydantic import ValidationError
 
+from nonecap_mcp import metrics
 from nonecap_mcp.credentials import key_mode
 from nonecap_mcp.errors import ConfigurationError, NoneCapError
 from nonecap_mcp.models import Balance, Pricing, RailPrice
@@ -49,6 +50,7 @@ async def _budget_figures(state: AppState, balance: Balance) -> None:
     spent, held = await state.x402.day_figures()
     left = max(Decimal(0), state.settings.daily_budget_usd - spent - held)
     balance.x402_spent_today_usd, balance.x402_held_usd, balance.x402_budget_left_usd = str(spent), str(held), str(left)
+    metrics.budget_left("x402", left)
 
 
 async def _usdc_figure(state: AppState, balance: Balance, address: str, network: UsdcNetwork) -> None:
@@ -86,7 +88,8 @@ def operator_controls(state: AppState) -> dict[str, object]:
         "allowed_sites": list(sites.allowed_sites) or None,
         "allowed_types": list(sites.allowed_types) or None,
         "daily_credit_budget": budget,
-        "credit_budget_left_today": None if budget is None else max(0, budget - state.quota().credits_used_today()),
+        "credit_budget_left_today": metrics.budget_left(
+            "credits", None if budget is None else max(0, budget - state.quota().credits_used_today())),
         "max_solves_per_minute": state.settings.max_solves_per_minute,
     }
 

@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar
@@ -25,6 +25,7 @@ import anyio
 from anyio.abc import TaskGroup
 from mcp.server import MCPServer
 
+from nonecap_mcp import metrics
 from nonecap_mcp.config import Settings
 from nonecap_mcp.create_log import FILE_NAME as CREATES_FILE
 from nonecap_mcp.create_log import CreateLog
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("nonecap_mcp")
 PaidRail = Literal["credits", "x402"]
 T = TypeVar("T")
+FINISHED_REMEMBERED = 4096  # solves already counted in /metrics (a solve is seen by many calls)
 SHUTDOWN_GRACE_SECONDS = 3.0  # how long background payments may still finish once the host has gone
 NO_PAYMENT_METHOD = (
     "No NoneCap API key and no x402 wallet are configured. For credits, set NONECAP_API_KEY in the MCP server's env "
@@ -80,6 +82,7 @@ class AppState:
     background: TaskGroup  # where paid x402 requests run, so they can outlive their tool call
     api_key_override: str | None = None  # the sandbox's key, else the configured one (resolved at first use)
     ephemeral_sandbox: bool = False  # a sandbox started by this process: its solves die with it
+    _finished_seen: dict[str, None] = field(default_factory=dict)  # insertion-ordered: the oldest go first
 
     @cached_property
     def credits(self) -> CreditsAPI:
@@ -129,11 +132,17 @@ class AppState:
             return None
 
     def observe(self, *solves: Solve) -> None:
-        """Give today's credit budget back for credits solves seen failed, cancelled or expired
-        (the API refunded them); refunding is idempotent, so a solve seen twice counts once."""
+        """What a call saw of its solves: give today's credit budget back for credits solves seen
+        failed, cancelled or expired (the API refunded them; refunding is idempotent), and, the
+        first time a solve is seen finished, its latency and (when solved) its cost in /metrics."""
         for solve in solves:
             if solve.status in REFUNDED_STATUSES and not is_x402_id(solve.id):
                 self.count(lambda quota: quota.refund(solve_id=solve.id))  # noqa: B023 - called at once
+            if metrics.enabled() and solve.is_terminal and solve.id not in self._finished_seen:
+                self._finished_seen[solve.id] = None
+                while len(self._finished_seen) > FINISHED_REMEMBERED:
+                    del self._finished_seen[next(iter(self._finished_seen))]
+                metrics.finished(solve)
 
     def with_clients(self, *solves: Solve) -> list[Solve]:
         """These solves, each with the team-server client that started it (credits solves: the
