@@ -332,13 +332,20 @@ async def test_unparseable_url_names_the_parameter(agent: Agent, sandbox: Sandbo
     assert upstream(sandbox) == []
 
 
+async def first_post_arrived(sandbox: Sandbox) -> None:
+    """Wait (under any load) until the sandbox has received a create, not a fixed sleep."""
+    with anyio.fail_after(10):
+        while not upstream(sandbox, "POST"):
+            await anyio.sleep(0.02)
+
+
 async def test_a_call_queues_for_a_local_slot_then_goes_ahead(sandbox: Sandbox, mode: str) -> None:
     server = build_server(load_settings(sandbox_env(sandbox, NONECAP_MAX_CONCURRENCY="1")))
     async with Client(server, mode=mode) as client:
         agent = Agent(client)
         async with anyio.create_task_group() as group:
             group.start_soon(agent.ok, "create_solve", solve_args("sandbox-solve-1500ms", wait_seconds=5))
-            await anyio.sleep(0.2)
+            await first_post_arrived(sandbox)  # the first call holds the only slot
             started = time.monotonic()
             second = await agent.ok("create_solve", solve_args("sandbox-solve-100ms", wait_seconds=0))
             assert time.monotonic() - started >= 1.0  # it waited for the slot, not for a 429
@@ -352,7 +359,7 @@ async def test_a_slot_that_never_frees_is_reported_not_waited_on_forever(sandbox
         agent = Agent(client)
         async with anyio.create_task_group() as group:
             group.start_soon(agent.ok, "create_solve", solve_args("sandbox-hang", wait_seconds=12))
-            await anyio.sleep(0.2)
+            await first_post_arrived(sandbox)  # the first call holds the only slot
             started = time.monotonic()
             text = await agent.error("create_solve", solve_args("sandbox-solve-100ms", wait_seconds=1))
             assert 8.5 < time.monotonic() - started < 11  # the slot wait's 10 s floor, cut by the call's bound (wait + 10 s)
