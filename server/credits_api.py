@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import sqlite3
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -47,6 +46,7 @@ from nonecap_mcp.models import Account, Feedback, Solve, SolveList
 from nonecap_mcp.http_io import EXCHANGE_SECONDS, Redirected, Reply, ResponseTooLarge, current_deadline, exchange
 from nonecap_mcp.retry import NEVER_SENT, RetryPolicy, call_with_retries, parse_retry_after
 from nonecap_mcp.slots import SlotGate
+from nonecap_mcp.store.db import store_errors
 
 log = logging.getLogger("nonecap_mcp.http")
 
@@ -311,7 +311,7 @@ class CreditsAPI:
         """One create-log operation in a worker thread; a failing state file is a clear error."""
         try:
             return await anyio.to_thread.run_sync(operation, *args)
-        except (OSError, sqlite3.Error) as exc:
+        except store_errors() as exc:
             raise ConfigurationError(
                 "local_state_error", f"Could not use the record of creates in flight ({type(exc).__name__})."
             ) from None

@@ -136,15 +136,26 @@ def test_wal_mode_and_schema_version(ledger: Ledger, path: Path) -> None:
         conn.close()
 
 
-def test_a_version_1_ledger_is_migrated_keeping_its_payments(path: Path) -> None:
-    """Version 1 had no payer column; its payments survive and still count."""
-    from nonecap_mcp.x402 import ledger as module
+V1_SCHEMA = """
+CREATE TABLE payments (nonce TEXT PRIMARY KEY, solve_id TEXT NOT NULL, amount_atomic INTEGER NOT NULL CHECK (amount_atomic > 0),
+    pay_to TEXT NOT NULL, network TEXT NOT NULL, asset TEXT NOT NULL, task_type TEXT NOT NULL, valid_before INTEGER NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('signed', 'sent', 'settled', 'failed', 'unknown')), tx_hash TEXT, error TEXT,
+    utc_day TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
+CREATE INDEX payments_by_day ON payments (utc_day, state);
+CREATE INDEX payments_by_solve ON payments (solve_id);
+CREATE TABLE solves (id TEXT PRIMARY KEY, type TEXT NOT NULL, sitekey TEXT NOT NULL, url TEXT NOT NULL, status TEXT NOT NULL,
+    task_id TEXT, result_token TEXT, error_code TEXT, error_message TEXT, cost_usd TEXT, settlement_tx TEXT,
+    created_at TEXT NOT NULL, finished_at TEXT);
+CREATE INDEX solves_by_status ON solves (status, id);
+"""
 
+
+def test_a_version_1_ledger_is_migrated_keeping_its_payments(path: Path) -> None:
+    """Version 1 (a file written before the shared store, its version in user_version) had no
+    payer column; its payments survive and still count."""
     path.parent.mkdir(parents=True)
     conn = sqlite3.connect(path)
-    v1_schema = module._SCHEMA.replace(",\n    payer          TEXT\n", "\n")
-    assert "payer" not in v1_schema
-    conn.executescript(v1_schema + "PRAGMA user_version = 1;")
+    conn.executescript(V1_SCHEMA + "PRAGMA user_version = 1;")
     conn.execute("INSERT INTO payments (nonce, solve_id, amount_atomic, pay_to, network, asset, task_type, valid_before, "
                  "state, utc_day, created_at, updated_at) VALUES ('0x01', 'x402_A', 12000, ?, 'base', ?, 'h', 2000000000, "
                  "'unknown', date('now'), 'x', 'x')", (PAY_TO, USDC))

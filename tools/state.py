@@ -32,9 +32,9 @@ from nonecap_mcp.ids import is_x402_id
 from nonecap_mcp.models import Solve
 from nonecap_mcp.quota import REFUNDED_STATUSES, Quota
 from nonecap_mcp.retry import RetryPolicy
-from nonecap_mcp.store import database_for
-from nonecap_mcp.store.db import open_database
+from nonecap_mcp.store import Store, store_for
 from nonecap_mcp.x402.client import X402Client
+from nonecap_mcp.x402.ledger import FILE_NAME as LEDGER_FILE
 from nonecap_mcp.x402.rail import X402Rail
 from nonecap_mcp.x402.wallet import Wallet, check_private_key, load_wallet
 
@@ -147,15 +147,32 @@ def attached_sandbox_ledger(settings: Settings, sandbox_url: str) -> Path:
     return settings.ledger_path().with_name(f"sandbox-{urlsplit(sandbox_url).port}.ledger.sqlite3")
 
 
-def quota_opener(settings: Settings, ledger_path: Path) -> Callable[[], Quota]:
-    """The counted limits, opened on first use (start-up touches no state): beside the ledger,
-    a sandbox's beside its own ledger and never the real one."""
+@dataclass(frozen=True)
+class Stores:
+    """Where this process keeps its shared records: the configured store (PostgreSQL for a
+    team, else the state dir's files), or, in sandbox mode, files of the sandbox's own, since
+    sandbox payments and solves must never touch the real ledger or budgets."""
+
+    ledger: Store
+    creates: Store
+    quota: Store
+
+    @classmethod
+    def configured(cls, settings: Settings) -> Stores:
+        return cls(store_for(settings, LEDGER_FILE), store_for(settings, CREATES_FILE), store_for(settings))
+
+    @classmethod
+    def sandbox(cls, ledger_path: Path, creates_path: Path) -> Stores:
+        return cls(Store(ledger_path), Store(creates_path), Store(ledger_path.with_name(ledger_path.stem + ".state.sqlite3")))
+
+
+def quota_opener(settings: Settings, store: Store) -> Callable[[], Quota]:
+    """The counted limits, opened on first use (start-up touches no state)."""
 
     @functools.cache
     def open_quota() -> Quota:
-        db = database_for(settings) if ledger_path == settings.ledger_path() else \
-            open_database(None, ledger_path.parent, ledger_path.stem + ".state.sqlite3")
-        return Quota(db, daily_credit_budget=settings.daily_credit_budget, max_solves_per_minute=settings.max_solves_per_minute)
+        return Quota(store.open(), daily_credit_budget=settings.daily_credit_budget,
+                     max_solves_per_minute=settings.max_solves_per_minute)
 
     return open_quota
 
@@ -168,8 +185,7 @@ def lifespan_for(settings: Settings):  # noqa: ANN201 - the SDK's lifespan type 
         sandbox, scratch = None, None
         api_base, x402_base = settings.api_base, settings.x402_base
         sandbox_api_key = sandbox_wallet_key = None
-        ledger_path = settings.ledger_path()
-        creates_path = ledger_path.with_name(CREATES_FILE)  # every process of this user sees these creates
+        stores = Stores.configured(settings)  # every process (or replica) of this user sees these records
         rpc_url = settings.rpc_url()
         if settings.sandbox or settings.sandbox_url:
             from nonecap_mcp.sandbox import SANDBOX_API_KEY, SANDBOX_WALLET_KEY, Sandbox
@@ -177,25 +193,24 @@ def lifespan_for(settings: Settings):  # noqa: ANN201 - the SDK's lifespan type 
             if settings.sandbox_url:  # a shared `nonecap-mcp sandbox`: its solves outlive this process
                 api_base = x402_base = settings.sandbox_url
                 ledger_path = attached_sandbox_ledger(settings, settings.sandbox_url)
-                creates_path = ledger_path.with_suffix(".creates.sqlite3")
+                stores = Stores.sandbox(ledger_path, ledger_path.with_suffix(".creates.sqlite3"))
             else:
                 sandbox = Sandbox().start()
                 api_base = x402_base = sandbox.url
                 scratch = Path(tempfile.mkdtemp(prefix="nonecap-sandbox-"))
-                ledger_path = scratch / "ledger.sqlite3"  # sandbox payments never touch the real budget
-                creates_path = scratch / CREATES_FILE
+                stores = Stores.sandbox(scratch / LEDGER_FILE, scratch / CREATES_FILE)  # never the real budget
             rpc_url = f"{api_base}/rpc"
             sandbox_api_key, sandbox_wallet_key = SANDBOX_API_KEY, SANDBOX_WALLET_KEY
             log.warning("sandbox mode: NoneCap emulator on %s; nothing leaves this machine", api_base)
         retry = RetryPolicy(max_retries=settings.max_retries)
         credits = CreditsAPI(api_base, key_provider(settings, sandbox_api_key), retry=retry,
-                             max_concurrency=settings.max_concurrency, creates=CreateLog(creates_path))
+                             max_concurrency=settings.max_concurrency, creates=CreateLog(stores.creates))
         x402_client = X402Client(x402_base, retry=retry)
-        quota = quota_opener(settings, ledger_path)
+        quota = quota_opener(settings, stores.quota)
         wallet = wallet_loader(settings, sandbox_wallet_key)
         try:
             async with anyio.create_task_group() as background:
-                rail = X402Rail(x402_client, policy=settings.spend_policy(), ledger_path=ledger_path, wallet=wallet,
+                rail = X402Rail(x402_client, policy=settings.spend_policy(), ledger_store=stores.ledger, wallet=wallet,
                                 background=background, rpc_url=rpc_url)
                 yield AppState(settings=settings, credits=credits, x402=rail, wallet=wallet, rpc_url=rpc_url,
                                sandbox_url=api_base if sandbox_api_key else None, quota=quota, ephemeral_sandbox=sandbox is not None)
