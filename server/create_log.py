@@ -31,20 +31,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
-import sqlite3
-import tempfile
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
-from nonecap_mcp.store import Store
-from nonecap_mcp.store.db import Database, SQLiteDatabase
-
-log = logging.getLogger("nonecap_mcp.creates")
+from nonecap_mcp.store import Store, private
+from nonecap_mcp.store.db import Database
 
 FILE_NAME = "creates.sqlite3"
 INTENT_TTL_SECONDS = 180.0  # longer than any create call (55 s wait + slot wait + cancel clean-up)
@@ -94,23 +88,16 @@ class CreateLog:
     def _database(self) -> Database:
         """The store, opened and migrated once. An unusable state dir falls back to a private
         temporary file: creates keep working, but other processes can no longer be seen, which
-        is logged. An unreachable PostgreSQL is an error, never a quiet fallback: replicas
-        would stop seeing each other's creates."""
+        is logged (see `Store.open_or_private`)."""
+
+        def migrated(db: Database) -> Database:
+            db.migrate("creates", _MIGRATIONS, file_version=True)
+            return db
+
         with self._lock:
             if self._db is None:
-                db = None
-                if self._store is not None:
-                    try:
-                        db = self._store.open()
-                        db.migrate("creates", _MIGRATIONS, file_version=True)
-                    except (OSError, sqlite3.Error) as exc:
-                        log.warning("cannot use %s (%s); other server processes' creates are invisible to this one",
-                                    self._store.path, type(exc).__name__)
-                        db = None
-                if db is None:
-                    db = SQLiteDatabase(Path(tempfile.mkdtemp(prefix="nonecap-creates-")) / FILE_NAME)
-                    db.migrate("creates", _MIGRATIONS, file_version=True)
-                self._db = db
+                self._db = migrated(private(FILE_NAME)) if self._store is None else self._store.open_or_private(
+                    migrated, "other server processes' creates are invisible to this one")
             return self._db
 
     # -- the interface ---------------------------------------------------------------
