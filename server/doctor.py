@@ -42,7 +42,7 @@ from nonecap_mcp.errors import ConfigurationError, NoneCapError
 from nonecap_mcp.store import DATABASE_URL_ENV, database_for, store_for
 from nonecap_mcp.store.db import store_errors
 from nonecap_mcp.x402.ledger import FILE_NAME as LEDGER_FILE
-from nonecap_mcp.x402.ledger import Ledger
+from nonecap_mcp.x402.ledger import open_ledger
 
 __all__ = ["Check", "run_doctor"]
 
@@ -229,7 +229,7 @@ def _ledger(settings: Settings, configured: bool) -> Check:
         return Check("state dir", "ok", f"{path.parent} writable; no ledger yet (no x402 payment made)")
     where = str(path) if store.url is None else "in the shared store"
     try:
-        unknown = sum(p["state"] == "unknown" for p in Ledger(store.open()).unresolved_payments())
+        unknown = sum(p["state"] == "unknown" for p in open_ledger(store).unresolved_payments())
     except (*store_errors(), ConfigurationError) as exc:
         shown = type(exc).__name__ if store.url else str(exc)  # a PostgreSQL error may name the server
         return Check("state dir", "fail", f"ledger {where} unreadable ({shown})", "Move it aside; check the disk."

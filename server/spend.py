@@ -17,7 +17,7 @@ from nonecap_mcp.config import Settings
 from nonecap_mcp.quota import COUNTED, Quota
 from nonecap_mcp.store import database_for, store_for
 from nonecap_mcp.x402.ledger import FILE_NAME as LEDGER_FILE
-from nonecap_mcp.x402.ledger import Ledger
+from nonecap_mcp.x402.ledger import open_ledger
 
 USDC = Decimal(10) ** 6
 BAR_WIDTH = 40
@@ -52,7 +52,7 @@ def _x402(settings: Settings, since: str, report: dict[tuple[str, str], DayRail]
     store = store_for(settings, LEDGER_FILE)
     if not store.exists():
         return
-    for day in Ledger(store.open()).days_since(since):
+    for day in open_ledger(store).days_since(since):
         row = report.setdefault((day["day"], "x402"), DayRail(day["day"], "x402"))
         row.solves, row.solved = max(row.solves, day["solves"]), day["solved"]
         row.usd_settled, row.usd_held, row.usd_unknown = (str(Decimal(day[k]) / USDC) for k in ("settled", "held", "unknown"))

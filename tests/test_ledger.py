@@ -504,3 +504,24 @@ def test_list_filters(ledger: Ledger, many: list[str]) -> None:
     with pytest.raises(ValueError):
         ledger.list_solves(limit=0, starting_after=None, status=None, type=None)
 
+
+
+def test_switching_to_a_shared_store_takes_in_the_ledger_file_once(
+        path: Path, postgres_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A machine that sets NONECAP_DATABASE_URL loses nothing: its file's payments keep counting
+    (and an unknown one still gets resolved), its solves stay listed; replicas doing it again copy nothing."""
+    from nonecap_mcp.store import Store
+    from nonecap_mcp.x402.ledger import open_ledger
+    from postgres import schema_url
+
+    before = Ledger(path)
+    nonce = reserve(before, budget=10**6, solve_id="x402_OLD")
+    before.mark_payment(nonce, "unknown")
+    before.upsert_solve(solve("x402_OLD"))
+    store = Store(path, schema_url(postgres_url, str(path)))
+    shared = open_ledger(store)
+    assert shared.counted_today_atomic() == AMOUNT and [p["state"] for p in shared.unresolved_payments()] == ["unknown"]
+    assert shared.get_solve("x402_OLD") == solve("x402_OLD")
+    assert "took 1 payment(s)" in caplog.text
+    assert open_ledger(store).counted_today_atomic() == AMOUNT  # taken in once
+    assert Ledger(path).counted_today_atomic() == AMOUNT  # the file keeps its records

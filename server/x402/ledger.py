@@ -30,6 +30,7 @@ NONECAP_DATABASE_URL it lives in the team's PostgreSQL beside the other shared r
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -43,8 +44,11 @@ from typing import Any
 from nonecap_mcp import guidance as g
 from nonecap_mcp.errors import NoneCapError
 from nonecap_mcp.ids import X402_PREFIX
+from nonecap_mcp.store import Store
 from nonecap_mcp.store.db import Cursor, Database, SQLiteDatabase
 from nonecap_mcp.x402.networks import atomic_to_usd
+
+log = logging.getLogger("nonecap_mcp.x402")
 
 __all__ = [
     "BUDGET_ENV",
@@ -54,6 +58,7 @@ __all__ = [
     "Ledger",
     "X402Solve",
     "new_x402_id",
+    "open_ledger",
 ]
 
 BUDGET_ENV = "NONECAP_DAILY_BUDGET_USD"
@@ -415,6 +420,24 @@ class Ledger:
                                          "unknown": 0}).update({k: int(v or 0) for k, v in row.items() if k != "day"})
         return sorted(days.values(), key=lambda d: d["day"])
 
+    def import_from(self, source: Ledger) -> int:
+        """Copy `source`'s payments and solves that are not here yet (by nonce and id), in one
+        exclusive transaction; returns how many payments were new. Idempotent: replicas
+        importing the same file together copy each record once."""
+        with source._db.transaction() as cur:
+            payments = [dict(row) for row in cur.execute("SELECT * FROM payments").fetchall()]
+            solves = [dict(row) for row in cur.execute("SELECT * FROM solves").fetchall()]
+        added = 0
+        with self._db.transaction(exclusive=WRITE_LOCK) as cur:
+            for table, key, rows in (("payments", "nonce", payments), ("solves", "id", solves)):
+                for row in rows:
+                    columns = ", ".join(row)
+                    inserted = cur.execute(
+                        f"INSERT INTO {table} ({columns}) VALUES ({', '.join('?' for _ in row)}) "
+                        f"ON CONFLICT ({key}) DO NOTHING", tuple(row.values())).rowcount
+                    added += inserted if table == "payments" else 0
+        return added
+
     # --- solves ---
 
     def upsert_solve(self, record: X402Solve) -> None:
@@ -469,3 +492,16 @@ class Ledger:
             ).fetchall()
         solves = [X402Solve(**dict(row)) for row in rows[:limit]]
         return solves, len(rows) > limit
+
+
+def open_ledger(store: Store) -> Ledger:
+    """The ledger in `store`. A shared store (PostgreSQL) first takes in the payments and solves
+    of this machine's ledger file from before NONECAP_DATABASE_URL was set, so switching loses
+    nothing: they keep counting against the budget and their unknown outcomes still get resolved.
+    The file keeps its records."""
+    ledger = Ledger(store.open())
+    if store.url is not None and store.path.exists():
+        added = ledger.import_from(Ledger(store.path))
+        if added:
+            log.warning("took %d payment(s) from %s into the shared store (the file keeps its records)", added, store.path)
+    return ledger

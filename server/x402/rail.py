@@ -45,7 +45,7 @@ from nonecap_mcp.models import Solve, SolveError, SolveList
 from nonecap_mcp.store import Store
 from nonecap_mcp.store.db import store_errors
 from nonecap_mcp.x402.client import TaskAnswer, X402Client
-from nonecap_mcp.x402.ledger import BudgetExceeded, Ledger, X402Solve, new_x402_id
+from nonecap_mcp.x402.ledger import BudgetExceeded, Ledger, X402Solve, new_x402_id, open_ledger
 from nonecap_mcp.x402.networks import NETWORKS, atomic_to_usd, usd_to_atomic
 from nonecap_mcp.x402.policy import PaymentRequirement, SpendPolicy, parse_payment_required
 from nonecap_mcp.x402.signing import SignedPayment, authorize_payment, decode_receipt
@@ -133,7 +133,7 @@ class X402Rail:
     @cached_property
     def ledger(self) -> Ledger:
         """Opened on first x402 use, so credits-only users never get a state directory."""
-        return Ledger(self._ledger_store.open())
+        return open_ledger(self._ledger_store)
 
     async def _db(self, work: Callable[[Ledger], T]) -> T:
         """Run `work` on the ledger in a worker thread (the store, and opening it, may block);
