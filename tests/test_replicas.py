@@ -166,3 +166,25 @@ async def test_a_replica_killed_mid_payment_leaves_it_counted_resolved_and_never
         assert [p["nonce"] for p in team.ledger().payments_for(lost["id"])] == [payment["nonce"]]  # never re-signed
         assert len(paid(sandbox)) == 2 and len(sandbox.settlements) == 2
         assert team.ledger().counted_today_atomic() == 2 * 12_000
+
+
+async def test_the_accounts_in_flight_cap_is_shared_by_the_replicas(
+        sandbox: Sandbox, postgres_url: str, tmp_path: Path) -> None:
+    """Nine 2-second credits solves at once over three replicas, each allowed the account's 5 in
+    flight: together they never send a sixth, so the API never answers 429, and all nine finish."""
+    with replicas(sandbox, postgres_url, tmp_path) as team:
+        results: list[Any] = [None] * 9
+
+        async def solve(i: int) -> None:
+            async with team.agent(i % 3) as client:
+                results[i] = await Agent(client).ok("create_solve", {
+                    "type": "hcaptcha", "sitekey": "sandbox-solve-2s", "url": f"{URL}?n={i}", "rail": "credits",
+                    "wait_seconds": 30})
+
+        with anyio.fail_after(90):
+            async with anyio.create_task_group() as group:
+                for i in range(9):
+                    group.start_soon(solve, i)
+        assert [r["status"] for r in results] == ["solved"] * 9
+        posts = [r.status for r in sandbox.requests if r.method == "POST" and r.path == "/v1/solves"]
+        assert posts == [200] * 9  # no 429 concurrency_limit_exceeded: the replicas queued for a slot
