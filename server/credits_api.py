@@ -6,9 +6,9 @@ request certainly never left. A create whose outcome is unknown (read timeout, d
 connection, a 2xx without a readable solve id) is reconciled against the newest solves
 before anything is sent again, so one call never creates two solves or charges twice; the
 create log (`create_log`) keeps that reconciliation from taking a solve another call, in
-this process or another one on the same state dir, may have made. The same record holds the
-account's solve slots (`slots` waits for one), so the processes on this machine never start
-more solves together than the account runs at once.
+this process or another one on the same store (the state dir, or PostgreSQL for replicas), may
+have made. The same record holds the account's solve slots (`slots` waits for one), so the
+processes sharing it never start more solves together than the account runs at once.
 """
 
 from __future__ import annotations
