@@ -65,7 +65,7 @@ def store_target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def sandbox(_sandbox_server: Sandbox) -> Sandbox:
+def sandbox(_sandbox_server: Sandbox, _test_state_dir: None) -> Sandbox:
     """The shared emulator, reset to 100 credits, no solves, no faults, empty request log."""
     _sandbox_server.reset()
     return _sandbox_server
@@ -130,8 +130,16 @@ async def agent(settings: Settings, mode: str) -> AsyncIterator[Agent]:
         yield Agent(client)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The state directory of fixtures wider than one test (module- or session-scoped servers)."""
+    STATE_DIR.append(tmp_path_factory.mktemp("session-state"))
+    yield
+    STATE_DIR.pop()
+
+
 @pytest.fixture(autouse=True)
-def _own_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+def _test_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Each test gets a fresh state directory, so no test reads another's (or the user's) ledger."""
     STATE_DIR.append(tmp_path_factory.mktemp("state"))
     yield
