@@ -78,8 +78,7 @@ def sandbox_env(sandbox: Sandbox, **extra: str) -> dict[str, str]:
         "NONECAP_API_BASE": sandbox.url,
         "NONECAP_X402_BASE": sandbox.url,  # tests never reach past 127.0.0.1
         "NONECAP_BASE_RPC_URL": f"{sandbox.url}/rpc",
-        # never the developer's ~/.local/state (module-scoped fixtures, before any test's own, pass theirs)
-        "NONECAP_STATE_DIR": extra.get("NONECAP_STATE_DIR") or str(STATE_DIR[-1]),
+        "NONECAP_STATE_DIR": str(STATE_DIR[-1]),  # never the developer's ~/.local/state
         **extra,
     }
 

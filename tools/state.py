@@ -33,7 +33,6 @@ from nonecap_mcp.models import Solve
 from nonecap_mcp.quota import REFUNDED_STATUSES, Quota, QuotaExceeded
 from nonecap_mcp.retry import RetryPolicy
 from nonecap_mcp.store import Store, store_for
-from nonecap_mcp.store.db import Database
 from nonecap_mcp.x402.client import X402Client
 from nonecap_mcp.x402.ledger import FILE_NAME as LEDGER_FILE
 from nonecap_mcp.x402.rail import X402Rail
@@ -188,16 +187,10 @@ class Stores:
 def quota_opener(settings: Settings, store: Store) -> Callable[[], Quota]:
     """The counted limits, opened on first use (start-up touches no state)."""
 
-    def build(db: Database) -> Quota:
-        return Quota(db, daily_credit_budget=settings.daily_credit_budget, max_solves_per_minute=settings.max_solves_per_minute)
-
     @functools.cache
     def open_quota() -> Quota:
-        if settings.daily_credit_budget is None and settings.max_solves_per_minute is None:
-            # Nothing to enforce across processes: the counts only feed `spend`, so an unusable
-            # state dir must not stop solves. A configured limit fails closed instead.
-            return store.open_or_private(build, "this process's solves are missing from `nonecap-mcp spend`")
-        return build(store.open())
+        return Quota(store.open(), daily_credit_budget=settings.daily_credit_budget,
+                     max_solves_per_minute=settings.max_solves_per_minute)
 
     return open_quota
 
