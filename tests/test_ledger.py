@@ -525,3 +525,17 @@ def test_switching_to_a_shared_store_takes_in_the_ledger_file_once(
     assert "took 1 payment(s)" in caplog.text
     assert open_ledger(store).counted_today_atomic() == AMOUNT  # taken in once
     assert Ledger(path).counted_today_atomic() == AMOUNT  # the file keeps its records
+
+
+def test_a_broken_ledger_file_does_not_stop_the_shared_store(
+        path: Path, postgres_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    from nonecap_mcp.store import Store
+    from nonecap_mcp.x402.ledger import open_ledger
+    from postgres import schema_url
+
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not a database" * 100)
+    shared = open_ledger(Store(path, schema_url(postgres_url, str(path))))
+    reserve(shared, budget=AMOUNT)
+    assert shared.counted_today_atomic() == AMOUNT
+    assert "could not take the payments of" in caplog.text and "not counted there" in caplog.text

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -42,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from nonecap_mcp import guidance as g
-from nonecap_mcp.errors import NoneCapError
+from nonecap_mcp.errors import ConfigurationError, NoneCapError
 from nonecap_mcp.ids import X402_PREFIX
 from nonecap_mcp.store import Store
 from nonecap_mcp.store.db import Cursor, Database, SQLiteDatabase
@@ -501,7 +502,12 @@ def open_ledger(store: Store) -> Ledger:
     The file keeps its records."""
     ledger = Ledger(store.open())
     if store.url is not None and store.path.exists():
-        added = ledger.import_from(Ledger(store.path))
+        try:
+            added = ledger.import_from(Ledger(store.path))
+        except (OSError, sqlite3.Error, ConfigurationError) as exc:  # a broken file must not stop the shared store
+            log.warning("could not take the payments of %s into the shared store (%s); they are not counted there",
+                        store.path, type(exc).__name__)
+            return ledger
         if added:
             log.warning("took %d payment(s) from %s into the shared store (the file keeps its records)", added, store.path)
     return ledger
