@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 import httpx
 
+from nonecap_mcp import metrics
 from nonecap_mcp import official_wire
 from nonecap_mcp.create_log import CreateLog, Intent, fingerprint
 from nonecap_mcp.credentials import Secret
@@ -43,7 +44,8 @@ from nonecap_mcp.errors import (
 )
 from nonecap_mcp.ids import CREDITS_PREFIX, SOLVE_ID, check_solve_id
 from nonecap_mcp.models import Account, Feedback, Solve, SolveList
-from nonecap_mcp.http_io import EXCHANGE_SECONDS, Redirected, Reply, ResponseTooLarge, call_deadline, current_deadline
+from nonecap_mcp.deadline import call_deadline, current_deadline
+from nonecap_mcp.http_io import EXCHANGE_SECONDS, Redirected, Reply, ResponseTooLarge
 from nonecap_mcp.retry import NEVER_SENT, RetryPolicy, call_with_retries
 from nonecap_mcp.slots import SlotGate
 from nonecap_mcp.store.db import store_errors
@@ -141,6 +143,7 @@ class CreditsAPI:
             self._clock_skew = parsedate_to_datetime(reply.headers["date"]).timestamp() - time.time()
         except (KeyError, TypeError, ValueError):
             pass
+        metrics.upstream("credits", reply.status_code)
         log.info(
             "%s %s -> %s in %.0f ms (request %s)",
             request.method, request.url.path, reply.status_code, seconds * 1000, reply.headers.get("request-id", "-"),

@@ -7,8 +7,14 @@ sets (tool names, rails, HTTP statuses, outcomes, registered client names): neve
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+T = TypeVar("T", Decimal, int, None)
+
+if TYPE_CHECKING:
+    from nonecap_mcp.models import Solve
 
 _metrics: dict[str, Any] = {}
 
@@ -50,19 +56,27 @@ def upstream(rail: str, status: int | str) -> None:
         _metrics["upstream"].labels(rail, str(status)).inc()
 
 
-def solve_seen(rail: str, status: str, seconds: float) -> None:
-    if _metrics:
-        _metrics["solves"].labels(rail, status).observe(seconds)
+def finished(solve: Solve) -> None:
+    """A solve first seen finished: its create-to-finish time, and what it cost if solved (a
+    credit, or the USDC settled; failed solves are refunded or never paid)."""
+    if not _metrics:
+        return
+    rail = "x402" if solve.rail == "x402" else "credits"
+    try:
+        seconds = (datetime.fromisoformat(solve.finished_at or "") - datetime.fromisoformat(solve.created_at or "")).total_seconds()
+        _metrics["solves"].labels(rail, solve.status).observe(max(0.0, seconds))
+    except ValueError:  # a timestamp missing or unreadable: no latency to tell
+        pass
+    if solve.status == "solved":
+        cost = Decimal(solve.cost_usd or 0) if rail == "x402" else Decimal(1)
+        _metrics["spend"].labels(rail, solve.client or "-").inc(float(cost))
 
 
-def spent(rail: str, client: str | None, amount: Decimal | int) -> None:
-    if _metrics:
-        _metrics["spend"].labels(rail, client or "-").inc(float(amount))
-
-
-def budget_left(rail: str, amount: Decimal | int | None) -> None:
+def budget_left(rail: str, amount: T) -> T:
+    """Record what today's budget still allows (None: no budget) and hand the figure back."""
     if _metrics and amount is not None:
         _metrics["budget_left"].labels(rail).set(float(amount))
+    return amount
 
 
 def render() -> tuple[bytes, str]:

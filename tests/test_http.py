@@ -73,7 +73,7 @@ class Team:
 @pytest.fixture(scope="module")
 def team(_sandbox_server: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
     state = tmp_path_factory.mktemp("team-state")
-    env = child_env(**sandbox_env(_sandbox_server, NONECAP_STATE_DIR=str(state)))
+    env = child_env(**sandbox_env(_sandbox_server, NONECAP_STATE_DIR=str(state), NONECAP_DAILY_CREDIT_BUDGET="1000"))
     tokens = {}
     for name, flags in (("alice", ()), ("viewer", ("--read-only",)), ("capped", ("--daily-credit-budget", "2"))):
         added = _cli(env, "clients", "add", name, *flags)
@@ -199,3 +199,26 @@ async def test_a_clients_credit_budget_is_its_own_and_solves_carry_its_name(team
     rows = json.loads(_cli(team.env, "spend", "--json").stdout)
     credits = {r["client"]: r["credits"] for r in rows if r["rail"] == "credits"}
     assert credits["capped"] == 2 and credits["alice"] >= 1  # alice also solved in other tests of this module
+
+
+def _samples(team: Team) -> dict[str, float]:
+    text = httpx.get(f"{team.url}/metrics").text
+    return {name: float(value) for name, value in (line.rsplit(" ", 1) for line in text.splitlines()
+                                                   if line and not line.startswith("#"))}
+
+
+@pytest.mark.anyio
+async def test_metrics_show_upstream_statuses_solve_latency_spend_and_budget(team: Team, sandbox: Sandbox) -> None:
+    spend, solved = 'nonecap_spend_total{client="alice",rail="credits"}', 'nonecap_solve_seconds_count{rail="credits",status="solved"}'
+    before = _samples(team)
+    async with team.client("alice") as client:
+        agent = Agent(client)
+        solve = await agent.ok("create_solve", {"type": "hcaptcha", "sitekey": "sandbox-solve-50ms",
+                                                "url": "https://example.com/login", "wait_seconds": 10})
+        for _ in range(3):  # seen finished again and again: counted once
+            await agent.ok("get_solve", {"id": solve["id"]})
+        await agent.ok("get_balance")
+    after = _samples(team)
+    assert after[spend] - before.get(spend, 0) == 1 and after[solved] - before.get(solved, 0) == 1
+    assert after['nonecap_upstream_requests_total{rail="credits",status="200"}'] >= 5
+    assert 0 < after['nonecap_budget_left{rail="credits"}'] < 1000

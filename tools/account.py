@@ -1,7 +1,5 @@
 """The account tools: what the agent can still spend and what a solve costs, on both rails."""
 
-from __future__ import annotations
-
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 
@@ -10,6 +8,7 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from pydantic import ValidationError
 
+from nonecap_mcp import metrics
 from nonecap_mcp.credentials import key_mode
 from nonecap_mcp.errors import ConfigurationError, NoneCapError
 from nonecap_mcp.models import Balance, Pricing, RailPrice
@@ -17,8 +16,6 @@ from nonecap_mcp.tools.errors import tool_errors
 from nonecap_mcp.tools.registration import READ_ONLY, add_tool
 from nonecap_mcp.tools.state import NOT_CONFIGURED_CODES, AppState, no_payment_method
 from nonecap_mcp.x402.networks import NETWORKS, UsdcNetwork
-from nonecap_mcp.x402.rail import X402_TASK_TYPES
-from nonecap_mcp.x402.wallet import usdc_balance
 
 CREDITS_CHARGE = "1 credit debited when the solve is created; refunded automatically if it fails, expires or is cancelled."
 X402_CHARGE = "Paid in USDC on Base per solve, settled on chain only when the solve succeeds."
@@ -53,9 +50,12 @@ async def _budget_figures(state: AppState, balance: Balance) -> None:
     spent, held = await state.x402.day_figures()
     left = max(Decimal(0), state.settings.daily_budget_usd - spent - held)
     balance.x402_spent_today_usd, balance.x402_held_usd, balance.x402_budget_left_usd = str(spent), str(held), str(left)
+    metrics.budget_left("x402", left)
 
 
 async def _usdc_figure(state: AppState, balance: Balance, address: str, network: UsdcNetwork) -> None:
+    from nonecap_mcp.x402.wallet import usdc_balance  # with httpx, at the first balance, not at start-up
+
     balance.usdc_balance = str(await usdc_balance(address, rpc_url=state.rpc_url, network=network))
 
 
@@ -88,7 +88,8 @@ def operator_controls(state: AppState) -> dict[str, object]:
         "allowed_sites": list(sites.allowed_sites) or None,
         "allowed_types": list(sites.allowed_types) or None,
         "daily_credit_budget": budget,
-        "credit_budget_left_today": None if budget is None else max(0, budget - state.quota().credits_used_today()),
+        "credit_budget_left_today": metrics.budget_left(
+            "credits", None if budget is None else max(0, budget - state.quota().credits_used_today())),
         "max_solves_per_minute": state.settings.max_solves_per_minute,
     }
 
@@ -120,6 +121,8 @@ async def get_balance(ctx: Context[AppState]) -> Balance:
 
 async def pricing_for(state: AppState) -> Pricing:
     """Both rails' prices; an unreachable x402 price table is a note, not an error."""
+    from nonecap_mcp.x402.rail import X402_TASK_TYPES  # with httpx, at the first call, not at start-up
+
     pricing = Pricing(
         prices=[
             RailPrice(rail="credits", captcha_type=kind, price="1", unit="credit", charged=CREDITS_CHARGE)

@@ -1,7 +1,5 @@
 """The four solve tools: create, get, list and cancel, on the NoneCap credits rail."""
 
-from __future__ import annotations
-
 import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Literal
@@ -119,9 +117,9 @@ async def get_solve(id: SolveId, ctx: Context[AppState], wait_seconds: WaitSecon
         wait = state.wait_for(wait_seconds)
         source = solve_source(state, id)
         try:
-            solve = await with_progress(ctx, wait, "waiting", lambda: source(id, wait=wait))
+            (solve,) = await with_clients(ctx, await with_progress(ctx, wait, "waiting", lambda: source(id, wait=wait)))
             state.observe(solve)
-            return (await with_clients(ctx, solve))[0]
+            return solve
         except NoneCapError as exc:
             if exc.code == "not_found" and state.ephemeral_sandbox:  # not "purged after 30 days": never here
                 exc.message = f"No solve {id} in this process's sandbox (its state ends with the process)."
@@ -144,8 +142,9 @@ async def list_solves(
             check_solve_id(starting_after, "starting_after")
         source = state.x402.list if await state.choose_rail(rail) == "x402" else state.credits.list_solves
         page = await source(limit=limit, starting_after=starting_after, status=status, type=type)
+        page = page.model_copy(update={"data": await with_clients(ctx, *page.data)})
         state.observe(*page.data)
-        return page.model_copy(update={"data": await with_clients(ctx, *page.data)})
+        return page
 
 
 async def cancel_solve(id: SolveId, ctx: Context[AppState]) -> Solve:

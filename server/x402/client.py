@@ -21,6 +21,7 @@ from typing import Any
 import anyio
 import httpx
 
+from nonecap_mcp import metrics
 from nonecap_mcp import __version__
 from nonecap_mcp.errors import (
     PaymentOutcomeUnknown,
@@ -29,7 +30,8 @@ from nonecap_mcp.errors import (
     X402StatusError,
 )
 from nonecap_mcp.errors import NoneCapError
-from nonecap_mcp.http_io import Redirected, Reply, ResponseTooLarge, detached, exchange, seconds_left
+from nonecap_mcp.deadline import detached, seconds_left
+from nonecap_mcp.http_io import Redirected, Reply, ResponseTooLarge, exchange
 from nonecap_mcp.redaction import redact
 from nonecap_mcp.retry import NEVER_SENT, RetryPolicy, call_with_retries, parse_retry_after
 from nonecap_mcp.x402.signing import SignedPayment
@@ -181,6 +183,7 @@ class X402Client:
                 if paid:
                     raise PaymentOutcomeUnknown(f"The paid request got no readable answer ({exc or type(exc).__name__}); it was not re-sent.") from None
                 raise _unread(exc) from None
+            metrics.upstream("x402", response.status_code)
             return _checked(response, paid=paid, answers=answers)
 
         def retry_after_if_retryable(exc: Exception) -> float | None:

@@ -40,7 +40,7 @@ from nonecap_mcp.errors import (
     X402StatusError,
 )
 from nonecap_mcp.guidance import LOCAL
-from nonecap_mcp.http_io import seconds_left
+from nonecap_mcp.deadline import seconds_left
 from nonecap_mcp.models import Solve, SolveError, SolveList
 from nonecap_mcp.store import Store
 from nonecap_mcp.store.db import store_errors

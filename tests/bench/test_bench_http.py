@@ -2,7 +2,7 @@
 
 1 and 3 `serve --http` replicas against the sandbox, many concurrent SDK client sessions,
 round-robin across replicas from the client side. Figures go into the benchmark's extra_info
-(run with `--benchmark-enable -s` to see the printed line).
+(run with `--benchmark-enable -n 0 -s` to see the printed line).
 """
 
 from __future__ import annotations
