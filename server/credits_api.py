@@ -8,16 +8,15 @@ was created (429, 503) or the request certainly never left. A create whose outco
 connection, a 2xx without a readable solve id) is reconciled against the newest solves
 before anything is sent again, so one call never creates two solves or charges twice; the
 create log (`create_log`) keeps that reconciliation from taking a solve another call, in
-this process or another one on the same state dir, may have made. The same record holds the
-account's solve slots (`slots` waits for one), so the processes on this machine never start
-more solves together than the account runs at once.
+this process or another one on the same store (the state dir, or PostgreSQL for replicas), may
+have made. The same record holds the account's solve slots (`slots` waits for one), so the
+processes sharing it never start more solves together than the account runs at once.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -49,6 +48,7 @@ from nonecap_mcp.deadline import call_deadline, current_deadline
 from nonecap_mcp.http_io import EXCHANGE_SECONDS, Redirected, Reply, ResponseTooLarge
 from nonecap_mcp.retry import NEVER_SENT, RetryPolicy, call_with_retries
 from nonecap_mcp.slots import SlotGate
+from nonecap_mcp.store.db import store_errors
 
 if TYPE_CHECKING:
     import nonecap
@@ -278,7 +278,7 @@ class CreditsAPI:
         """One create-log operation in a worker thread; a failing state file is a clear error."""
         try:
             return await anyio.to_thread.run_sync(operation, *args)
-        except (OSError, sqlite3.Error) as exc:
+        except store_errors() as exc:
             raise ConfigurationError(
                 "local_state_error", f"Could not use the record of creates in flight ({type(exc).__name__})."
             ) from None

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -23,7 +22,6 @@ from functools import partial
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 from importlib import metadata
-from pathlib import Path
 from typing import Literal, TextIO
 
 import anyio
@@ -40,7 +38,11 @@ from nonecap_mcp.credentials import (
     key_mode,
     mask_api_key,
 )
-from nonecap_mcp.errors import NoneCapError
+from nonecap_mcp.errors import ConfigurationError, NoneCapError
+from nonecap_mcp.store import DATABASE_URL_ENV, database_for, store_for
+from nonecap_mcp.store.db import store_errors
+from nonecap_mcp.x402.ledger import FILE_NAME as LEDGER_FILE
+from nonecap_mcp.x402.ledger import open_ledger
 
 __all__ = ["Check", "run_doctor"]
 
@@ -211,8 +213,10 @@ async def _x402_rail(settings: Settings) -> Check:
     return Check("x402 rail", "ok", detail + (" (matches the pin)" if pin else ""))
 
 
-def _ledger(path: Path, configured: bool) -> Check:
-    """The state dir must be writable (the ledger records each payment before it is sent)."""
+def _ledger(settings: Settings, configured: bool) -> Check:
+    """The state dir must be writable (the ledger records each payment before it is sent), and
+    the ledger (its file there, or the shared PostgreSQL) readable, naming unknown outcomes."""
+    path = settings.ledger_path()
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".doctor-"):
@@ -220,23 +224,24 @@ def _ledger(path: Path, configured: bool) -> Check:
     except OSError as exc:
         return Check("state dir", "fail", f"{path.parent} is not writable ({exc.strerror})",
                      "Set NONECAP_STATE_DIR (or --state-dir) to a directory you own.")
-    if not path.exists():
+    store = store_for(settings, LEDGER_FILE)
+    if not store.exists():
         return Check("state dir", "ok", f"{path.parent} writable; no ledger yet (no x402 payment made)")
+    where = str(path) if store.url is None else "in the shared store"
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
-            unknown = conn.execute("SELECT COUNT(*) FROM payments WHERE state = 'unknown'").fetchone()[0]
-    except sqlite3.Error as exc:
-        return Check("state dir", "fail", f"ledger {path} unreadable ({exc})", "Move it aside; check the disk.")
+        unknown = sum(p["state"] == "unknown" for p in open_ledger(store).unresolved_payments())
+    except (*store_errors(), ConfigurationError) as exc:
+        shown = type(exc).__name__ if store.url else str(exc)  # a PostgreSQL error may name the server
+        return Check("state dir", "fail", f"ledger {where} unreadable ({shown})", "Move it aside; check the disk."
+                     if store.url is None else f"Check {DATABASE_URL_ENV} and that the database is up.")
     if unknown:
-        return Check("state dir", "info", f"ledger {path}: {unknown} payment(s) of unknown outcome waiting, counted as spent",
+        return Check("state dir", "info", f"ledger {where}: {unknown} payment(s) of unknown outcome waiting, counted as spent",
                      "Nothing to do: get_solve on those x402 ids resolves them.", counts=False)
-    return Check("state dir", "ok", f"ledger {path} writable; no payment of unknown outcome")
+    return Check("state dir", "ok", f"ledger {where} writable; no payment of unknown outcome")
 
 
 def _store(settings: Settings) -> Check:
     """The shared store (clients, quotas) in use and whether it answers; never its password."""
-    from nonecap_mcp.store import DATABASE_URL_ENV, database_for
-
     try:
         db = database_for(settings)
         where = db.describe()
@@ -283,7 +288,7 @@ async def collect(settings: Settings, env: Mapping[str, str], *, sandbox: bool) 
     api_key, credits = await _api_key(settings)
     wallet, x402 = await _wallet(settings)
     rail = await _x402_rail(settings) if x402 else Check("x402 rail", "info", "not checked: no wallet configured", counts=False)
-    checks += [api_key, wallet, rail, _ledger(settings.ledger_path(), x402),
+    checks += [api_key, wallet, rail, _ledger(settings, x402),
                await anyio.to_thread.run_sync(_store, settings), _operator(settings)]
     if not (credits or x402):
         checks.append(Check("rails", "fail", "no payment rail is configured: the tools can only explain that",

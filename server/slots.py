@@ -1,8 +1,9 @@
-"""Waiting for a solve slot: at most N of the account's solves in flight from this machine.
+"""Waiting for a solve slot: at most N of the account's solves in flight across every process sharing the store.
 
 The account's in-flight cap counts solves, not requests: a create that hands back a pending
 solve has not finished using the account's capacity. The slots themselves are rows of the
-create log (shared by every process on the state dir): a create under way, or one whose
+create log (shared by every process on the state dir, or every replica on the PostgreSQL
+store, which is how replicas share one cap): a create under way, or one whose
 outcome is unknown, and a claimed solve until it is seen finished (by any get, list or
 cancel) or its 120 s budget has surely passed. This module only waits: calls that find
 every slot busy wait here, inside their own deadline, and never send a create the account

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import sqlite3
-import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -17,7 +15,9 @@ from typing import TextIO
 
 from nonecap_mcp.config import Settings
 from nonecap_mcp.quota import COUNTED, Quota
-from nonecap_mcp.store import database_for
+from nonecap_mcp.store import database_for, store_for
+from nonecap_mcp.x402.ledger import FILE_NAME as LEDGER_FILE
+from nonecap_mcp.x402.ledger import open_ledger
 
 USDC = Decimal(10) ** 6
 BAR_WIDTH = 40
@@ -52,23 +52,13 @@ def _credits(settings: Settings, since: str) -> dict[tuple[str, str], DayRail]:
 
 
 def _x402(settings: Settings, since: str, report: dict[tuple[str, str, str | None], DayRail]) -> None:
-    path = settings.ledger_path()
-    if not path.exists():
+    store = store_for(settings, LEDGER_FILE)
+    if not store.exists():
         return
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
-        payments = conn.execute(
-            "SELECT utc_day, SUM(CASE WHEN state = 'settled' THEN amount_atomic ELSE 0 END), "
-            "SUM(CASE WHEN state = 'failed' AND valid_before > ? THEN amount_atomic ELSE 0 END), "
-            "SUM(CASE WHEN state IN ('signed', 'sent', 'unknown') THEN amount_atomic ELSE 0 END) "
-            "FROM payments WHERE utc_day >= ? GROUP BY utc_day", (int(time.time()), since)).fetchall()
-        solves = conn.execute("SELECT substr(created_at, 1, 10), COUNT(*), SUM(status = 'solved') FROM solves "
-                              "WHERE substr(created_at, 1, 10) >= ? GROUP BY 1", (since,)).fetchall()
-    for day, n, solved in solves:
-        row = report.setdefault((day, "x402", None), DayRail(day, "x402"))
-        row.solves, row.solved = max(row.solves, int(n)), int(solved or 0)
-    for day, settled, held, unknown in payments:
-        row = report.setdefault((day, "x402", None), DayRail(day, "x402"))
-        row.usd_settled, row.usd_held, row.usd_unknown = (str(Decimal(v or 0) / USDC) for v in (settled, held, unknown))
+    for day in open_ledger(store).days_since(since):
+        row = report.setdefault((day["day"], "x402", None), DayRail(day["day"], "x402"))
+        row.solves, row.solved = max(row.solves, day["solves"]), day["solved"]
+        row.usd_settled, row.usd_held, row.usd_unknown = (str(Decimal(day[k]) / USDC) for k in ("settled", "held", "unknown"))
 
 
 def collect(settings: Settings, days: int) -> list[DayRail]:

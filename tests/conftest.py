@@ -47,6 +47,26 @@ def _sandbox_server() -> Iterator[Sandbox]:
         yield sandbox
 
 
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """One real PostgreSQL for the session (skipped with a reason where its binaries are missing)."""
+    from postgres import postgres_cluster
+
+    with postgres_cluster() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a behavioural store test keeps its records: a SQLite file, or a fresh schema of a
+    real PostgreSQL (so each suite runs against both engines)."""
+    if request.param == "sqlite":
+        return str(tmp_path / "store" / "records.sqlite3")
+    from postgres import schema_url
+
+    return schema_url(request.getfixturevalue("postgres_url"), request.node.nodeid)
+
+
 @pytest.fixture
 def sandbox(_sandbox_server: Sandbox, _test_state_dir: None) -> Sandbox:
     """The shared emulator, reset to 100 credits, no solves, no faults, empty request log."""

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from nonecap_mcp.store.db import Database, PostgresDatabase, SQLiteDatabase
+
 
 def _bin_dir() -> Path | None:
     found = shutil.which("pg_ctl")
@@ -64,3 +66,22 @@ def postgres_cluster() -> Iterator[str]:
                            capture_output=True, timeout=60)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def schema_url(url: str, name: str) -> str:
+    """`url` with its tables in a fresh schema of their own (one per test), like a fresh database."""
+    import hashlib
+
+    import psycopg
+
+    schema = "t" + hashlib.sha256(name.encode()).hexdigest()[:16]
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        conn.execute(f"CREATE SCHEMA {schema}")
+    return f"{url}?options=-csearch_path%3D{schema}"
+
+
+def open_store(target: str) -> Database:
+    """A new handle (its own connections, as another process or replica holds) on `target`:
+    a PostgreSQL URL, else a SQLite file path."""
+    return PostgresDatabase(target) if target.startswith("postgresql://") else SQLiteDatabase(Path(target))

@@ -39,12 +39,14 @@ def test_help_and_version_need_nothing_configured(args: list[str]) -> None:
 HEAVY_IMPORT_PROBE = (
     "import sys; from nonecap_mcp.config import load_settings; from nonecap_mcp.tools import build_server; "
     "import nonecap_mcp.auth_cli, nonecap_mcp.wallet_cli, nonecap_mcp.keystore; build_server(load_settings({})); "
-    "print(sorted(m for m in ('eth_account', 'eth_keys', 'eth_abi', 'keyring', 'web3', 'nonecap') if m in sys.modules))"
+    "print(sorted(m for m in ('eth_account', 'eth_keys', 'eth_abi', 'keyring', 'web3', 'nonecap', 'psycopg', "
+    "'prometheus_client') if m in sys.modules))"
 )
 
 
 def test_start_up_and_cli_modules_import_nothing_heavy() -> None:
-    """eth-account and keyring load only when a payment, a wallet or a credential needs them."""
+    """eth-account and keyring load only when a payment, a wallet or a credential needs them;
+    psycopg and prometheus-client only on a team server (a PostgreSQL store, /metrics)."""
     result = subprocess.run([sys.executable, "-c", HEAVY_IMPORT_PROBE], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "[]", result.stderr
 

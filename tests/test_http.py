@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import httpx2
@@ -35,6 +36,30 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "nonecap_mcp", *args], env=env, capture_output=True, text=True, timeout=30)
 
 
+def serve_http(env: dict[str, str], *, stderr: Any, flags: tuple[str, ...] = ()) -> tuple[subprocess.Popen[str], str]:
+    """Start `nonecap-mcp serve --http` on a free port of 127.0.0.1; return it and its URL once /healthz answers."""
+    port = _free_port()
+    process = subprocess.Popen([sys.executable, "-m", "nonecap_mcp", "serve", "--http", f"127.0.0.1:{port}", *flags],
+                               env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return process, url
+        except httpx.TransportError:
+            pass
+        assert process.poll() is None and time.monotonic() < deadline, "serve --http did not come up"
+        time.sleep(0.1)
+
+
+def http_client(url: str, token: str | None, mode: str = "auto") -> Client:
+    """The SDK's streamable HTTP client for the server at `url`, bearing `token`."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=60.0))
+    return Client(streamable_http_client(f"{url}/mcp", http_client=http), mode=mode)
+
+
 class Team:
     """One `serve --http` process and the tokens of its clients."""
 
@@ -42,9 +67,7 @@ class Team:
         self.url, self.env, self.tokens = url, env, tokens
 
     def client(self, name: str | None, mode: str = "auto") -> Client:
-        headers = {"Authorization": f"Bearer {self.tokens[name]}"} if name else {}
-        http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=60.0))
-        return Client(streamable_http_client(f"{self.url}/mcp", http_client=http), mode=mode)
+        return http_client(self.url, self.tokens[name] if name else None, mode)
 
 
 @pytest.fixture(scope="module")
@@ -56,19 +79,7 @@ def team(_sandbox_server: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> 
         added = _cli(env, "clients", "add", name, *flags)
         assert added.returncode == 0, added.stderr
         tokens[name] = added.stdout.strip()
-    port = _free_port()
-    process = subprocess.Popen([sys.executable, "-m", "nonecap_mcp", "serve", "--http", f"127.0.0.1:{port}",
-                                "--log-json", "--log-level", "INFO"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert process.poll() is None and time.monotonic() < deadline, "serve --http did not come up"
-        time.sleep(0.1)
+    process, url = serve_http(env, stderr=subprocess.PIPE, flags=("--log-json", "--log-level", "INFO"))
     try:
         yield Team(url, env, tokens)
     finally:

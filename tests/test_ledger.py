@@ -1,8 +1,9 @@
 """The x402 ledger: file safety, the daily budget under contention, payment states, solves.
 
-Everything runs against real SQLite files in tmp_path, real threads and real separate
-processes. The only seam is the ledger's own ``now`` clock, so a test can cross UTC
-midnight without waiting for it.
+Its behaviour is one suite run against both stores: a real SQLite file in tmp_path and a
+real PostgreSQL (`store_target`), with real threads and real separate processes; what only a
+file has (modes, WAL, the legacy user_version) is tested on SQLite. The only seam is the
+ledger's own ``now`` clock, so a test can cross UTC midnight without waiting for it.
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+from child_process import child_env
+from postgres import open_store
 from nonecap_mcp.errors import ConfigurationError
 from nonecap_mcp.x402.ledger import BUDGET_ENV, BudgetExceeded, Ledger, X402Solve, new_x402_id
 
@@ -44,9 +47,14 @@ def path(tmp_path: Path) -> Path:
     return tmp_path / "state" / "ledger.sqlite3"
 
 
+def open_ledger(target: str, now: Callable[[], datetime] | None = None) -> Ledger:
+    """A new handle on the ledger at `target` (a SQLite path or a PostgreSQL URL)."""
+    return Ledger(open_store(target), **({"now": now} if now else {}))
+
+
 @pytest.fixture
-def ledger(path: Path) -> Ledger:
-    return Ledger(path)
+def ledger(store_target: str) -> Ledger:
+    return open_ledger(store_target)
 
 
 _nonce_counter = iter(range(1, 10**9))
@@ -127,7 +135,8 @@ def test_an_existing_world_readable_ledger_is_tightened(path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
-def test_wal_mode_and_schema_version(ledger: Ledger, path: Path) -> None:
+def test_wal_mode_and_schema_version(path: Path) -> None:
+    Ledger(path)
     conn = sqlite3.connect(path)
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -136,15 +145,26 @@ def test_wal_mode_and_schema_version(ledger: Ledger, path: Path) -> None:
         conn.close()
 
 
-def test_a_version_1_ledger_is_migrated_keeping_its_payments(path: Path) -> None:
-    """Version 1 had no payer column; its payments survive and still count."""
-    from nonecap_mcp.x402 import ledger as module
+V1_SCHEMA = """
+CREATE TABLE payments (nonce TEXT PRIMARY KEY, solve_id TEXT NOT NULL, amount_atomic INTEGER NOT NULL CHECK (amount_atomic > 0),
+    pay_to TEXT NOT NULL, network TEXT NOT NULL, asset TEXT NOT NULL, task_type TEXT NOT NULL, valid_before INTEGER NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('signed', 'sent', 'settled', 'failed', 'unknown')), tx_hash TEXT, error TEXT,
+    utc_day TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
+CREATE INDEX payments_by_day ON payments (utc_day, state);
+CREATE INDEX payments_by_solve ON payments (solve_id);
+CREATE TABLE solves (id TEXT PRIMARY KEY, type TEXT NOT NULL, sitekey TEXT NOT NULL, url TEXT NOT NULL, status TEXT NOT NULL,
+    task_id TEXT, result_token TEXT, error_code TEXT, error_message TEXT, cost_usd TEXT, settlement_tx TEXT,
+    created_at TEXT NOT NULL, finished_at TEXT);
+CREATE INDEX solves_by_status ON solves (status, id);
+"""
 
+
+def test_a_version_1_ledger_is_migrated_keeping_its_payments(path: Path) -> None:
+    """Version 1 (a file written before the shared store, its version in user_version) had no
+    payer column; its payments survive and still count."""
     path.parent.mkdir(parents=True)
     conn = sqlite3.connect(path)
-    v1_schema = module._SCHEMA.replace(",\n    payer          TEXT\n", "\n")
-    assert "payer" not in v1_schema
-    conn.executescript(v1_schema + "PRAGMA user_version = 1;")
+    conn.executescript(V1_SCHEMA + "PRAGMA user_version = 1;")
     conn.execute("INSERT INTO payments (nonce, solve_id, amount_atomic, pay_to, network, asset, task_type, valid_before, "
                  "state, utc_day, created_at, updated_at) VALUES ('0x01', 'x402_A', 12000, ?, 'base', ?, 'h', 2000000000, "
                  "'unknown', date('now'), 'x', 'x')", (PAY_TO, USDC))
@@ -272,9 +292,9 @@ def test_every_state_but_failed_counts_as_spent(ledger: Ledger, state: str) -> N
         reserve(ledger, budget=AMOUNT)
 
 
-def test_failed_payments_give_the_budget_back_once_their_authorization_expires(path: Path) -> None:
+def test_failed_payments_give_the_budget_back_once_their_authorization_expires(store_target: str) -> None:
     clock = Clock(datetime.fromtimestamp(2_000_000_000 - 60, tz=timezone.utc))  # 60 s before valid_before
-    ledger = Ledger(path, now=clock)
+    ledger = open_ledger(store_target, clock)
     nonce = reserve(ledger, budget=AMOUNT)
     ledger.mark_payment(nonce, "sent")
     ledger.mark_payment(nonce, "failed", error="insufficient_funds")
@@ -285,9 +305,9 @@ def test_failed_payments_give_the_budget_back_once_their_authorization_expires(p
     assert ledger.counted_today_atomic() == AMOUNT
 
 
-def test_budget_is_per_utc_day(path: Path) -> None:
+def test_budget_is_per_utc_day(store_target: str) -> None:
     clock = Clock(datetime(2026, 11, 22, 23, 59, 59, tzinfo=timezone.utc))
-    ledger = Ledger(path, now=clock)
+    ledger = open_ledger(store_target, clock)
     reserve(ledger, budget=AMOUNT)
     with pytest.raises(BudgetExceeded):
         reserve(ledger, budget=AMOUNT)
@@ -301,14 +321,14 @@ def test_budget_is_per_utc_day(path: Path) -> None:
         reserve(ledger, budget=AMOUNT)
 
 
-def test_spend_and_solves_survive_a_restart(path: Path) -> None:
-    first = Ledger(path)
+def test_spend_and_solves_survive_a_restart(store_target: str) -> None:
+    first = open_ledger(store_target)
     nonce = reserve(first, budget=2 * AMOUNT, solve_id="x402_R")
     first.mark_payment(nonce, "unknown")
     first.upsert_solve(solve("x402_R"))
     del first
 
-    again = Ledger(path)
+    again = open_ledger(store_target)
     assert again.counted_today_atomic() == AMOUNT
     assert [p["state"] for p in again.payments_for("x402_R")] == ["unknown"]
     assert again.get_solve("x402_R") == solve("x402_R")
@@ -344,10 +364,11 @@ def test_budget_holds_across_twenty_threads(ledger: Ledger) -> None:
 
 CHILD = """
 import sys, time
+from postgres import open_store
 from nonecap_mcp.x402.ledger import BudgetExceeded, Ledger
-path, start_at, tries, budget, amount, tag = sys.argv[1:]
+target, start_at, tries, budget, amount, tag = sys.argv[1:]
 time.sleep(max(0.0, float(start_at) - time.time()))
-ledger = Ledger(path)  # the processes also race to create and migrate the file
+ledger = Ledger(open_store(target))  # the processes also race to create and migrate the store
 ok = 0
 for i in range(int(tries)):
     try:
@@ -361,15 +382,16 @@ print(ok)
 """
 
 
-def test_budget_holds_across_four_processes(path: Path) -> None:
+def test_budget_holds_across_four_processes(store_target: str) -> None:
     allowed, processes, tries = 9, 4, 5
     start_at = time.time() + 0.7  # after every child has imported, so they really collide
     children = [
         subprocess.Popen(
-            [sys.executable, "-c", CHILD, str(path), str(start_at), str(tries), str(allowed * AMOUNT), str(AMOUNT), f"p{n}"],
+            [sys.executable, "-c", CHILD, store_target, str(start_at), str(tries), str(allowed * AMOUNT), str(AMOUNT), f"p{n}"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            env=child_env(),
         )
         for n in range(processes)
     ]
@@ -379,7 +401,7 @@ def test_budget_holds_across_four_processes(path: Path) -> None:
         assert child.returncode == 0, err
         granted += int(out)
     assert granted == allowed
-    assert Ledger(path).counted_today_atomic() == allowed * AMOUNT
+    assert open_ledger(store_target).counted_today_atomic() == allowed * AMOUNT
 
 
 # --- payment states -----------------------------------------------------------------
@@ -482,3 +504,38 @@ def test_list_filters(ledger: Ledger, many: list[str]) -> None:
     with pytest.raises(ValueError):
         ledger.list_solves(limit=0, starting_after=None, status=None, type=None)
 
+
+
+def test_switching_to_a_shared_store_takes_in_the_ledger_file_once(
+        path: Path, postgres_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A machine that sets NONECAP_DATABASE_URL loses nothing: its file's payments keep counting
+    (and an unknown one still gets resolved), its solves stay listed; replicas doing it again copy nothing."""
+    from nonecap_mcp.store import Store
+    from nonecap_mcp.x402.ledger import open_ledger
+    from postgres import schema_url
+
+    before = Ledger(path)
+    nonce = reserve(before, budget=10**6, solve_id="x402_OLD")
+    before.mark_payment(nonce, "unknown")
+    before.upsert_solve(solve("x402_OLD"))
+    store = Store(path, schema_url(postgres_url, str(path)))
+    shared = open_ledger(store)
+    assert shared.counted_today_atomic() == AMOUNT and [p["state"] for p in shared.unresolved_payments()] == ["unknown"]
+    assert shared.get_solve("x402_OLD") == solve("x402_OLD")
+    assert "took 1 payment(s)" in caplog.text
+    assert open_ledger(store).counted_today_atomic() == AMOUNT  # taken in once
+    assert Ledger(path).counted_today_atomic() == AMOUNT  # the file keeps its records
+
+
+def test_a_broken_ledger_file_does_not_stop_the_shared_store(
+        path: Path, postgres_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    from nonecap_mcp.store import Store
+    from nonecap_mcp.x402.ledger import open_ledger
+    from postgres import schema_url
+
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not a database" * 100)
+    shared = open_ledger(Store(path, schema_url(postgres_url, str(path))))
+    reserve(shared, budget=AMOUNT)
+    assert shared.counted_today_atomic() == AMOUNT
+    assert "could not take the payments of" in caplog.text and "not counted there" in caplog.text

@@ -144,3 +144,4 @@ async def test_spend_reports_credits_per_day_in_three_formats(sandbox: Sandbox) 
     assert [(r["day"], r["solves"], r["credits"]) for r in table] == [(today, "3", "2")]
     chart = spend()
     assert today in chart and "#" * 40 in chart
+

@@ -2,39 +2,31 @@
 
 What the team server relies on: migrations that are safe when replicas start together,
 exclusive transactions that make check-then-insert atomic across connections, and the
-client registry on top.
+records on top: the client registry, the operator's quota, and the create log (intents,
+claims and the account's in-flight slots). The x402 ledger's suite (test_ledger.py) runs
+against both engines the same way.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+import time
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from nonecap_mcp.clients import ClientRegistry
-from nonecap_mcp.store.db import Database, PostgresDatabase, SQLiteDatabase
-from postgres import postgres_cluster
+from nonecap_mcp.create_log import CreateLog, Intent
+from nonecap_mcp.store import Store
+from postgres import open_store
+from nonecap_mcp.store.db import Database, PostgresDatabase
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    with postgres_cluster() as url:
-        yield url
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def make_db(request: pytest.FixtureRequest, tmp_path: Path):  # noqa: ANN201 - a factory of fresh handles on one database
+@pytest.fixture
+def make_db(store_target: str):  # noqa: ANN201 - a factory of fresh handles on one database
     """A factory of separate handles on one fresh database (as separate processes would hold)."""
-    if request.param == "sqlite":
-        return lambda: SQLiteDatabase(tmp_path / "state.sqlite3")
-    url = request.getfixturevalue("postgres_url")
-    schema = f"t{abs(hash(request.node.nodeid))}"
-    with PostgresDatabase(url).transaction() as cur:
-        cur.execute(f"CREATE SCHEMA {schema}")
-    return lambda: PostgresDatabase(f"{url}?options=-csearch_path%3D{schema}")
+    return lambda: open_store(store_target)
 
 
 def _together(count: int, work) -> list[BaseException]:  # noqa: ANN001
@@ -135,3 +127,58 @@ def test_postgres_connections_are_a_small_bounded_pool(postgres_url: str) -> Non
 
     assert _together(12, work) == []
     assert len(seen) == 12 and max(seen) <= 3, seen
+
+
+# --- the create log: intents, claims and the account's slots, as replicas share them ---------
+
+
+def _create_log(target: str, replica: int) -> CreateLog:
+    """A create log as replica `replica` opens it: its own handle (and, on PostgreSQL, its own pool)."""
+    if target.startswith("postgresql://"):
+        return CreateLog(Store(Path("unused"), f"{target}&application_name=replica{replica}"))
+    return CreateLog(Store(Path(target)))
+
+
+def _intent(call_id: str, page: str = "page") -> Intent:
+    return Intent(call_id, "account", page, time.time())
+
+
+def test_the_accounts_slots_are_shared_and_never_overbooked(store_target: str) -> None:
+    """Twelve calls on three replicas race for 5 slots: exactly 5 get one; a slot comes back
+    when its call certainly made nothing, or its claimed solve is seen finished."""
+    logs = [_create_log(store_target, i % 3) for i in range(12)]
+    taken: list[int] = []
+    errors = _together(12, lambda i: logs[i].record_intent(_intent(f"call{i}"), 5) and taken.append(i))
+    assert errors == [] and len(taken) == 5
+    other = _create_log(store_target, 3)
+    assert not other.record_intent(_intent("late"), 5)
+    logs[taken[0]].release(f"call{taken[0]}")  # certainly made nothing
+    assert other.record_intent(_intent("late"), 5)
+    assert other.claim("late", "solve_late", running=True)  # its solve runs: the slot stays taken
+    assert not other.record_intent(_intent("later"), 5)
+    assert other.running_ids("account") == ["solve_late"]
+    assert logs[0].finished(["solve_late"]) == 1  # seen finished on another replica
+    assert other.running_ids("account") == [] and other.record_intent(_intent("later"), 5)
+
+
+def test_a_solve_is_claimed_by_exactly_one_call_across_replicas(store_target: str) -> None:
+    logs = [_create_log(store_target, i % 3) for i in range(10)]
+    for i, log in enumerate(logs):
+        assert log.record_intent(_intent(f"call{i}"), 100)
+    won: list[int] = []
+    assert _together(10, lambda i: logs[i].claim(f"call{i}", "solve_x", running=False) and won.append(i)) == []
+    assert len(won) == 1
+    assert logs[won[0]].claim(f"call{won[0]}", "solve_x", running=False)  # the owner may claim it again
+    loser = (won[0] + 1) % 10
+    assert not logs[loser].claim(f"call{loser}", "solve_x", running=False)
+    assert logs[loser].claimed_ids(["solve_x", "solve_y"]) == {"solve_x"}
+
+
+def test_open_intents_for_a_page_are_seen_by_every_replica(store_target: str) -> None:
+    a, b = _create_log(store_target, 0), _create_log(store_target, 1)
+    assert a.record_intent(_intent("a1", "login"), 5) and a.record_intent(_intent("a2", "other"), 5)
+    assert b.record_intent(_intent("b1", "login"), 5)
+    assert [i.call_id for i in b.others_for_page("b1", "account", "login")] == ["a1"]
+    assert [i.call_id for i in a.others_for_page("a1", "account", "login")] == ["b1"]
+    assert b.claim("b1", "solve_b", running=False)  # claimed: no longer an open intent
+    assert a.others_for_page("a1", "account", "login") == []

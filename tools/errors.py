@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -23,6 +22,7 @@ from mcp.types import CallToolResult
 from pydantic import ValidationError
 
 from nonecap_mcp.errors import APIError, InvalidArgumentError, NoneCapError
+from nonecap_mcp.store.db import store_errors
 from nonecap_mcp.redaction import redact, redact_tree
 from nonecap_mcp.validation import check_strings
 from nonecap_mcp.deadline import call_deadline
@@ -56,9 +56,10 @@ def tool_errors(wait: int | None = None, *, spent: float = 0.0) -> Iterator[None
 
     The bound is `call_budget(wait)`: every HTTP exchange and retry inside ends a little
     before it (`deadline.call_deadline`); the cancel scope is only the backstop should
-    anything else hang. OSError and sqlite3.Error come from this machine (an unwritable or full
-    NONECAP_STATE_DIR under the x402 ledger); without this the model would see only
-    "Error executing tool" and could not tell the user what to fix.
+    anything else hang. Store errors (OSError, SQLite's, psycopg's) come from where state is
+    kept (an unwritable or full NONECAP_STATE_DIR under the x402 ledger, an unreachable
+    PostgreSQL); without this the model would see only "Error executing tool" and could not
+    tell the user what to fix.
     """
     budget = call_budget(wait) - spent  # `spent`: what this call already used before this block
     try:
@@ -69,7 +70,7 @@ def tool_errors(wait: int | None = None, *, spent: float = 0.0) -> Iterator[None
             raise NoneCapError("deadline_exceeded", f"No answer within this call's {budget:.0f} s limit.")
     except NoneCapError as exc:
         raise ToolError(error_text(exc)) from None
-    except (OSError, sqlite3.Error) as exc:
+    except store_errors() as exc:
         raise ToolError(error_text(NoneCapError("local_state_error", f"{type(exc).__name__}: {exc}"))) from None
     except ToolError:
         raise

@@ -34,8 +34,7 @@ from nonecap_mcp.errors import ConfigurationError
 from nonecap_mcp.ids import is_x402_id
 from nonecap_mcp.models import Solve
 from nonecap_mcp.quota import REFUNDED_STATUSES, Quota, QuotaExceeded
-from nonecap_mcp.store import database_for
-from nonecap_mcp.store.db import open_database
+from nonecap_mcp.store import Store, store_for
 
 if TYPE_CHECKING:
     from nonecap_mcp.credits_api import CreditsAPI, KeyProvider
@@ -77,8 +76,7 @@ class AppState:
     quota: Callable[[], Quota]
     api_base: str
     x402_base: str
-    ledger_path: Path
-    creates_path: Path
+    stores: Stores  # where the ledger, the create log and the counted limits live
     background: TaskGroup  # where paid x402 requests run, so they can outlive their tool call
     api_key_override: str | None = None  # the sandbox's key, else the configured one (resolved at first use)
     ephemeral_sandbox: bool = False  # a sandbox started by this process: its solves die with it
@@ -92,7 +90,7 @@ class AppState:
 
         return CreditsAPI(self.api_base, key_provider(self.settings, self.api_key_override),
                           retry=RetryPolicy(max_retries=self.settings.max_retries),
-                          max_concurrency=self.settings.max_concurrency, creates=CreateLog(self.creates_path))
+                          max_concurrency=self.settings.max_concurrency, creates=CreateLog(self.stores.creates))
 
     @cached_property
     def x402(self) -> X402Rail:
@@ -103,7 +101,7 @@ class AppState:
         from nonecap_mcp.x402.rail import X402Rail
 
         client = X402Client(self.x402_base, retry=RetryPolicy(max_retries=self.settings.max_retries))
-        return X402Rail(client, policy=self.settings.spend_policy(), ledger_path=self.ledger_path, wallet=self.wallet,
+        return X402Rail(client, policy=self.settings.spend_policy(), ledger_store=self.stores.ledger, wallet=self.wallet,
                         background=self.background, rpc_url=self.rpc_url)
 
     async def aclose(self) -> None:
@@ -220,15 +218,34 @@ def attached_sandbox_ledger(settings: Settings, sandbox_url: str) -> Path:
     return settings.ledger_path().with_name(f"sandbox-{urlsplit(sandbox_url).port}.ledger.sqlite3")
 
 
-def quota_opener(settings: Settings, ledger_path: Path) -> Callable[[], Quota]:
-    """The counted limits, opened on first use (start-up touches no state): beside the ledger,
-    a sandbox's beside its own ledger and never the real one."""
+@dataclass(frozen=True)
+class Stores:
+    """Where this process keeps its shared records: the configured store (PostgreSQL for a
+    team, else the state dir's files), or, in sandbox mode, files of the sandbox's own, since
+    sandbox payments and solves must never touch the real ledger or budgets."""
+
+    ledger: Store
+    creates: Store
+    quota: Store
+
+    @classmethod
+    def configured(cls, settings: Settings) -> Stores:
+        from nonecap_mcp.x402.ledger import FILE_NAME as LEDGER_FILE
+
+        return cls(store_for(settings, LEDGER_FILE), store_for(settings, CREATES_FILE), store_for(settings))
+
+    @classmethod
+    def sandbox(cls, ledger_path: Path, creates_path: Path) -> Stores:
+        return cls(Store(ledger_path), Store(creates_path), Store(ledger_path.with_name(ledger_path.stem + ".state.sqlite3")))
+
+
+def quota_opener(settings: Settings, store: Store) -> Callable[[], Quota]:
+    """The counted limits, opened on first use (start-up touches no state)."""
 
     @functools.cache
     def open_quota() -> Quota:
-        db = database_for(settings) if ledger_path == settings.ledger_path() else \
-            open_database(None, ledger_path.parent, ledger_path.stem + ".state.sqlite3")
-        return Quota(db, daily_credit_budget=settings.daily_credit_budget, max_solves_per_minute=settings.max_solves_per_minute)
+        return Quota(store.open(), daily_credit_budget=settings.daily_credit_budget,
+                     max_solves_per_minute=settings.max_solves_per_minute)
 
     return open_quota
 
@@ -242,8 +259,7 @@ def lifespan_for(settings: Settings):  # noqa: ANN201 - the SDK's lifespan type 
         sandbox, scratch, state = None, None, None
         api_base, x402_base = settings.api_base, settings.x402_base
         sandbox_api_key = sandbox_wallet_key = None
-        ledger_path = settings.ledger_path()
-        creates_path = ledger_path.with_name(CREATES_FILE)  # every process of this user sees these creates
+        stores = Stores.configured(settings)  # every process (or replica) of this user sees these records
         rpc_url = settings.rpc_url()
         if settings.sandbox or settings.sandbox_url:
             from nonecap_mcp.sandbox import SANDBOX_API_KEY, SANDBOX_WALLET_KEY, Sandbox
@@ -251,23 +267,22 @@ def lifespan_for(settings: Settings):  # noqa: ANN201 - the SDK's lifespan type 
             if settings.sandbox_url:  # a shared `nonecap-mcp sandbox`: its solves outlive this process
                 api_base = x402_base = settings.sandbox_url
                 ledger_path = attached_sandbox_ledger(settings, settings.sandbox_url)
-                creates_path = ledger_path.with_suffix(".creates.sqlite3")
+                stores = Stores.sandbox(ledger_path, ledger_path.with_suffix(".creates.sqlite3"))
             else:
                 sandbox = Sandbox().start()
                 api_base = x402_base = sandbox.url
                 scratch = Path(tempfile.mkdtemp(prefix="nonecap-sandbox-"))
-                ledger_path = scratch / "ledger.sqlite3"  # sandbox payments never touch the real budget
-                creates_path = scratch / CREATES_FILE
+                stores = Stores.sandbox(scratch / "ledger.sqlite3", scratch / CREATES_FILE)  # never the real budget
             rpc_url = f"{api_base}/rpc"
             sandbox_api_key, sandbox_wallet_key = SANDBOX_API_KEY, SANDBOX_WALLET_KEY
             log.warning("sandbox mode: NoneCap emulator on %s; nothing leaves this machine", api_base)
         try:
             async with anyio.create_task_group() as background:
                 state = AppState(settings=settings, wallet=wallet_loader(settings, sandbox_wallet_key), rpc_url=rpc_url,
-                                 sandbox_url=api_base if sandbox_api_key else None, quota=quota_opener(settings, ledger_path),
-                                 api_base=api_base, x402_base=x402_base, ledger_path=ledger_path, creates_path=creates_path,
+                                 sandbox_url=api_base if sandbox_api_key else None, quota=quota_opener(settings, stores.quota),
+                                 api_base=api_base, x402_base=x402_base, stores=stores,
                                  background=background, api_key_override=sandbox_api_key, ephemeral_sandbox=sandbox is not None)
-                if ledger_path.exists():
+                if stores.ledger.exists():
                     state.x402  # noqa: B018 - built now: it checks what earlier processes left unresolved
                 yield state
                 # Shutting down (the host closed stdin): a paid request still in flight gets a short

@@ -17,10 +17,12 @@ the schema is migrated when several processes start at once.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import sqlite3
 import stat
+import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -59,17 +61,25 @@ class Database:
         raise NotImplementedError
         yield
 
-    def migrate(self, component: str, steps: Sequence[Sequence[str]]) -> int:
+    def migrate(self, component: str, steps: Sequence[Sequence[str]], *, file_version: bool = False) -> int:
         """Bring `component`'s tables to version len(steps); safe when processes start together.
 
         Each step is a list of statements; step i takes version i to i+1. `{autoid}` in a
         statement is the engine's auto-numbered primary key. A database written by a newer
         version (more steps than we know) is refused rather than misread.
+
+        `file_version`: the component owns its SQLite file, whose `user_version` releases
+        before this store kept its version in (the x402 ledger, the create log): an existing
+        file is adopted at that version, and it is kept in step so those releases still refuse
+        a newer file. PostgreSQL has no such history and ignores it.
         """
         with self.transaction(exclusive="migrate") as cur:
             cur.execute("CREATE TABLE IF NOT EXISTS schema_versions (component TEXT PRIMARY KEY, version INTEGER NOT NULL)")
             row = cur.execute("SELECT version FROM schema_versions WHERE component = ?", (component,)).fetchone()
-            version = int(row["version"]) if row else 0
+            stored = int(row["version"]) if row else None
+            version = stored or 0
+            if file_version:
+                version = max(version, self._file_version(cur))
             if version > len(steps):
                 from nonecap_mcp.errors import ConfigurationError
 
@@ -78,10 +88,19 @@ class Database:
             for statements in steps[version:]:
                 for statement in statements:
                     cur.execute(statement.replace("{autoid}", self.autoid))
-            if version < len(steps):
+            if stored != len(steps):
                 cur.execute("DELETE FROM schema_versions WHERE component = ?", (component,))
                 cur.execute("INSERT INTO schema_versions (component, version) VALUES (?, ?)", (component, len(steps)))
+            if file_version:
+                self._set_file_version(cur, len(steps))
         return len(steps)
+
+    def _file_version(self, cur: Cursor) -> int:
+        """The version a pre-store release wrote in the file itself (0: none)."""
+        return 0
+
+    def _set_file_version(self, cur: Cursor, version: int) -> None:
+        """Record the version where pre-store releases look for it."""
 
     def describe(self) -> str:  # pragma: no cover - abstract
         """Where the store is, for `doctor`: never a password."""
@@ -141,6 +160,12 @@ class SQLiteDatabase(Database):
         with self._connect() as conn, conn:
             conn.execute("BEGIN IMMEDIATE" if exclusive else "BEGIN")
             yield conn.cursor()  # type: ignore[misc]
+
+    def _file_version(self, cur: Cursor) -> int:
+        return int(cur.execute("PRAGMA user_version").fetchone()[0])  # type: ignore[index]
+
+    def _set_file_version(self, cur: Cursor, version: int) -> None:
+        cur.execute(f"PRAGMA user_version = {int(version)}")
 
 
 class _PgCursor:
@@ -217,8 +242,14 @@ class PostgresDatabase(Database):
                 raise
 
 
-def open_database(url: str | None, state_dir: Path, file_name: str = "state.sqlite3") -> Database:
-    """PostgreSQL when a `postgresql://` URL is configured, else a SQLite file in the state dir."""
-    if url:
-        return PostgresDatabase(url)
-    return SQLiteDatabase(state_dir / file_name)
+def store_errors() -> tuple[type[Exception], ...]:
+    """What a failing store raises: this machine's (OSError, SQLite's), and psycopg's once a
+    PostgreSQL store has loaded it (never imported here for the asking)."""
+    psycopg = sys.modules.get("psycopg")
+    return (OSError, sqlite3.Error, *((psycopg.Error,) if psycopg is not None else ()))
+
+
+@functools.cache
+def shared_postgres(url: str) -> PostgresDatabase:
+    """One handle (one pool) per URL and process, however many kinds of record live there."""
+    return PostgresDatabase(url)

@@ -8,9 +8,10 @@ safety record, not a cache:
   nonce and ``valid_before`` are on disk, so the same header can be re-sent or checked
   on chain instead of signing (and maybe paying) twice.
 * **One daily budget for every process.** Several MCP hosts can each run a server on
-  the same machine. The budget check and the insert happen in one ``BEGIN IMMEDIATE``
-  transaction, which takes SQLite's write lock up front, so two reservations can never
-  both see the same "spent so far", whether they come from threads or processes.
+  the same machine, and a team runs replicas. The budget check and the insert happen in
+  one exclusive transaction of the store (`store.db`: SQLite's write lock taken up front,
+  or a PostgreSQL advisory lock), so two reservations can never both see the same "spent
+  so far", whether they come from threads, processes or replicas.
 * **Spent means possibly spent.** ``signed``, ``sent``, ``settled`` and ``unknown``
   all count against the budget; only ``failed`` (the rail said in its own words that it
   did not settle, or the chain shows the authorization expired unused) gives the money
@@ -22,23 +23,19 @@ safety record, not a cache:
 * **Free re-fetch.** Solve records keep the rail's ``task_id`` and ``result_token`` so
   a result can be fetched again (``getTaskResult`` is free) after a cancelled call.
 
-Never stored here: private keys, API keys. The file is created ``0600`` in a ``0700``
-directory before SQLite touches it, because ``sqlite3.connect`` would create it
-world-readable under the usual umask; SQLite gives ``-wal``/``-shm`` the same mode.
-
-Each call opens its own short-lived connection: the ledger is used from AnyIO worker
-threads, and SQLite connections must not be shared across threads.
+Never stored here: private keys, API keys. On one machine the ledger is its own SQLite
+file (``ledger.sqlite3``, 0600 in a 0700 directory, as `store.db` makes it); with
+NONECAP_DATABASE_URL it lives in the team's PostgreSQL beside the other shared records.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
-import stat
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import closing, contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import astuple, dataclass, fields
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -48,7 +45,11 @@ from typing import Any
 from nonecap_mcp import guidance as g
 from nonecap_mcp.errors import ConfigurationError, NoneCapError
 from nonecap_mcp.ids import X402_PREFIX
+from nonecap_mcp.store import Store
+from nonecap_mcp.store.db import Cursor, Database, SQLiteDatabase
 from nonecap_mcp.x402.networks import atomic_to_usd
+
+log = logging.getLogger("nonecap_mcp.x402")
 
 __all__ = [
     "BUDGET_ENV",
@@ -58,6 +59,7 @@ __all__ = [
     "Ledger",
     "X402Solve",
     "new_x402_id",
+    "open_ledger",
 ]
 
 BUDGET_ENV = "NONECAP_DAILY_BUDGET_USD"
@@ -77,48 +79,48 @@ COUNTED_STATES = ("signed", "sent", "settled", "unknown")
 # "unknown" cannot overwrite a settled receipt.
 _RANK = {"signed": 0, "sent": 1, "unknown": 2, "settled": 3, "failed": 3}
 
-SCHEMA_VERSION = 2
-_SCHEMA = """
-CREATE TABLE payments (
-    nonce          TEXT PRIMARY KEY,
-    solve_id       TEXT NOT NULL,
-    amount_atomic  INTEGER NOT NULL CHECK (amount_atomic > 0),
-    pay_to         TEXT NOT NULL,
-    network        TEXT NOT NULL,
-    asset          TEXT NOT NULL,
-    task_type      TEXT NOT NULL,
-    valid_before   INTEGER NOT NULL,
-    state          TEXT NOT NULL CHECK (state IN ('signed', 'sent', 'settled', 'failed', 'unknown')),
-    tx_hash        TEXT,
-    error          TEXT,
-    utc_day        TEXT NOT NULL,
-    created_at     TEXT NOT NULL,
-    updated_at     TEXT NOT NULL,
-    payer          TEXT
-);
-CREATE INDEX payments_by_day ON payments (utc_day, state);
-CREATE INDEX payments_by_solve ON payments (solve_id);
-CREATE TABLE solves (
-    id             TEXT PRIMARY KEY,
-    type           TEXT NOT NULL,
-    sitekey        TEXT NOT NULL,
-    url            TEXT NOT NULL,
-    status         TEXT NOT NULL,
-    task_id        TEXT,
-    result_token   TEXT,
-    error_code     TEXT,
-    error_message  TEXT,
-    cost_usd       TEXT,
-    settlement_tx  TEXT,
-    created_at     TEXT NOT NULL,
-    finished_at    TEXT
-);
-CREATE INDEX solves_by_status ON solves (status, id);
-"""
-# Version 1 lacked the payer, which authorizationState needs (rows without it use the wallet's).
-_MIGRATIONS = {1: "ALTER TABLE payments ADD COLUMN payer TEXT"}
-
-BUSY_TIMEOUT_SECONDS = 5.0
+# Versions 1 and 2 kept their number in the SQLite file's user_version (adopted by `migrate`).
+# Amounts and times are BIGINT: PostgreSQL's INTEGER is 32-bit (SQLite reads both the same).
+_MIGRATIONS = [
+    [
+        """CREATE TABLE payments (
+            nonce          TEXT PRIMARY KEY,
+            solve_id       TEXT NOT NULL,
+            amount_atomic  BIGINT NOT NULL CHECK (amount_atomic > 0),
+            pay_to         TEXT NOT NULL,
+            network        TEXT NOT NULL,
+            asset          TEXT NOT NULL,
+            task_type      TEXT NOT NULL,
+            valid_before   BIGINT NOT NULL,
+            state          TEXT NOT NULL CHECK (state IN ('signed', 'sent', 'settled', 'failed', 'unknown')),
+            tx_hash        TEXT,
+            error          TEXT,
+            utc_day        TEXT NOT NULL,
+            created_at     TEXT NOT NULL,
+            updated_at     TEXT NOT NULL
+        )""",
+        "CREATE INDEX payments_by_day ON payments (utc_day, state)",
+        "CREATE INDEX payments_by_solve ON payments (solve_id)",
+        """CREATE TABLE solves (
+            id             TEXT PRIMARY KEY,
+            type           TEXT NOT NULL,
+            sitekey        TEXT NOT NULL,
+            url            TEXT NOT NULL,
+            status         TEXT NOT NULL,
+            task_id        TEXT,
+            result_token   TEXT,
+            error_code     TEXT,
+            error_message  TEXT,
+            cost_usd       TEXT,
+            settlement_tx  TEXT,
+            created_at     TEXT NOT NULL,
+            finished_at    TEXT
+        )""",
+        "CREATE INDEX solves_by_status ON solves (status, id)",
+    ],
+    ["ALTER TABLE payments ADD COLUMN payer TEXT"],  # authorizationState needs it (older rows use the wallet's)
+]
+WRITE_LOCK = "x402-ledger"  # every ledger write, so a budget check and its insert see one order
 
 
 # --- ids ---------------------------------------------------------------------
@@ -223,53 +225,17 @@ def _utc_now() -> datetime:
 
 
 class Ledger:
-    """x402 payments and solves in one SQLite file, shared by every process of a user."""
+    """x402 payments and solves in the store: a SQLite file per user, or PostgreSQL for replicas."""
 
-    def __init__(self, path: Path, *, now: Callable[[], datetime] = _utc_now) -> None:
-        """Create (or open and migrate) the ledger at ``path``.
+    def __init__(self, store: Database | Path, *, now: Callable[[], datetime] = _utc_now) -> None:
+        """Open (and migrate) the ledger in `store`; a path is its own SQLite file.
 
         ``now`` must return an aware datetime; it decides the UTC day a payment
         counts against, and exists so tests can cross midnight without waiting.
         """
-        self.path = Path(path)
+        self._db = store if isinstance(store, Database) else SQLiteDatabase(store)
         self._now = now
-        self._create_file()
-        with self._connect() as conn:
-            self._use_wal(conn)
-            with conn:
-                conn.execute("BEGIN IMMEDIATE")
-                version = conn.execute("PRAGMA user_version").fetchone()[0]
-                if version > SCHEMA_VERSION:
-                    raise ConfigurationError(
-                        "local_state_error",
-                        f"{self.path} was written by a newer nonecap-mcp (ledger schema {version}, "
-                        f"this version knows {SCHEMA_VERSION}); upgrade nonecap-mcp."
-                    )
-                if version < 1:
-                    for statement in _SCHEMA.split(";"):
-                        if statement.strip():
-                            conn.execute(statement)
-                else:
-                    for step in range(version, SCHEMA_VERSION):
-                        conn.execute(_MIGRATIONS[step])
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-    @staticmethod
-    def _use_wal(conn: sqlite3.Connection) -> None:
-        """Switch to WAL (persistent in the file; a no-op on every later open).
-
-        SQLite does not apply busy_timeout to this switch, so processes opening a new
-        ledger at the same moment get "database is locked": retry within the timeout.
-        """
-        deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
-        while True:
-            try:
-                conn.execute("PRAGMA journal_mode=WAL")
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
+        self._db.migrate("ledger", _MIGRATIONS, file_version=True)
 
     @classmethod
     def default_path(cls, env: Mapping[str, str]) -> Path:
@@ -288,42 +254,12 @@ class Ledger:
         base = Path(home) if home else Path.home()
         return base / ".local" / "state" / APP_DIR / FILE_NAME
 
-    def _create_file(self) -> None:
-        """Create the directory (0700) and the file (0600) ourselves, race-free.
-
-        An existing directory is left alone (it may be one the user chose on
-        purpose); an existing ledger that someone made readable to others is
-        tightened back to 0600, since it names payees and amounts.
-        """
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        try:
-            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
-        except FileExistsError:
-            if stat.S_IMODE(self.path.stat().st_mode) & 0o077:
-                os.chmod(self.path, 0o600)
-
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        """A fresh connection, closed afterwards.
-
-        Autocommit mode (``isolation_level=None``) so transactions start only where
-        we say ``BEGIN IMMEDIATE``; ``with conn:`` then commits or rolls them back.
-        ``synchronous=FULL``: a payment record must survive a power cut, or a
-        restart could forget money already committed.
-        """
-        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
-        with closing(conn):
-            conn.row_factory = sqlite3.Row
-            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
-            conn.execute("PRAGMA synchronous = FULL")
-            yield conn
-
     def _stamp(self) -> tuple[str, str]:
         """(UTC day, ISO timestamp) of now, from the injected clock."""
         now = self._now().astimezone(timezone.utc)
         return now.date().isoformat(), now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
-    def _day_figures(self, conn: sqlite3.Connection, day: str) -> tuple[int, int]:
+    def _day_figures(self, cur: Cursor, day: str) -> tuple[int, int]:
         """(spent, held) of a UTC day in atomic units.
 
         Spent: settled, unknown and in-flight payments (any may have moved money). Held:
@@ -331,17 +267,14 @@ class Ledger:
         still settle it until then.
         """
         marks = ", ".join("?" for _ in COUNTED_STATES)
-        row = conn.execute(
-            f"SELECT COALESCE(SUM(CASE WHEN state IN ({marks}) THEN amount_atomic END), 0), "
-            "COALESCE(SUM(CASE WHEN state = 'failed' AND valid_before > ? THEN amount_atomic END), 0) "
+        row = cur.execute(
+            f"SELECT COALESCE(SUM(CASE WHEN state IN ({marks}) THEN amount_atomic END), 0) AS spent, "
+            "COALESCE(SUM(CASE WHEN state = 'failed' AND valid_before > ? THEN amount_atomic END), 0) AS held "
             "FROM payments WHERE utc_day = ?",
             (*COUNTED_STATES, int(self._now().timestamp()), day),
         ).fetchone()
-        return int(row[0]), int(row[1])
-
-    def _spent(self, conn: sqlite3.Connection, day: str) -> int:
-        """What counts against the day's budget: spent plus held."""
-        return sum(self._day_figures(conn, day))
+        assert row is not None
+        return int(row["spent"]), int(row["held"])
 
     # --- payments ---
 
@@ -362,37 +295,41 @@ class Ledger:
     ) -> None:
         """Record a signed authorization (and its solve) before it is sent, if the budget allows.
 
-        The budget check and the inserts are one write-locked transaction, so
-        concurrent callers (threads or processes) are serialized and the day's
-        total can never pass ``daily_budget_atomic``. Raises
-        :class:`BudgetExceeded` (nothing written) when it would.
+        The budget check and the inserts are one exclusive transaction, so concurrent
+        callers (threads, processes or replicas) are serialized and the day's total can
+        never pass ``daily_budget_atomic``. Raises :class:`BudgetExceeded` (nothing
+        written) when it would.
         """
         if amount_atomic <= 0:
             raise ValueError("amount_atomic must be positive")
         day, stamp = self._stamp()
-        with self._connect() as conn, conn:
-            conn.execute("BEGIN IMMEDIATE")
-            spent = self._spent(conn, day)
+        with self._db.transaction(exclusive=WRITE_LOCK) as cur:
+            spent = sum(self._day_figures(cur, day))
             if spent + amount_atomic > daily_budget_atomic:
                 raise BudgetExceeded(
                     spent_usd=atomic_to_usd(spent),
                     budget_usd=atomic_to_usd(daily_budget_atomic),
                     amount_usd=atomic_to_usd(amount_atomic),
                 )
-            try:
-                conn.execute(
-                    "INSERT INTO payments (nonce, solve_id, amount_atomic, pay_to, network, asset, task_type, "
-                    "valid_before, state, utc_day, created_at, updated_at, payer) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'signed', ?, ?, ?, ?)",
-                    (nonce, solve_id, amount_atomic, pay_to, network, asset, task_type, valid_before, day, stamp, stamp,
-                     payer),
-                )
-            except sqlite3.IntegrityError:
+            if cur.execute("SELECT 1 AS found FROM payments WHERE nonce = ?", (nonce,)).fetchone():
                 # A repeated nonce means a signing bug; recording it twice would
                 # also count the same money twice.
-                raise ValueError("this payment nonce is already recorded; sign a fresh authorization") from None
+                raise ValueError("this payment nonce is already recorded; sign a fresh authorization")
+            cur.execute(
+                "INSERT INTO payments (nonce, solve_id, amount_atomic, pay_to, network, asset, task_type, "
+                "valid_before, state, utc_day, created_at, updated_at, payer) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'signed', ?, ?, ?, ?)",
+                (nonce, solve_id, amount_atomic, pay_to, network, asset, task_type, valid_before, day, stamp, stamp,
+                 payer),
+            )
             if solve is not None:
-                self._upsert_solve(conn, solve)
+                self._upsert_solve(cur, solve)
+
+    def _current_state(self, cur: Cursor, nonce: str) -> str:
+        row = cur.execute("SELECT state FROM payments WHERE nonce = ?", (nonce,)).fetchone()
+        if row is None:
+            raise ValueError("no payment with this nonce is recorded")
+        return str(row["state"])
 
     def mark_payment(self, nonce: str, state: str, *, transaction: str | None = None, error: str | None = None) -> None:
         """Move a payment forward (signed -> sent -> unknown -> settled | failed).
@@ -405,19 +342,19 @@ class Ledger:
         if state not in _RANK:
             raise ValueError(f"unknown payment state {state!r}; expected one of {', '.join(PAYMENT_STATES)}")
         _, stamp = self._stamp()
-        with self._connect() as conn, conn:
-            conn.execute("BEGIN IMMEDIATE")
-            row = conn.execute("SELECT state FROM payments WHERE nonce = ?", (nonce,)).fetchone()
-            if row is None:
-                raise ValueError("no payment with this nonce is recorded")
-            current = row["state"]
+        with self._db.transaction(exclusive=WRITE_LOCK) as cur:
+            current = self._current_state(cur, nonce)
             if state != current and _RANK[state] <= _RANK[current]:
                 raise ValueError(f"payment is already {current!r}; it cannot become {state!r}")
-            conn.execute(
-                "UPDATE payments SET state = ?, tx_hash = COALESCE(?, tx_hash), error = COALESCE(?, error), "
-                "updated_at = ? WHERE nonce = ?",
-                (state, transaction, error, stamp, nonce),
-            )
+            self._set_state(cur, nonce, state, transaction, error, stamp)
+
+    @staticmethod
+    def _set_state(cur: Cursor, nonce: str, state: str, transaction: str | None, error: str | None, stamp: str) -> None:
+        cur.execute(
+            "UPDATE payments SET state = ?, tx_hash = COALESCE(?, tx_hash), error = COALESCE(?, error), "
+            "updated_at = ? WHERE nonce = ?",
+            (state, transaction, error, stamp, nonce),
+        )
 
     def record_outcome(self, nonce: str, state: str, *, solve: X402Solve | None = None,
                        transaction: str | None = None, error: str | None = None) -> str:
@@ -430,19 +367,12 @@ class Ledger:
         if state not in _RANK:
             raise ValueError(f"unknown payment state {state!r}; expected one of {', '.join(PAYMENT_STATES)}")
         _, stamp = self._stamp()
-        with self._connect() as conn, conn:
-            conn.execute("BEGIN IMMEDIATE")
-            row = conn.execute("SELECT state FROM payments WHERE nonce = ?", (nonce,)).fetchone()
-            if row is None:
-                raise ValueError("no payment with this nonce is recorded")
-            stored = row["state"] if _RANK[state] < _RANK[row["state"]] or _RANK[row["state"]] == 3 else state
-            conn.execute(
-                "UPDATE payments SET state = ?, tx_hash = COALESCE(?, tx_hash), error = COALESCE(?, error), "
-                "updated_at = ? WHERE nonce = ?",
-                (stored, transaction, error, stamp, nonce),
-            )
+        with self._db.transaction(exclusive=WRITE_LOCK) as cur:
+            current = self._current_state(cur, nonce)
+            stored = current if _RANK[state] < _RANK[current] or _RANK[current] == 3 else state
+            self._set_state(cur, nonce, stored, transaction, error, stamp)
             if solve is not None:
-                self._upsert_solve(conn, solve)
+                self._upsert_solve(cur, solve)
         return stored
 
     def counted_today_atomic(self) -> int:
@@ -452,50 +382,84 @@ class Ledger:
     def today_atomic(self) -> tuple[int, int]:
         """Today's (UTC) (spent, held) in atomic units; see :meth:`_day_figures`."""
         day, _ = self._stamp()
-        with self._connect() as conn:
-            return self._day_figures(conn, day)
+        with self._db.transaction() as cur:
+            return self._day_figures(cur, day)
+
+    def _payments(self, where: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
+        """Payments matching `where`, oldest first."""
+        with self._db.transaction() as cur:
+            rows = cur.execute(f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE {where} ORDER BY created_at, nonce",
+                               params).fetchall()
+        return [dict(row) for row in rows]
 
     def unresolved_payments(self, solve_id: str | None = None) -> list[dict[str, Any]]:
         """Payments whose outcome is not known yet (in flight or unknown), oldest first."""
         marks = ", ".join("?" for _ in UNRESOLVED_STATES)
         where = f"state IN ({marks})" + (" AND solve_id = ?" if solve_id is not None else "")
-        params = (*UNRESOLVED_STATES, *(() if solve_id is None else (solve_id,)))
-        with self._connect() as conn:
-            rows = conn.execute(f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE {where} ORDER BY created_at, rowid",
-                                params).fetchall()
-        return [dict(row) for row in rows]
+        return self._payments(where, (*UNRESOLVED_STATES, *(() if solve_id is None else (solve_id,))))
 
     def payments_for(self, solve_id: str) -> list[dict[str, Any]]:
         """Every authorization signed for a solve, oldest first."""
-        with self._connect() as conn:
-            rows = conn.execute(
-                f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE solve_id = ? ORDER BY created_at, rowid",
-                (solve_id,),
-            ).fetchall()
-        return [dict(row) for row in rows]
+        return self._payments("solve_id = ?", (solve_id,))
+
+    def days_since(self, since: str) -> list[dict[str, Any]]:
+        """Per UTC day from `since` (ISO date): solves, solved, and atomic units settled,
+        held (failed but still valid) and unresolved, for the spend report."""
+        with self._db.transaction() as cur:
+            payments = cur.execute(
+                "SELECT utc_day AS day, SUM(CASE WHEN state = 'settled' THEN amount_atomic ELSE 0 END) AS settled, "
+                "SUM(CASE WHEN state = 'failed' AND valid_before > ? THEN amount_atomic ELSE 0 END) AS held, "
+                "SUM(CASE WHEN state IN ('signed', 'sent', 'unknown') THEN amount_atomic ELSE 0 END) AS unknown "
+                "FROM payments WHERE utc_day >= ? GROUP BY utc_day", (int(self._now().timestamp()), since)).fetchall()
+            solves = cur.execute(
+                "SELECT substr(created_at, 1, 10) AS day, COUNT(*) AS solves, "
+                "SUM(CASE WHEN status = 'solved' THEN 1 ELSE 0 END) AS solved FROM solves "
+                "WHERE substr(created_at, 1, 10) >= ? GROUP BY substr(created_at, 1, 10)", (since,)).fetchall()
+        days: dict[str, dict[str, Any]] = {}
+        for row in [*solves, *payments]:
+            days.setdefault(row["day"], {"day": row["day"], "solves": 0, "solved": 0, "settled": 0, "held": 0,
+                                         "unknown": 0}).update({k: int(v or 0) for k, v in row.items() if k != "day"})
+        return sorted(days.values(), key=lambda d: d["day"])
+
+    def import_from(self, source: Ledger) -> int:
+        """Copy `source`'s payments and solves that are not here yet (by nonce and id), in one
+        exclusive transaction; returns how many payments were new. Idempotent: replicas
+        importing the same file together copy each record once."""
+        with source._db.transaction() as cur:
+            payments = [dict(row) for row in cur.execute("SELECT * FROM payments").fetchall()]
+            solves = [dict(row) for row in cur.execute("SELECT * FROM solves").fetchall()]
+        added = 0
+        with self._db.transaction(exclusive=WRITE_LOCK) as cur:
+            for table, key, rows in (("payments", "nonce", payments), ("solves", "id", solves)):
+                for row in rows:
+                    columns = ", ".join(row)
+                    inserted = cur.execute(
+                        f"INSERT INTO {table} ({columns}) VALUES ({', '.join('?' for _ in row)}) "
+                        f"ON CONFLICT ({key}) DO NOTHING", tuple(row.values())).rowcount
+                    added += inserted if table == "payments" else 0
+        return added
 
     # --- solves ---
 
     def upsert_solve(self, record: X402Solve) -> None:
         """Insert the solve, or replace every field of the stored one with ``record``'s."""
-        with self._connect() as conn, conn:
-            conn.execute("BEGIN IMMEDIATE")
-            self._upsert_solve(conn, record)
+        with self._db.transaction(exclusive=WRITE_LOCK) as cur:
+            self._upsert_solve(cur, record)
 
     @staticmethod
-    def _upsert_solve(conn: sqlite3.Connection, record: X402Solve) -> None:
+    def _upsert_solve(cur: Cursor, record: X402Solve) -> None:
         columns = ", ".join(_SOLVE_COLUMNS)
         marks = ", ".join("?" for _ in _SOLVE_COLUMNS)
         updates = ", ".join(f"{c} = excluded.{c}" for c in _SOLVE_COLUMNS if c != "id")
-        conn.execute(
+        cur.execute(
             f"INSERT INTO solves ({columns}) VALUES ({marks}) ON CONFLICT (id) DO UPDATE SET {updates}",
             astuple(record),
         )
 
     def get_solve(self, solve_id: str) -> X402Solve | None:
         """The stored solve, or ``None``."""
-        with self._connect() as conn:
-            row = conn.execute(f"SELECT {', '.join(_SOLVE_COLUMNS)} FROM solves WHERE id = ?", (solve_id,)).fetchone()
+        with self._db.transaction() as cur:
+            row = cur.execute(f"SELECT {', '.join(_SOLVE_COLUMNS)} FROM solves WHERE id = ?", (solve_id,)).fetchone()
         return None if row is None else X402Solve(**dict(row))
 
     def list_solves(
@@ -522,10 +486,28 @@ class Ledger:
             where.append("type = ?")
             params.append(type)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        with self._connect() as conn:
-            rows = conn.execute(
+        with self._db.transaction() as cur:
+            rows = cur.execute(
                 f"SELECT {', '.join(_SOLVE_COLUMNS)} FROM solves {clause} ORDER BY id DESC LIMIT ?",
                 (*params, limit + 1),
             ).fetchall()
         solves = [X402Solve(**dict(row)) for row in rows[:limit]]
         return solves, len(rows) > limit
+
+
+def open_ledger(store: Store) -> Ledger:
+    """The ledger in `store`. A shared store (PostgreSQL) first takes in the payments and solves
+    of this machine's ledger file from before NONECAP_DATABASE_URL was set, so switching loses
+    nothing: they keep counting against the budget and their unknown outcomes still get resolved.
+    The file keeps its records."""
+    ledger = Ledger(store.open())
+    if store.url is not None and store.path.exists():
+        try:
+            added = ledger.import_from(Ledger(store.path))
+        except (OSError, sqlite3.Error, ConfigurationError) as exc:  # a broken file must not stop the shared store
+            log.warning("could not take the payments of %s into the shared store (%s); they are not counted there",
+                        store.path, type(exc).__name__)
+            return ledger
+        if added:
+            log.warning("took %d payment(s) from %s into the shared store (the file keeps its records)", added, store.path)
+    return ledger

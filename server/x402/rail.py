@@ -19,13 +19,11 @@ Order matters and is the whole point of this module:
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cached_property
-from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
@@ -44,8 +42,10 @@ from nonecap_mcp.errors import (
 from nonecap_mcp.guidance import LOCAL
 from nonecap_mcp.deadline import seconds_left
 from nonecap_mcp.models import Solve, SolveError, SolveList
+from nonecap_mcp.store import Store
+from nonecap_mcp.store.db import store_errors
 from nonecap_mcp.x402.client import TaskAnswer, X402Client
-from nonecap_mcp.x402.ledger import BudgetExceeded, Ledger, X402Solve, new_x402_id
+from nonecap_mcp.x402.ledger import BudgetExceeded, Ledger, X402Solve, new_x402_id, open_ledger
 from nonecap_mcp.x402.networks import NETWORKS, atomic_to_usd, usd_to_atomic
 from nonecap_mcp.x402.policy import PaymentRequirement, SpendPolicy, parse_payment_required
 from nonecap_mcp.x402.signing import SignedPayment, authorize_payment, decode_receipt
@@ -117,11 +117,11 @@ def to_solve(record: X402Solve, token: str | None = None) -> Solve:
 class X402Rail:
     """Pays for solves from the local wallet under the operator's spend policy."""
 
-    def __init__(self, client: X402Client, *, policy: SpendPolicy, ledger_path: Path, wallet: WalletLoader,
+    def __init__(self, client: X402Client, *, policy: SpendPolicy, ledger_store: Store, wallet: WalletLoader,
                  background: TaskGroup, rpc_url: str) -> None:
         self.client = client
         self.policy = policy
-        self._ledger_path = ledger_path
+        self._ledger_store = ledger_store
         self._wallet = wallet
         self._background = background
         self._rpc_url = rpc_url
@@ -133,14 +133,14 @@ class X402Rail:
     @cached_property
     def ledger(self) -> Ledger:
         """Opened on first x402 use, so credits-only users never get a state directory."""
-        return Ledger(self._ledger_path)
+        return open_ledger(self._ledger_store)
 
     async def _db(self, work: Callable[[Ledger], T]) -> T:
-        """Run `work` on the ledger in a worker thread (SQLite, and opening it, may block);
-        a ledger this machine cannot read or write is a `local_state_error`."""
+        """Run `work` on the ledger in a worker thread (the store, and opening it, may block);
+        a ledger this server cannot read or write is a `local_state_error`."""
         try:
             return await anyio.to_thread.run_sync(lambda: work(self.ledger))
-        except (OSError, sqlite3.Error) as exc:
+        except store_errors() as exc:
             raise LocalStateError(f"{type(exc).__name__}: {exc}") from None
 
     @staticmethod
@@ -456,7 +456,7 @@ class X402Rail:
     async def _check_chain_at_startup(self) -> None:
         """Resolve what earlier processes left unknown, in the background: never blocks
         start-up, never creates a ledger that is not there, never takes the server down."""
-        if not self._ledger_path.exists():
+        if not self._ledger_store.exists():
             return
         try:
             payments = await self._db(lambda ledger: ledger.unresolved_payments())

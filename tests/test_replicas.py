@@ -1,0 +1,190 @@
+"""Three `serve --http` replicas sharing one PostgreSQL: the single process's guarantees, across them.
+
+Each replica is a real process with a state directory of its own (as on separate machines), so
+the only thing they share is NONECAP_DATABASE_URL: the x402 ledger and its daily budget, the
+record of creates in flight, the clients. They are driven with the SDK's streamable HTTP client
+against the sandbox, whose request log and chain say what really happened upstream.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from conftest import SECRETS, Agent, sandbox_env
+from postgres import open_store, schema_url
+from test_http import _cli, http_client, serve_http
+
+from child_process import child_env
+from nonecap_mcp.sandbox import SANDBOX_WALLET_KEY, Sandbox
+from nonecap_mcp.x402.ledger import Ledger
+
+pytestmark = pytest.mark.anyio
+PRICE_USD = "0.012"  # the sandbox rail's hCaptcha price
+URL = "https://shop.example/login"
+
+
+@dataclass
+class Replicas:
+    """The running replicas, the one client token they all accept, and the shared database."""
+
+    urls: list[str]
+    processes: list[subprocess.Popen[str]]
+    token: str
+    database_url: str
+    logs: list[Path]
+
+    def agent(self, replica: int) -> Any:
+        """An MCP client session on one replica (an async context manager yielding the Client)."""
+        return http_client(self.urls[replica], self.token)
+
+    def ledger(self) -> Ledger:
+        return Ledger(open_store(self.database_url))
+
+
+@contextmanager
+def replicas(sandbox: Sandbox, postgres_url: str, tmp_path: Path, count: int = 3, **extra: str) -> Iterator[Replicas]:
+    """`count` replicas on 127.0.0.1, each with its own state dir, all on one fresh PostgreSQL schema."""
+    database_url = schema_url(postgres_url, str(tmp_path))
+
+    def env(state: str) -> dict[str, str]:
+        return child_env(**sandbox_env(sandbox, NONECAP_STATE_DIR=str(tmp_path / state), NONECAP_DATABASE_URL=database_url,
+                                       NONECAP_WALLET_PRIVATE_KEY=SANDBOX_WALLET_KEY, NONECAP_CONFIRM_ABOVE_USD="1", **extra))
+
+    added = _cli(env("cli"), "clients", "add", "team")
+    assert added.returncode == 0, added.stderr
+    token = added.stdout.strip()
+    logs = [tmp_path / f"replica{i}.log" for i in range(count)]
+    started: list[tuple[subprocess.Popen[str], str]] = []
+    handles = [log.open("w") for log in logs]
+    try:
+        for i in range(count):
+            started.append(serve_http(env(f"replica{i}"), stderr=handles[i]))
+        yield Replicas([u for _, u in started], [p for p, _ in started], token, database_url, logs)
+    finally:
+        for process, _ in started:
+            if process.poll() is None:
+                process.terminate()
+                process.wait(timeout=15)
+        for handle in handles:
+            handle.close()
+    text = "\n".join(log.read_text() for log in logs)
+    assert not any(secret in text for secret in [*SECRETS, token, database_url])
+
+
+def paid(sandbox: Sandbox) -> list[Any]:
+    """The paid createTask requests the rail answered (the unpaid 402 probes left out)."""
+    return [r for r in sandbox.requests if r.method == "POST" and r.path == "/x402/createTask" and r.status != 402]
+
+
+async def test_thirty_paid_solves_across_three_replicas_settle_exactly_the_budget(
+        sandbox: Sandbox, postgres_url: str, tmp_path: Path) -> None:
+    """A daily budget of 4 prices, 30 concurrent x402 solves spread over 3 replicas: exactly 4 are paid."""
+    with replicas(sandbox, postgres_url, tmp_path, NONECAP_DAILY_BUDGET_USD=str(4 * float(PRICE_USD))) as team:
+        results: list[Any] = [None] * 30
+
+        async def solve(i: int) -> None:
+            async with team.agent(i % 3) as client:
+                results[i] = await Agent(client).call("create_solve", {
+                    "type": "hcaptcha", "sitekey": "sandbox-solve-100ms", "url": URL, "rail": "x402", "wait_seconds": 20})
+
+        with anyio.fail_after(120):
+            async with anyio.create_task_group() as group:
+                for i in range(30):
+                    group.start_soon(solve, i)
+        solved = [r.structured_content for r in results if not r.is_error]
+        refused = [r.content[0].text for r in results if r.is_error]
+        assert len(solved) == 4 and all(s["status"] == "solved" and s["cost_usd"] == PRICE_USD for s in solved)
+        assert len(refused) == 26 and all("budget_exceeded" in text for text in refused), refused[:3]
+        assert len(sandbox.settlements) == 4 and len(paid(sandbox)) == 4
+        assert team.ledger().counted_today_atomic() == 4 * 12_000
+
+
+async def test_a_lost_create_on_one_replica_never_adopts_another_replicas_solve(
+        sandbox: Sandbox, postgres_url: str, tmp_path: Path) -> None:
+    """B creates normally; A's POST is lost before it arrives. B's solve is new and on the same
+    page, but B's intent is in the shared record: A reports the ambiguity, never takes it."""
+    with replicas(sandbox, postgres_url, tmp_path, count=2) as team:
+        args = {"type": "hcaptcha", "sitekey": "sandbox-solve-3s", "url": URL, "rail": "credits"}
+        sandbox.inject_fault(method="POST", path="/v1/solves", action="drop_before", skip=1)
+        found: dict[str, Any] = {}
+        async with team.agent(0) as a_client, team.agent(1) as b_client:
+            async def b_creates() -> None:
+                found["b"] = await Agent(b_client).ok("create_solve", {**args, "wait_seconds": 15})
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(b_creates)
+                with anyio.fail_after(10):
+                    while not [r for r in sandbox.requests if r.method == "POST" and r.path == "/v1/solves"]:
+                        await anyio.sleep(0.05)
+                found["a"] = await Agent(a_client).call("create_solve", {**args, "wait_seconds": 10})
+        b_solve, a_result = found["b"], found["a"]
+        a_text = a_result.content[0].text
+        assert b_solve["status"] == "solved"
+        assert a_result.is_error and "outcome_unknown" in a_text and b_solve["id"] in a_text
+        assert b_solve["token"] not in a_text
+        posts = [r.status for r in sandbox.requests if r.method == "POST" and r.path == "/v1/solves"]
+        assert posts == [200, None]  # A's lost create was never re-sent
+
+
+async def test_a_replica_killed_mid_payment_leaves_it_counted_resolved_and_never_re_signed(
+        sandbox: Sandbox, postgres_url: str, tmp_path: Path) -> None:
+    """Replica 0 is killed (-9) while its paid request is in flight. The others carry on under the
+    same budget, which counts that payment; the chain then tells what happened to it, and it is
+    recorded so, once: the sandbox saw one paid request for it, nothing re-signed or re-sent."""
+    with replicas(sandbox, postgres_url, tmp_path, NONECAP_DAILY_BUDGET_USD=str(2 * float(PRICE_USD))) as team:
+        args = {"type": "hcaptcha", "sitekey": "sandbox-solve-100ms", "url": URL, "rail": "x402"}
+        sandbox.inject_fault(method="POST", path="/x402/createTask", action="delay", seconds=4, skip=1)  # the paid one
+        async with team.agent(0) as client:
+            lost = await Agent(client).ok("create_solve", {**args, "wait_seconds": 1})
+        assert lost["status"] == "solving"
+        with anyio.fail_after(10):
+            while not paid(sandbox):
+                await anyio.sleep(0.05)
+        os.kill(team.processes[0].pid, signal.SIGKILL)
+        team.processes[0].wait(timeout=10)
+        [payment] = team.ledger().payments_for(lost["id"])
+        assert payment["state"] == "signed"  # in flight when its replica died: counted as spent
+
+        async with team.agent(1) as one, team.agent(2) as two:
+            assert (await Agent(one).ok("create_solve", {**args, "wait_seconds": 10}))["status"] == "solved"
+            refused = await Agent(two).error("create_solve", {**args, "wait_seconds": 10})
+            assert "budget_exceeded" in refused  # the dead replica's payment still counts
+            with anyio.fail_after(30):  # the sandbox settles the delayed payment; the chain shows it
+                while team.ledger().payments_for(lost["id"])[0]["state"] != "settled":
+                    seen = await Agent(two).ok("get_solve", {"id": lost["id"]})
+                    assert seen["id"] == lost["id"] and seen["status"] in ("solving", "failed")
+                    await anyio.sleep(0.5)
+        assert [p["nonce"] for p in team.ledger().payments_for(lost["id"])] == [payment["nonce"]]  # never re-signed
+        assert len(paid(sandbox)) == 2 and len(sandbox.settlements) == 2
+        assert team.ledger().counted_today_atomic() == 2 * 12_000
+
+
+async def test_the_accounts_in_flight_cap_is_shared_by_the_replicas(
+        sandbox: Sandbox, postgres_url: str, tmp_path: Path) -> None:
+    """Nine 2-second credits solves at once over three replicas, each allowed the account's 5 in
+    flight: together they never send a sixth, so the API never answers 429, and all nine finish."""
+    with replicas(sandbox, postgres_url, tmp_path) as team:
+        results: list[Any] = [None] * 9
+
+        async def solve(i: int) -> None:
+            async with team.agent(i % 3) as client:
+                results[i] = await Agent(client).ok("create_solve", {
+                    "type": "hcaptcha", "sitekey": "sandbox-solve-2s", "url": f"{URL}?n={i}", "rail": "credits",
+                    "wait_seconds": 30})
+
+        with anyio.fail_after(90):
+            async with anyio.create_task_group() as group:
+                for i in range(9):
+                    group.start_soon(solve, i)
+        assert [r["status"] for r in results] == ["solved"] * 9
+        posts = [r.status for r in sandbox.requests if r.method == "POST" and r.path == "/v1/solves"]
+        assert posts == [200] * 9  # no 429 concurrency_limit_exceeded: the replicas queued for a slot
