@@ -23,7 +23,7 @@ def host_env(path: Sequence[str | Path] = (), **extra: str) -> dict[str, str]:
     network = {k: v for k, v in os.environ.items() if k in _NETWORK_NAMES or k.startswith(_NETWORK_PREFIXES)}
     return network | {
         "PATH": os.pathsep.join([*map(str, path), os.defpath.lstrip(os.pathsep)]),
-        "HOME": os.environ.get("HOME", "/tmp"),
+        "HOME": os.environ.get("HOME", "/tmp"), "XDG_STATE_HOME": os.environ.get("XDG_STATE_HOME", ""),
         "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",  # the developer's real keyring never feeds a test
         **extra,
     }

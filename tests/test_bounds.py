@@ -194,7 +194,7 @@ class RawStdio:
 
 
 def server_env(**extra: str) -> dict[str, str]:
-    return {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"),
+    return {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"), "XDG_STATE_HOME": os.environ.get("XDG_STATE_HOME", ""),
             "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring", **extra}
 
 
