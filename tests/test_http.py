@@ -23,7 +23,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from child_process import child_env
 from conftest import Agent, sandbox_env
-from nonecap_mcp.sandbox import Sandbox
+from nonecap_mcp.sandbox import SANDBOX_WALLET_KEY, Sandbox
 
 
 def _free_port() -> int:
@@ -73,9 +73,11 @@ class Team:
 @pytest.fixture(scope="module")
 def team(_sandbox_server: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
     state = tmp_path_factory.mktemp("team-state")
-    env = child_env(**sandbox_env(_sandbox_server, NONECAP_STATE_DIR=str(state), NONECAP_DAILY_CREDIT_BUDGET="1000"))
+    env = child_env(**sandbox_env(_sandbox_server, NONECAP_STATE_DIR=str(state), NONECAP_DAILY_CREDIT_BUDGET="1000",
+                                         NONECAP_WALLET_PRIVATE_KEY=SANDBOX_WALLET_KEY))
     tokens = {}
-    for name, flags in (("alice", ()), ("viewer", ("--read-only",)), ("capped", ("--daily-credit-budget", "2"))):
+    for name, flags in (("alice", ()), ("viewer", ("--read-only",)), ("capped", ("--daily-credit-budget", "2")),
+                        ("frugal", ("--daily-budget-usd", "0.02"))):
         added = _cli(env, "clients", "add", name, *flags)
         assert added.returncode == 0, added.stderr
         tokens[name] = added.stdout.strip()
@@ -222,3 +224,22 @@ async def test_metrics_show_upstream_statuses_solve_latency_spend_and_budget(tea
     assert after[spend] - before.get(spend, 0) == 1 and after[solved] - before.get(solved, 0) == 1
     assert after['nonecap_upstream_requests_total{rail="credits",status="200"}'] >= 5
     assert 0 < after['nonecap_budget_left{rail="credits"}'] < 1000
+
+
+@pytest.mark.anyio
+async def test_a_clients_usd_budget_holds_its_x402_payments(team: Team, sandbox: Sandbox) -> None:
+    page = {"type": "hcaptcha", "sitekey": "sandbox-solve-50ms", "url": "https://example.com/login", "rail": "x402",
+            "wait_seconds": 15}
+
+    def paid() -> int:
+        return len([r for r in sandbox.requests if r.path == "/x402/createTask" and r.status != 402])
+
+    async with team.client("frugal") as frugal_client, team.client("alice") as alice_client:
+        frugal, alice = Agent(frugal_client), Agent(alice_client)
+        first = await frugal.ok("create_solve", page)  # $0.012 of its $0.02
+        assert first["status"] == "solved" and first["client"] == "frugal"
+        text = await frugal.error("create_solve", page)
+        assert "budget_exceeded" in text and "Client frugal's daily x402 budget reached" in text
+        assert paid() == 1  # the refused payment was never sent
+        assert (await alice.ok("create_solve", page))["status"] == "solved"  # the server's budget still allows
+        assert paid() == 2

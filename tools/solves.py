@@ -81,11 +81,12 @@ async def create_solve(
         # Counted before anything is sent: a refusal here (rate cap, credit budget) sends nothing.
         client = request_client(ctx.request_context)
         name, budget = (client.name, client.daily_credit_budget) if client else (None, None)
+        paid_by = {"client": client} if request.rail == "x402" else {}  # credits budgets are counted above
         ticket = await anyio.to_thread.run_sync(lambda: state.count(
             lambda quota: quota.admit(rail=request.rail, client=name, client_credit_budget=budget), limited=budget is not None))
         try:
             solve = await with_progress(
-                ctx, wait, "solving", lambda: rail_api.create_solve(request.wire_body(), wait=wait, deadline=deadline))
+                ctx, wait, "solving", lambda: rail_api.create_solve(request.wire_body(), wait=wait, deadline=deadline, **paid_by))
         except Exception as exc:
             if ticket is not None and nothing_created(exc):
                 state.count(lambda quota: quota.refund(ticket=ticket))

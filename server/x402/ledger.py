@@ -119,6 +119,7 @@ _MIGRATIONS = [
         "CREATE INDEX solves_by_status ON solves (status, id)",
     ],
     ["ALTER TABLE payments ADD COLUMN payer TEXT"],  # authorizationState needs it (older rows use the wallet's)
+    ["ALTER TABLE payments ADD COLUMN client TEXT"],  # the team-server client that paid (its own daily budget)
 ]
 WRITE_LOCK = "x402-ledger"  # every ledger write, so a budget check and its insert see one order
 
@@ -194,14 +195,16 @@ class BudgetExceeded(NoneCapError):
     user raises the budget.
     """
 
-    def __init__(self, *, spent_usd: Decimal, budget_usd: Decimal, amount_usd: Decimal) -> None:
+    def __init__(self, *, spent_usd: Decimal, budget_usd: Decimal, amount_usd: Decimal, client: str | None = None) -> None:
         self.spent_usd = spent_usd
         self.budget_usd = budget_usd
         self.amount_usd = amount_usd
+        whose, raise_it = (f"Client {client}'s daily", "the operator can re-register the client with a higher "
+                           "--daily-budget-usd") if client else ("Daily", f"the user can raise it with {BUDGET_ENV}")
         message = (
-            f"Daily x402 budget reached: ${_usd(spent_usd)} of ${_usd(budget_usd)} already spent today "
+            f"{whose} x402 budget reached: ${_usd(spent_usd)} of ${_usd(budget_usd)} already spent today "
             f"(UTC), and this payment of ${_usd(amount_usd)} would exceed it. Nothing was sent or paid. "
-            f"The budget resets at 00:00 UTC; the user can raise it with {BUDGET_ENV}."
+            f"The budget resets at 00:00 UTC; {raise_it}."
         )
         super().__init__(
             "budget_exceeded",
@@ -259,19 +262,19 @@ class Ledger:
         now = self._now().astimezone(timezone.utc)
         return now.date().isoformat(), now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
-    def _day_figures(self, cur: Cursor, day: str) -> tuple[int, int]:
+    def _day_figures(self, cur: Cursor, day: str, client: str | None = None) -> tuple[int, int]:
         """(spent, held) of a UTC day in atomic units.
 
         Spent: settled, unknown and in-flight payments (any may have moved money). Held:
         failed payments whose signed authorization has not expired, since the rail could
-        still settle it until then.
+        still settle it until then. With `client`: that team-server client's payments only.
         """
         marks = ", ".join("?" for _ in COUNTED_STATES)
         row = cur.execute(
             f"SELECT COALESCE(SUM(CASE WHEN state IN ({marks}) THEN amount_atomic END), 0) AS spent, "
             "COALESCE(SUM(CASE WHEN state = 'failed' AND valid_before > ? THEN amount_atomic END), 0) AS held "
-            "FROM payments WHERE utc_day = ?",
-            (*COUNTED_STATES, int(self._now().timestamp()), day),
+            "FROM payments WHERE utc_day = ?" + (" AND client = ?" if client else ""),
+            (*COUNTED_STATES, int(self._now().timestamp()), day, *([client] if client else [])),
         ).fetchone()
         assert row is not None
         return int(row["spent"]), int(row["held"])
@@ -292,13 +295,15 @@ class Ledger:
         daily_budget_atomic: int,
         payer: str | None = None,
         solve: X402Solve | None = None,
+        client: str | None = None,
+        client_budget_atomic: int | None = None,
     ) -> None:
         """Record a signed authorization (and its solve) before it is sent, if the budget allows.
 
         The budget check and the inserts are one exclusive transaction, so concurrent
         callers (threads, processes or replicas) are serialized and the day's total can
-        never pass ``daily_budget_atomic``. Raises :class:`BudgetExceeded` (nothing
-        written) when it would.
+        never pass ``daily_budget_atomic``, nor a team-server client's day its own
+        ``client_budget_atomic``. Raises :class:`BudgetExceeded` (nothing written) when it would.
         """
         if amount_atomic <= 0:
             raise ValueError("amount_atomic must be positive")
@@ -311,16 +316,21 @@ class Ledger:
                     budget_usd=atomic_to_usd(daily_budget_atomic),
                     amount_usd=atomic_to_usd(amount_atomic),
                 )
+            if client and client_budget_atomic is not None:
+                theirs = sum(self._day_figures(cur, day, client))
+                if theirs + amount_atomic > client_budget_atomic:
+                    raise BudgetExceeded(spent_usd=atomic_to_usd(theirs), budget_usd=atomic_to_usd(client_budget_atomic),
+                                         amount_usd=atomic_to_usd(amount_atomic), client=client)
             if cur.execute("SELECT 1 AS found FROM payments WHERE nonce = ?", (nonce,)).fetchone():
                 # A repeated nonce means a signing bug; recording it twice would
                 # also count the same money twice.
                 raise ValueError("this payment nonce is already recorded; sign a fresh authorization")
             cur.execute(
                 "INSERT INTO payments (nonce, solve_id, amount_atomic, pay_to, network, asset, task_type, "
-                "valid_before, state, utc_day, created_at, updated_at, payer) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'signed', ?, ?, ?, ?)",
+                "valid_before, state, utc_day, created_at, updated_at, payer, client) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'signed', ?, ?, ?, ?, ?)",
                 (nonce, solve_id, amount_atomic, pay_to, network, asset, task_type, valid_before, day, stamp, stamp,
-                 payer),
+                 payer, client),
             )
             if solve is not None:
                 self._upsert_solve(cur, solve)

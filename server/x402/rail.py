@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 import anyio
 from anyio.abc import TaskGroup
 
+from nonecap_mcp.clients import Client
 from nonecap_mcp.errors import (
     ConfigurationError,
     InvalidArgumentError,
@@ -189,19 +190,20 @@ class X402Rail:
             required, policy=self.policy, price_usd=price, pricing_pay_to=pricing.pay_to,
             resource_url=self.client.create_task_url, private_key=wallet.private_key, before_signing=self._check_budget))
 
-    async def create_solve(self, body: dict[str, Any], *, wait: int = 0, deadline: float) -> Solve:
+    async def create_solve(self, body: dict[str, Any], *, wait: int = 0, deadline: float, client: Client | None = None) -> Solve:
         """Pay for one solve and wait for it, within one deadline, like `CreditsAPI.create_solve`.
 
         Asking for the price and the 402 gets at least `SETUP_FLOOR_SECONDS` even with no
         wait; running out of time before the payment is reserved leaves nothing paid, and
-        after it the paid request goes on in the background (`get` picks it up).
+        after it the paid request goes on in the background (`get` picks it up). A team-server
+        `client` is recorded on the payment and held to its own daily USD budget.
         """
         self.check_body(body)
         solve_id: str | None = None
         try:
             with anyio.move_on_after(max(deadline - time.monotonic(), SETUP_FLOOR_SECONDS)):
                 solve_id = await self.start(captcha_type=body["type"], sitekey=body["sitekey"], url=body["url"],
-                                            user_agent=body.get("user_agent"))
+                                            user_agent=body.get("user_agent"), client=client)
         except X402ConnectionError:
             if seconds_left() > TIME_RAN_OUT_SECONDS:  # refused or unreachable: not a matter of time
                 raise
@@ -209,7 +211,8 @@ class X402Rail:
             raise X402SetupTimeout("The x402 rail did not offer a payment in time; nothing was signed or paid.")
         return await self.get(solve_id, wait=min(wait, max(0, int(deadline - time.monotonic()))))
 
-    async def start(self, *, captcha_type: str, sitekey: str, url: str, user_agent: str | None) -> str:
+    async def start(self, *, captcha_type: str, sitekey: str, url: str, user_agent: str | None,
+                    client: Client | None = None) -> str:
         """Pay for one solve and start it; returns the local solve id (`x402_…`).
 
         Everything up to the paid request happens in the caller, so a refused payment is
@@ -232,7 +235,9 @@ class X402Rail:
                 nonce=payment.nonce, solve_id=record.id, amount_atomic=payment.value_atomic, pay_to=payment.pay_to,
                 network=self.policy.network, asset=NETWORKS[self.policy.network].asset, task_type=task_type,
                 valid_before=payment.valid_before, daily_budget_atomic=usd_to_atomic(self.policy.daily_budget_usd),
-                payer=payment.payer, solve=record))
+                payer=payment.payer, solve=record, client=client.name if client else None,
+                client_budget_atomic=usd_to_atomic(client.daily_budget_usd) if client and client.daily_budget_usd is not None
+                else None))
             done = self._inflight[record.id] = anyio.Event()
             self._background.start_soon(self._pay, record, body, payment, done)
         return record.id
