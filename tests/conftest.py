@@ -58,7 +58,8 @@ def sandbox_env(sandbox: Sandbox, **extra: str) -> dict[str, str]:
         "NONECAP_API_BASE": sandbox.url,
         "NONECAP_X402_BASE": sandbox.url,  # tests never reach past 127.0.0.1
         "NONECAP_BASE_RPC_URL": f"{sandbox.url}/rpc",
-        "NONECAP_STATE_DIR": str(STATE_DIR[-1]),  # never the developer's ~/.local/state
+        # Never the developer's ~/.local/state: this test's own (a module-scoped caller passes its own).
+        **({"NONECAP_STATE_DIR": str(STATE_DIR[-1])} if STATE_DIR else {}),
         **extra,
     }
 

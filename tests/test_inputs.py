@@ -36,6 +36,7 @@ VALID: dict[str, str] = {
     "type": "hcaptcha",
     "sitekey": "sandbox-solve-100ms",
     "url": URL,
+    "image": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNgAAAAAgABSK+kcQAAAABJRU5ErkJggg==",  # a 1x1 PNG
     "rqdata": "rq-data",
     "user_agent": "Mozilla/5.0 (X11; Linux x86_64)",
     "proxy": PROXY,
@@ -66,9 +67,13 @@ def _takes_string(schema: dict[str, Any]) -> bool:
 STRING_PARAMS = [(tool, name) for tool, schema in SCHEMAS.items() for name, prop in schema["properties"].items() if _takes_string(prop)]
 
 
+# create_solve's token types (every type but image_to_text) need a sitekey and url too.
+NEEDED = {"create_solve": ("type", "sitekey", "url")}
+
+
 def base_args(tool: str) -> dict[str, Any]:
     """The tool's required arguments, all valid."""
-    return {name: VALID[name] for name in SCHEMAS[tool].get("required", [])}
+    return {name: VALID[name] for name in NEEDED.get(tool, SCHEMAS[tool].get("required", []))}
 
 
 # Every control character class a prompt or a log line could be forged with.
@@ -76,9 +81,12 @@ CONTROL = st.one_of(st.characters(categories=["Cc"]), st.sampled_from(["\u2028",
 
 
 @pytest.fixture(scope="module")
-def portal_agent(_sandbox_server: Sandbox) -> Iterator[tuple[anyio.from_thread.BlockingPortal, Agent]]:
+def portal_agent(
+    _sandbox_server: Sandbox, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[anyio.from_thread.BlockingPortal, Agent]]:
     """One server and client for all examples of a property (a fresh one per example costs seconds)."""
-    server = build_server(load_settings(sandbox_env(_sandbox_server)))
+    state = str(tmp_path_factory.mktemp("inputs-state"))  # made before any test's own state directory
+    server = build_server(load_settings(sandbox_env(_sandbox_server, NONECAP_STATE_DIR=state)))
     with anyio.from_thread.start_blocking_portal() as portal, portal.wrap_async_context_manager(Client(server, mode="legacy")) as client:
         yield portal, Agent(client)
 

@@ -10,6 +10,7 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from pydantic import ValidationError
 
+from nonecap_mcp.catalogue import CREDITS_TYPES, X402_TASK_TYPES, types_by_rail
 from nonecap_mcp.credentials import key_mode
 from nonecap_mcp.errors import ConfigurationError, NoneCapError
 from nonecap_mcp.models import Balance, Pricing, RailPrice
@@ -17,7 +18,6 @@ from nonecap_mcp.tools.errors import tool_errors
 from nonecap_mcp.tools.registration import READ_ONLY, add_tool
 from nonecap_mcp.tools.state import NOT_CONFIGURED_CODES, AppState, no_payment_method
 from nonecap_mcp.x402.networks import NETWORKS, UsdcNetwork
-from nonecap_mcp.x402.rail import X402_TASK_TYPES
 from nonecap_mcp.x402.wallet import usdc_balance
 
 CREDITS_CHARGE = "1 credit debited when the solve is created; refunded automatically if it fails, expires or is cancelled."
@@ -123,8 +123,9 @@ async def pricing_for(state: AppState) -> Pricing:
     pricing = Pricing(
         prices=[
             RailPrice(rail="credits", captcha_type=kind, price="1", unit="credit", charged=CREDITS_CHARGE)
-            for kind in ("hcaptcha", "hcaptcha_enterprise")
+            for kind in CREDITS_TYPES
         ],
+        types=types_by_rail(),
         notes=["Reserved for later on the credits rail: recaptcha_v2, recaptcha_v3, cloudflare_turnstile, funcaptcha."],
     )
     ours = {task: kind for kind, task in X402_TASK_TYPES.items()}
@@ -139,12 +140,12 @@ async def pricing_for(state: AppState) -> Pricing:
         RailPrice(rail="x402", captcha_type=ours.get(task, task), task_type=task, price=str(usd), unit="USD", charged=X402_CHARGE)
         for task, usd in sorted(table.prices_usd.items())
     ]
-    pricing.notes.append(f"Through create_solve, x402 solves {', '.join(X402_TASK_TYPES)} (proxyless) only.")
+    pricing.types["x402"] = [kind for kind, task in X402_TASK_TYPES.items() if task in table.prices_usd]  # priced today
     return pricing
 
 
 async def get_pricing(ctx: Context[AppState]) -> Pricing:
-    """List the supported captcha types and what one solve costs on each payment rail."""
+    """List the captcha types each payment rail sells and what one solve costs."""
     return await pricing_for(ctx.request_context.lifespan_context)
 
 
