@@ -43,7 +43,7 @@ def posts(sandbox: Sandbox) -> list[Any]:
 @asynccontextmanager
 async def two_servers(sandbox: Sandbox, tmp_path: Path) -> AsyncIterator[tuple[Agent, Agent]]:
     """Servers A and B as two hosts would start them: same key, same sandbox, same state dir."""
-    env = _base_env(**sandbox_env(sandbox), NONECAP_STATE_DIR=str(tmp_path / "state"), NONECAP_LOG_LEVEL="INFO")
+    env = _base_env(**sandbox_env(sandbox, NONECAP_STATE_DIR=str(tmp_path / "state")), NONECAP_LOG_LEVEL="INFO")
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     async with stdio_agent(env, tmp_path / "a") as a, stdio_agent(env, tmp_path / "b") as b:
