@@ -115,7 +115,7 @@ def test_systemd_exec_start_serves(_sandbox_server: Sandbox, tmp_path: Path) -> 
     command = _unit_exec_start(port)
     assert Path(command[0]).name == "nonecap-mcp"
     _assert_serve_args(command[1:])
-    env = child_env(**sandbox_env(_sandbox_server), NONECAP_STATE_DIR=str(tmp_path))
+    env = child_env(**sandbox_env(_sandbox_server, NONECAP_STATE_DIR=str(tmp_path)))
     process = subprocess.Popen([*CLI, *command[1:]], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 20

@@ -50,7 +50,7 @@ class Team:
 @pytest.fixture(scope="module")
 def team(_sandbox_server: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
     state = tmp_path_factory.mktemp("team-state")
-    env = child_env(**sandbox_env(_sandbox_server), NONECAP_STATE_DIR=str(state))
+    env = child_env(**sandbox_env(_sandbox_server, NONECAP_STATE_DIR=str(state)))
     tokens = {}
     for name, flags in (("alice", ()), ("viewer", ("--read-only",))):
         added = _cli(env, "clients", "add", name, *flags)

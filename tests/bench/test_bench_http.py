@@ -90,7 +90,7 @@ def _load(urls: list[str], token: str, tool: str, arguments: dict[str, Any]) -> 
 @pytest.mark.parametrize("tool,arguments", [("get_balance", {})])
 def test_bench_http_throughput(benchmark: Any, _sandbox_server: Sandbox, tmp_path: Path, replicas: int,
                                tool: str, arguments: dict[str, Any]) -> None:
-    env = child_env(**sandbox_env(_sandbox_server), NONECAP_STATE_DIR=str(tmp_path))
+    env = child_env(**sandbox_env(_sandbox_server, NONECAP_STATE_DIR=str(tmp_path)))
     added = subprocess.run([sys.executable, "-m", "nonecap_mcp", "clients", "add", "bench"], env=env,
                            capture_output=True, text=True, timeout=30)
     assert added.returncode == 0, added.stderr
