@@ -222,3 +222,13 @@ def test_the_sandbox_will_not_let_a_cheap_payment_pay_for_a_dearer_type(sandbox:
     assert [(a.task_type, a.status) for a in sandbox.payment_attempts] == [
         ("HardCaptchaTokenProxyLess", 402), ("ImageToTextTask", 200)]
     assert [s.value for s in sandbox.settlements] == [1000]
+
+
+async def test_the_operator_s_allowed_types_cover_the_new_ones(sandbox: Sandbox, tmp_path: Path, mode: str) -> None:
+    env = x402_env(sandbox, tmp_path, NONECAP_ALLOWED_TYPES="hcaptcha,image_to_text", NONECAP_ALLOWED_SITES="shop.example")
+    async with Client(build_server(load_settings(env)), mode=mode) as client:
+        agent = Agent(client)
+        text = await agent.error("create_solve", args("turnstile"))
+        image = await agent.ok("create_solve", args("image_to_text"))  # no page, so no site to check
+    assert "type_not_allowed" in text and "param: type" in text and image["status"] == "solved"
+    assert [a.task_type for a in sandbox.payment_attempts] == ["ImageToTextTask"]
