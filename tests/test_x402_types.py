@@ -130,7 +130,7 @@ BAD_IMAGES = [
     ("", "1 byte to 512 KiB"),
     (base64.b64encode(b"just some text, not a picture").decode(), "PNG, JPEG, GIF, WebP or BMP"),
     ("data:image/png," + IMAGE, ";base64,"),
-    (base64.b64encode(PNG + bytes(600 * 1024)).decode(), "image"),  # over the cap
+    (base64.b64encode(PNG + bytes(600 * 1024)).decode(), "image: String should have at most"),  # over the schema's cap
 ]
 
 
@@ -143,18 +143,20 @@ async def test_a_bad_image_is_refused_naming_image_and_nothing_is_sent(
     assert sandbox.requests == []
 
 
-@pytest.mark.parametrize(("arguments", "param"), [
-    ({"type": "image_to_text"}, "image"),
-    (args("image_to_text", sitekey="k"), "sitekey"),
-    (args("image_to_text", url=URL), "url"),
-    (args("recaptcha_v2", image=IMAGE), "image"),
-    ({"type": "turnstile", "url": URL}, "sitekey"),
-    ({"type": "recaptcha_v2", "sitekey": "k"}, "url"),
-    (args("turnstile", proxy="http://proxy.example:8080"), "proxy"),
+@pytest.mark.parametrize(("arguments", "param", "fragment"), [
+    ({"type": "image_to_text"}, "image", "needs image"),
+    (args("image_to_text", sitekey="k"), "sitekey", "takes only image"),
+    (args("image_to_text", url=URL), "url", "takes only image"),
+    (args("recaptcha_v2", image=IMAGE), "image", "takes sitekey and url, not image"),
+    ({"type": "turnstile", "url": URL}, "sitekey", "needs sitekey"),
+    ({"type": "recaptcha_v2", "sitekey": "k"}, "url", "needs url"),
+    (args("turnstile", proxy="http://proxy.example:8080"), "proxy", "proxyless only and takes no proxy."),
 ])
-async def test_each_type_takes_its_own_arguments(payer: Agent, sandbox: Sandbox, arguments: dict[str, Any], param: str) -> None:
+async def test_each_type_takes_its_own_arguments(
+    payer: Agent, sandbox: Sandbox, arguments: dict[str, Any], param: str, fragment: str
+) -> None:
     text = await payer.error("create_solve", arguments)
-    assert f"param: {param}\n" in text
+    assert f"param: {param}\n" in text and fragment in text
     assert sandbox.requests == []
 
 
