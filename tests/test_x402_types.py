@@ -18,16 +18,15 @@ import httpx
 import pytest
 from conftest import Agent, sandbox_env
 from mcp import Client
-from mcp.types import ElicitResult
-from test_tools_x402 import URL, x402_env
+from test_tools_x402 import URL, consenting, x402_env
 
 from nonecap_mcp.config import load_settings
+from nonecap_mcp.credentials import Secret
 from nonecap_mcp.sandbox import SANDBOX_WALLET_ADDRESS, SANDBOX_WALLET_KEY, X402_PRICES_USD, Sandbox
 from nonecap_mcp.tools import build_server
 from nonecap_mcp.x402.networks import usd_to_atomic
 from nonecap_mcp.x402.policy import parse_payment_required
 from nonecap_mcp.x402.signing import sign_payment
-from nonecap_mcp.credentials import Secret
 
 pytestmark = pytest.mark.anyio
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNgAAAAAgABSK+kcQAAAABJRU5ErkJggg==")
@@ -191,13 +190,8 @@ async def test_hostile_402_for_a_new_type_is_refused_before_signing(payer: Agent
 
 async def test_the_consent_prompt_for_an_image_names_no_site(sandbox: Sandbox, tmp_path: Path, mode: str) -> None:
     asked: list[str] = []
-
-    async def elicit(_ctx: Any, params: Any) -> ElicitResult:
-        asked.append(params.message)
-        return ElicitResult(action="accept", content={"confirm": True})
-
     env = x402_env(sandbox, tmp_path, NONECAP_CONFIRM_ABOVE_USD="0.0005")
-    async with Client(build_server(load_settings(env)), mode=mode, elicitation_callback=elicit) as client:
+    async with Client(build_server(load_settings(env)), mode=mode, elicitation_callback=consenting(asked)) as client:
         solve = await Agent(client).ok("create_solve", args("image_to_text"))
     assert solve["status"] == "solved"
     assert asked == ["Pay $0.001 USDC from the x402 wallet for one image_to_text solve?\nCharged only if the solve succeeds."]
