@@ -45,7 +45,7 @@ def _sandbox_server() -> Iterator[Sandbox]:
 
 
 @pytest.fixture
-def sandbox(_sandbox_server: Sandbox) -> Sandbox:
+def sandbox(_sandbox_server: Sandbox, _test_state_dir: None) -> Sandbox:
     """The shared emulator, reset to 100 credits, no solves, no faults, empty request log."""
     _sandbox_server.reset()
     return _sandbox_server
@@ -58,8 +58,7 @@ def sandbox_env(sandbox: Sandbox, **extra: str) -> dict[str, str]:
         "NONECAP_API_BASE": sandbox.url,
         "NONECAP_X402_BASE": sandbox.url,  # tests never reach past 127.0.0.1
         "NONECAP_BASE_RPC_URL": f"{sandbox.url}/rpc",
-        # Never the developer's ~/.local/state: this test's own (a module-scoped caller passes its own).
-        **({"NONECAP_STATE_DIR": str(STATE_DIR[-1])} if STATE_DIR else {}),
+        "NONECAP_STATE_DIR": str(STATE_DIR[-1]),  # never the developer's ~/.local/state
         **extra,
     }
 
@@ -110,8 +109,16 @@ async def agent(settings: Settings, mode: str) -> AsyncIterator[Agent]:
         yield Agent(client)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The state directory of fixtures wider than one test (module- or session-scoped servers)."""
+    STATE_DIR.append(tmp_path_factory.mktemp("session-state"))
+    yield
+    STATE_DIR.pop()
+
+
 @pytest.fixture(autouse=True)
-def _own_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+def _test_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Each test gets a fresh state directory, so no test reads another's (or the user's) ledger."""
     STATE_DIR.append(tmp_path_factory.mktemp("state"))
     yield

@@ -344,6 +344,18 @@ async def test_the_create_log_is_private_and_an_unusable_state_dir_degrades(
     assert (state.stat().st_mode & 0o777, (state / "creates.sqlite3").stat().st_mode & 0o777) == (0o700, 0o600)
     assert blocked.read_text() == ""  # untouched: the server fell back to a private file
     assert "other server processes' creates are invisible to this one" in caplog.text
+    assert "could not count this solve for `nonecap-mcp spend`" in caplog.text  # no limit set: counting is skipped
+
+
+async def test_a_limit_that_cannot_be_counted_refuses_and_sends_nothing(sandbox: Sandbox, tmp_path: Path) -> None:
+    """An operator's credit budget over an unusable state dir fails closed: a limit that cannot be checked is not held."""
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("")
+    env = sandbox_env(sandbox, NONECAP_STATE_DIR=str(blocked), NONECAP_DAILY_CREDIT_BUDGET="10")
+    async with Client(build_server(load_settings(env)), mode="legacy") as client:
+        text = await Agent(client).error("create_solve", solve_args("sandbox-solve-100ms", wait_seconds=5))
+    assert "local_state_error" in text and '"action": "check_state_dir"' in text
+    assert posts(sandbox) == []
 
 
 async def test_a_listing_that_may_hide_candidates_is_doubt_not_absence(proxy: Proxy, sandbox: Sandbox, tmp_path: Path) -> None:

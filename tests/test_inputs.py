@@ -81,12 +81,9 @@ CONTROL = st.one_of(st.characters(categories=["Cc"]), st.sampled_from(["\u2028",
 
 
 @pytest.fixture(scope="module")
-def portal_agent(
-    _sandbox_server: Sandbox, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[anyio.from_thread.BlockingPortal, Agent]]:
+def portal_agent(_sandbox_server: Sandbox) -> Iterator[tuple[anyio.from_thread.BlockingPortal, Agent]]:
     """One server and client for all examples of a property (a fresh one per example costs seconds)."""
-    state = str(tmp_path_factory.mktemp("inputs-state"))  # made before any test's own state directory
-    server = build_server(load_settings(sandbox_env(_sandbox_server, NONECAP_STATE_DIR=state)))
+    server = build_server(load_settings(sandbox_env(_sandbox_server)))
     with anyio.from_thread.start_blocking_portal() as portal, portal.wrap_async_context_manager(Client(server, mode="legacy")) as client:
         yield portal, Agent(client)
 

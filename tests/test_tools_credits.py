@@ -22,13 +22,6 @@ pytestmark = pytest.mark.anyio
 URL = "https://shop.example/login"
 
 
-@pytest.fixture(autouse=True)
-def _own_state_dir(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test's servers share a fresh state dir (the record of creates in flight), as
-    the processes of one user do, and never touch the developer's."""
-    monkeypatch.setenv("HOME", str(tmp_path))
-
-
 def solve_args(sitekey: str, **extra: Any) -> dict[str, Any]:
     return {"type": "hcaptcha", "sitekey": sitekey, "url": URL, **extra}
 

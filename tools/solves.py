@@ -83,15 +83,16 @@ async def create_solve(
         deadline = time.monotonic() + wait
         rail_api = state.x402 if request.rail == "x402" else state.credits
         # Counted before anything is sent: a refusal here (rate cap, credit budget) sends nothing.
-        ticket = await anyio.to_thread.run_sync(lambda: state.quota().admit(rail=request.rail))
+        ticket = await anyio.to_thread.run_sync(lambda: state.count(lambda quota: quota.admit(rail=request.rail)))
         try:
             solve = await with_progress(
                 ctx, wait, "solving", lambda: rail_api.create_solve(request.wire_body(), wait=wait, deadline=deadline))
         except Exception as exc:
-            if nothing_created(exc):
-                state.quota().refund(ticket=ticket)
+            if ticket is not None and nothing_created(exc):
+                state.count(lambda quota: quota.refund(ticket=ticket))
             raise
-        state.quota().attach(ticket, solve.id)
+        if ticket is not None:
+            state.count(lambda quota: quota.attach(ticket, solve.id))
         state.observe(solve)
         return solve
 

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import anyio
@@ -25,12 +26,12 @@ from nonecap_mcp.config import Settings
 from nonecap_mcp.create_log import FILE_NAME as CREATES_FILE
 from nonecap_mcp.create_log import CreateLog
 from nonecap_mcp.credentials import CredentialError, Secret, resolve_api_key
-from nonecap_mcp.credits_api import CreditsAPI, KeyProvider
 from nonecap_mcp.catalogue import PaidRail, rails_selling
+from nonecap_mcp.credits_api import CreditsAPI, KeyProvider
 from nonecap_mcp.errors import ConfigurationError, InvalidArgumentError
 from nonecap_mcp.ids import is_x402_id
 from nonecap_mcp.models import Solve
-from nonecap_mcp.quota import REFUNDED_STATUSES, Quota
+from nonecap_mcp.quota import REFUNDED_STATUSES, Quota, QuotaExceeded
 from nonecap_mcp.retry import RetryPolicy
 from nonecap_mcp.store import database_for
 from nonecap_mcp.store.db import open_database
@@ -39,6 +40,7 @@ from nonecap_mcp.x402.rail import X402Rail
 from nonecap_mcp.x402.wallet import Wallet, check_private_key, load_wallet
 
 log = logging.getLogger("nonecap_mcp")
+T = TypeVar("T")
 SHUTDOWN_GRACE_SECONDS = 3.0  # how long background payments may still finish once the host has gone
 NO_PAYMENT_METHOD = (
     "No NoneCap API key and no x402 wallet are configured. For credits, set NONECAP_API_KEY in the MCP server's env "
@@ -84,12 +86,29 @@ class AppState:
     quota: Callable[[], Quota]
     ephemeral_sandbox: bool = False  # a sandbox started by this process: its solves die with it
 
+    def count(self, step: Callable[[Quota], T]) -> T | None:
+        """Run one step of the operator's counted limits (admit, attach, refund).
+
+        With a limit set, a store that cannot be used fails the call: a limit that cannot be
+        checked is not held. Without one, the count only feeds `nonecap-mcp spend`, so such a
+        store is logged and skipped rather than failing solves that need no local state."""
+        try:
+            return step(self.quota())
+        except QuotaExceeded:
+            raise
+        except Exception as exc:
+            if self.settings.daily_credit_budget is not None or self.settings.max_solves_per_minute is not None:
+                raise
+            log.warning("could not count this solve for `nonecap-mcp spend` (%s); no limit is set, so it goes ahead",
+                        type(exc).__name__)
+            return None
+
     def observe(self, *solves: Solve) -> None:
         """Give today's credit budget back for credits solves seen failed, cancelled or expired
         (the API refunded them); refunding is idempotent, so a solve seen twice counts once."""
         for solve in solves:
             if solve.status in REFUNDED_STATUSES and not is_x402_id(solve.id):
-                self.quota().refund(solve_id=solve.id)
+                self.count(lambda quota: quota.refund(solve_id=solve.id))  # noqa: B023 - called at once
 
     def wait_for(self, wait_seconds: int | None) -> int:
         """A call's wait: the agent's, else the operator's default."""
