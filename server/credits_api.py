@@ -1,8 +1,10 @@
 """Async client for the NoneCap v1 REST API: the credits rail.
 
-One pooled httpx client per process. Reads and cancels are retried on network errors, 5xx
-and 429; a create is retried only when the API says nothing was created (429, 503) or the
-request certainly never left. A create whose outcome is unknown (read timeout, dropped
+Requests go out through NoneCap's official client (`nonecap`) on one pooled, bounded httpx
+client per process (`official_wire` says which of its parts are used and why the rest is
+ours); the rules below sit on top of it, since it has none of them. Reads and cancels are
+retried on network errors, 5xx and 429; a create is retried only when the API says nothing
+was created (429, 503) or the request certainly never left. A create whose outcome is unknown (read timeout, dropped
 connection, a 2xx without a readable solve id) is reconciled against the newest solves
 before anything is sent again, so one call never creates two solves or charges twice; the
 create log (`create_log`) keeps that reconciliation from taking a solve another call, in
@@ -15,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sqlite3
 import time
 import uuid
@@ -24,12 +25,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from functools import partial
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import httpx
 
-from nonecap_mcp import __version__
+from nonecap_mcp import official_wire
 from nonecap_mcp.create_log import CreateLog, Intent, fingerprint
 from nonecap_mcp.credentials import Secret
 from nonecap_mcp.config import API_MAX_WAIT_SECONDS as API_MAX_WAIT
@@ -40,13 +41,15 @@ from nonecap_mcp.errors import (
     ConflictError,
     NoneCapError,
     OutcomeUnknownError,
-    api_error_class,
 )
 from nonecap_mcp.ids import CREDITS_PREFIX, SOLVE_ID, check_solve_id
 from nonecap_mcp.models import Account, Feedback, Solve, SolveList
-from nonecap_mcp.http_io import EXCHANGE_SECONDS, Redirected, Reply, ResponseTooLarge, current_deadline, exchange
-from nonecap_mcp.retry import NEVER_SENT, RetryPolicy, call_with_retries, parse_retry_after
+from nonecap_mcp.http_io import EXCHANGE_SECONDS, Redirected, Reply, ResponseTooLarge, call_deadline, current_deadline
+from nonecap_mcp.retry import NEVER_SENT, RetryPolicy, call_with_retries
 from nonecap_mcp.slots import SlotGate
+
+if TYPE_CHECKING:
+    import nonecap
 
 log = logging.getLogger("nonecap_mcp.http")
 
@@ -57,7 +60,6 @@ SLOT_WAIT_FLOOR_SECONDS = 10  # even a call that will not wait for its result qu
 UNKNOWN_SKEW_WINDOW = timedelta(minutes=2)  # before any Date header, how far back a lost create may lie
 KNOWN_SKEW_SLACK = timedelta(seconds=2)  # Date has 1 s resolution
 _POST_RETRYABLE = frozenset({"pool_exhausted", "rate_limited", "concurrency_limit_exceeded"})
-_CODE = re.compile(r"[a-z][a-z0-9_]{0,63}")  # the shape of every documented error code
 
 
 class _MaybeSent(Exception):
@@ -122,11 +124,7 @@ class CreditsAPI:
         self._gate = SlotGate(max_concurrency)
         self._creates = creates or CreateLog(None)  # None: private to this process
         self._clock_skew: float | None = None  # API clock minus ours, from Date headers
-        self._http = httpx.AsyncClient(
-            base_url=base_url,
-            headers={"User-Agent": f"nonecap-mcp/{__version__} httpx/{httpx.__version__}", "Accept": "application/json"},
-            follow_redirects=False,
-        )
+        self._http = official_wire.pooled_client(base_url, self._observe_reply)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -135,50 +133,17 @@ class CreditsAPI:
         """The key this client authenticates with (resolved lazily, wrapped so it never prints)."""
         return await self._key_provider()
 
-    # -- transport -------------------------------------------------------------------
+    # -- transport (official_wire: nonecap's client under our bounds) ------------------
 
-    async def _send(self, method: str, path: str, params: dict[str, Any] | None, body: Any, seconds: float) -> Reply:
-        key = await self._key_provider()
-        started = time.monotonic()
-        response = await exchange(
-            self._http,
-            method,
-            path,
-            seconds=seconds,
-            params=params,
-            json=body,
-            headers={"Authorization": f"Bearer {key.reveal()}"},
-        )
-        self._learn_clock(response)
-        log.info(
-            "%s %s -> %s in %.0f ms (request %s)",
-            method, path, response.status_code, (time.monotonic() - started) * 1000, response.headers.get("request-id", "-"),
-        )
-        return response
-
-    def _learn_clock(self, response: Reply) -> None:
+    def _observe_reply(self, request: httpx.Request, reply: Reply, seconds: float) -> None:
+        """Every whole answer: log it, and learn the API's clock from its Date header."""
         try:
-            self._clock_skew = parsedate_to_datetime(response.headers["date"]).timestamp() - time.time()
+            self._clock_skew = parsedate_to_datetime(reply.headers["date"]).timestamp() - time.time()
         except (KeyError, TypeError, ValueError):
             pass
-
-    @staticmethod
-    def _error(response: Reply) -> APIError:
-        status = response.status_code
-        try:
-            envelope = response.json()["error"]
-            code, message, param = str(envelope["code"]), str(envelope.get("message") or ""), envelope.get("param")
-            if not _CODE.fullmatch(code):  # a code is a short identifier; anything else is an echo, not a code
-                raise ValueError(code)
-        except (ValueError, KeyError, TypeError):
-            code, message, param = f"http_{status}", f"NoneCap answered HTTP {status} without an error envelope.", None
-        return api_error_class(status)(
-            code,
-            message,
-            http_status=status,
-            param=param,
-            request_id=response.headers.get("request-id"),
-            retry_after=parse_retry_after(response.headers.get("retry-after")),
+        log.info(
+            "%s %s -> %s in %.0f ms (request %s)",
+            request.method, request.url.path, reply.status_code, seconds * 1000, reply.headers.get("request-id", "-"),
         )
 
     @staticmethod
@@ -191,13 +156,13 @@ class CreditsAPI:
         self,
         method: str,
         path: str,
+        call: Callable[[nonecap.AsyncNoneCap, int | None], Awaitable[object]],
         *,
-        params: dict[str, Any] | None = None,
-        body: Any = None,
         long_poll_until: float | None = None,
         deadline: float | None = None,
     ) -> dict[str, Any]:
-        """One API call with the retry rules above; returns the decoded JSON object.
+        """One API call (`call(client, wait)`, `method path` as nonecap sends it) with the
+        retry rules above; returns the decoded JSON object.
 
         With `long_poll_until` (monotonic), each attempt asks `?wait` for the time left then,
         so a retry never makes the call outlast its caller's deadline.
@@ -205,18 +170,17 @@ class CreditsAPI:
 
         async def attempt() -> dict[str, Any]:
             wait = _seconds_left(long_poll_until)
-            query = (params or {}) | ({"wait": wait} if wait else {})
+            key = await self._key_provider()
             try:
-                response = await self._send(method, path, query or None, body, wait + READ_MARGIN_SECONDS if wait else EXCHANGE_SECONDS)
+                with call_deadline(wait + READ_MARGIN_SECONDS if wait else EXCHANGE_SECONDS):
+                    reply = await official_wire.send(self._http, key.reveal(), lambda client: call(client, wait or None))
             except NEVER_SENT as exc:
                 raise APIConnectionError(f"Could not connect to NoneCap ({type(exc).__name__}).") from None
             except (httpx.TransportError, Redirected, ResponseTooLarge) as exc:
                 if method == "POST":  # answered or maybe delivered: a solve may exist
                     raise _MaybeSent(str(exc) or type(exc).__name__) from exc
                 raise self._unread(exc) from None
-            if response.status_code >= 400:
-                raise self._error(response)
-            return self._decode(response)
+            return self._decode(reply)
 
         def retry_after_if_retryable(exc: Exception) -> float | None:
             if isinstance(exc, APIConnectionError):
@@ -357,7 +321,8 @@ class CreditsAPI:
             call.maybe_created = True
             try:
                 data = await self._request(
-                    "POST", "/v1/solves", body=call.body, long_poll_until=until if long_poll else None, deadline=until
+                    "POST", "/v1/solves", lambda client, wait: client.solves.create(**call.body, wait=wait),
+                    long_poll_until=until if long_poll else None, deadline=until,
                 )
             except (_MaybeSent, APIError) as exc:
                 if isinstance(exc, APIError) and _nothing_created(exc):
@@ -473,7 +438,10 @@ class CreditsAPI:
         """GET /v1/solves/{id} (?wait long-poll); 200 and 202 both carry the solve."""
         path = f"/v1/solves/{check_solve_id(solve_id)}"
         until = time.monotonic() + wait if deadline is None else min(deadline, time.monotonic() + wait)
-        solve = self._solve(await self._request("GET", path, long_poll_until=until, deadline=deadline))
+        data = await self._request(
+            "GET", path, lambda client, wait: client.solves.retrieve(solve_id, wait=wait), long_poll_until=until, deadline=deadline
+        )
+        solve = self._solve(data)
         await self._observe([solve])
         return solve
 
@@ -487,7 +455,7 @@ class CreditsAPI:
 
     async def _listing(self, **filters: Any) -> tuple[SolveList, int]:
         """One page of solves and how many of its items could not be read."""
-        data = await self._request("GET", "/v1/solves", params={k: v for k, v in filters.items() if v is not None})
+        data = await self._request("GET", "/v1/solves", lambda client, _: client.solves.list(**filters))
         items, has_more = data.get("data"), data.get("has_more")
         if not isinstance(items, list) or not isinstance(has_more, bool):
             wrong = "data is not a list" if not isinstance(items, list) else "has_more is not true or false"
@@ -504,7 +472,7 @@ class CreditsAPI:
         """DELETE /v1/solves/{id}; a 409 after our own retried DELETE means the first one worked."""
         path = f"/v1/solves/{check_solve_id(solve_id)}"
         try:
-            solve = self._solve(await self._request("DELETE", path))
+            solve = self._solve(await self._request("DELETE", path, lambda client, _: client.solves.cancel(solve_id)))
             await self._observe([solve])
             return solve
         except ConflictError as exc:
@@ -515,15 +483,16 @@ class CreditsAPI:
 
     async def me(self) -> Account:
         """GET /v1/me: the account and its credit balance."""
-        return Account.model_validate(await self._request("GET", "/v1/me"))
+        return Account.model_validate(await self._request("GET", "/v1/me", lambda client, _: client.me()))
 
     async def report_feedback(self, solve_id: str, outcome: str, *, reason: str | None = None, context: str | None = None) -> Feedback:
         """POST /v1/solves/{id}/feedback: free, and idempotent per solve (a repeat corrects the
         verdict), so a lost answer is safe to report again; `_request` retries rate limits and pool_exhausted."""
-        body = {"outcome": outcome, "reason": reason, "context": context}
+        path = f"/v1/solves/{check_solve_id(solve_id)}/feedback"
         try:
-            data = await self._request("POST", f"/v1/solves/{check_solve_id(solve_id)}/feedback",
-                                       body={k: v for k, v in body.items() if v is not None})
+            data = await self._request(
+                "POST", path, lambda client, _: client.feedback.report(solve_id, outcome=outcome, reason=reason, context=context)
+            )
         except _MaybeSent as exc:
             raise APIConnectionError(f"The connection to NoneCap failed mid-request ({exc}); reporting again is safe.") from None
         try:

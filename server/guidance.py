@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from nonecap_mcp.catalogue import IMAGE_TYPES
+
 Action = Literal[
     "retry",
     "retry_with_new_proxy",
@@ -223,3 +225,33 @@ def for_solve(status: str, error_code: str | None, reason: str | None = None) ->
             or _BY_STATUS_FALLBACK[True]
         )
     return LOCAL["pending"]
+
+
+# How a solved token is used, per captcha type: the form field, its lifetime, single use, and
+# that the site checks the submitting client against the solve. Lifetimes are the captcha
+# vendors' own (hCaptcha and reCAPTCHA v2: 120 s; Turnstile: 300 s).
+_SAME_CLIENT = "Submit it with the solve's user_agent (and through its proxy, if one was given), or the site may reject it."
+_TOKEN_FIELDS: dict[str, tuple[str, int]] = {
+    "hcaptcha": ("h-captcha-response", 120),
+    "hcaptcha_enterprise": ("h-captcha-response", 120),
+    "recaptcha_v2": ("g-recaptcha-response", 120),
+    "turnstile": ("cf-turnstile-response", 300),
+}
+
+
+# An image's text is typed, not posted as a token: it answers that one picture, from any client.
+_IMAGE_TEXT = ("The token is the picture's text: type it into the site's text field for that image and submit. "
+               "It answers only that image; no user agent or proxy needs to match.")
+
+
+def how_to_use(type: str | None) -> str | None:
+    """Short guidance for using a solved token of this type; None for a type we do not know."""
+    if type in IMAGE_TYPES:
+        return _IMAGE_TEXT
+    if type not in _TOKEN_FIELDS:
+        return None
+    field, lifetime = _TOKEN_FIELDS[type]
+    return (
+        f"Put the token in the form field {field} and submit at once: it is single use and "
+        f"expires about {lifetime} s after solving. {_SAME_CLIENT}"
+    )

@@ -3,9 +3,10 @@
 httpx's timeouts are per phase and its read timeout per chunk, so an upstream that accepts
 and never answers, or trickles a byte a second, can hold a request for ever; and
 `response.json()` buffers whatever size the body has. Every rail (the credits API, the
-x402 rail, the Base RPC) sends through `exchange`, which bounds the whole exchange, reads
-the body as a stream up to a cap, and refuses redirects (never followed: the request
-carries an API key or a payment).
+x402 rail, the Base RPC) sends through `exchange`, or, where a client library sends for us
+(the credits rail on NoneCap's official client), through `BoundedTransport` below it; both
+bound the whole exchange, read the body as a stream up to a cap, and refuse redirects
+(never followed: the request carries an API key or a payment).
 
 A tool call sets its deadline once (`call_deadline`); every exchange and every retry
 inside that call ends before it, with no deadline threaded through the rails. Work that
@@ -18,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -126,6 +127,16 @@ def seconds_left() -> float:
     return math.inf if deadline is None else max(0.0, deadline - time.monotonic())
 
 
+def _bound(seconds: float) -> float:
+    """Seconds this exchange may take: `seconds`, or less if the call's deadline is sooner.
+    Raises `DeadlinePassed` when nothing is left (so nothing is sent)."""
+    deadline = current_deadline(time.monotonic() + seconds)
+    bound = deadline - time.monotonic()  # type: ignore[operator]
+    if bound <= 0:
+        raise DeadlinePassed("The call's deadline passed before the request was sent.")
+    return bound
+
+
 async def exchange(
     client: httpx.AsyncClient,
     method: str,
@@ -140,21 +151,86 @@ async def exchange(
     Raises `DeadlinePassed` (never sent), `ExchangeTimeout` (may have been delivered),
     `Redirected` or `ResponseTooLarge` (answered, not read), or httpx's transport errors.
     """
-    deadline = current_deadline(time.monotonic() + seconds)
-    bound = deadline - time.monotonic()  # type: ignore[operator]
-    if bound <= 0:
-        raise DeadlinePassed("The call's deadline passed before the request was sent.")
+    bound = _bound(seconds)
     timeout = httpx.Timeout(bound, connect=min(bound, CONNECT_SECONDS))
     with anyio.move_on_after(bound):
         async with client.stream(method, url, timeout=timeout, **request) as response:
-            if 300 <= response.status_code < 400:
-                raise Redirected(response.status_code, response.headers.get("location"))
-            return Reply(response.status_code, response.headers, await _read_capped(response, limit))
+            return Reply(response.status_code, response.headers, await _read_answer(response, limit))
     raise ExchangeTimeout(f"No complete answer within {math.ceil(bound)} s.")
 
 
-async def _read_capped(response: httpx.Response, limit: int) -> bytes:
-    """The decoded body, refused as soon as it (or its declared length) passes `limit`."""
+class BoundedTransport(httpx.AsyncBaseTransport):
+    """An httpx transport that gives every exchange `exchange`'s bounds, for a client that
+    sends with `httpx.AsyncClient.request` and reads whole answers (NoneCap's official client):
+    the call's deadline (or the request's own read timeout, if sooner), no redirects, a body
+    read as a stream with a cap before the client sees it.
+
+    Every whole answer goes to `on_reply(request, reply, seconds)`, and to the `capture()`
+    block the request was sent in, so the caller can read what was actually answered (its
+    headers, its bytes) whatever the client above made of it.
+    """
+
+    def __init__(
+        self,
+        on_reply: Callable[[httpx.Request, Reply, float], None],
+        inner: httpx.AsyncBaseTransport | None = None,
+        *,
+        limit: int = API_BODY_LIMIT,
+    ) -> None:
+        self._on_reply = on_reply
+        self._inner = inner or httpx.AsyncHTTPTransport()
+        self._limit = limit
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        started = time.monotonic()
+        bound = _bound((request.extensions.get("timeout") or {}).get("read") or EXCHANGE_SECONDS)
+        connect = min(bound, CONNECT_SECONDS)
+        request.extensions = {**request.extensions, "timeout": {"connect": connect, "read": bound, "write": bound, "pool": bound}}
+        with anyio.move_on_after(bound):
+            response = await self._inner.handle_async_request(request)
+            try:
+                reply = Reply(response.status_code, response.headers, await _read_answer(response, self._limit))
+            finally:
+                await response.aclose()
+            if (seen := _captured.get()) is not None:
+                seen.reply = reply
+            self._on_reply(request, reply, time.monotonic() - started)
+            # The body is decoded already: its encoding and framing headers no longer describe it.
+            framing = ("content-encoding", "content-length", "transfer-encoding")
+            headers = [(k, v) for k, v in reply.headers.multi_items() if k.lower() not in framing]
+            return httpx.Response(reply.status_code, headers=headers, content=reply.content, request=request)
+        raise ExchangeTimeout(f"No complete answer within {math.ceil(bound)} s.", request=request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+@dataclass
+class Captured:
+    """The last whole answer `BoundedTransport` read inside a `capture()` block."""
+
+    reply: Reply | None = None
+
+
+_captured: ContextVar[Captured | None] = ContextVar("nonecap_captured", default=None)
+
+
+@contextmanager
+def capture() -> Iterator[Captured]:
+    """Collect the answer to the request sent inside this block (see `BoundedTransport`)."""
+    seen = Captured()
+    token = _captured.set(seen)
+    try:
+        yield seen
+    finally:
+        _captured.reset(token)
+
+
+async def _read_answer(response: httpx.Response, limit: int) -> bytes:
+    """The decoded body of an answer that is not a redirect (never followed), refused as
+    soon as it (or its declared length) passes `limit`."""
+    if 300 <= response.status_code < 400:
+        raise Redirected(response.status_code, response.headers.get("location"))
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise ResponseTooLarge(response.status_code, limit)

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidatorFunctionWrapHandler, model_validator
 
-from nonecap_mcp.guidance import Guidance, for_solve
+from nonecap_mcp.guidance import Guidance, for_solve, how_to_use
 
 log = logging.getLogger("nonecap_mcp.http")
 
@@ -64,6 +64,8 @@ class Solve(_Lenient):
     cost_usd: str | None = Field(default=None, description="x402: USDC paid, as a decimal string (only when solved).")
     settlement_tx: str | None = Field(default=None, description="x402: the on-chain settlement transaction.")
     guidance: Guidance | None = Field(default=None, description="Next step when the solve is not solved.")
+    how_to_use: str | None = Field(default=None, description="When solved: where the token goes and how long it lasts.")
+    client: str | None = Field(default=None, description="Team server: the registered client that started it.")
 
     @model_validator(mode="wrap")
     @classmethod
@@ -94,10 +96,14 @@ class Solve(_Lenient):
         return self.status in TERMINAL_STATUSES
 
     def with_guidance(self) -> Solve:
-        """This solve with the guidance its status and failure code call for."""
+        """This solve with the guidance its status and failure code call for, and, once solved,
+        how to use its token (the step agents most often get wrong: late, reused or from another client)."""
         error = self.error
         return self.model_copy(
-            update={"guidance": for_solve(self.status, error.code if error else None, error.reason if error else None)}
+            update={
+                "guidance": for_solve(self.status, error.code if error else None, error.reason if error else None),
+                "how_to_use": how_to_use(self.type) if self.status == "solved" else None,
+            }
         )
 
 

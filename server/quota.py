@@ -104,6 +104,16 @@ class Quota:
             cur.execute(f"UPDATE solve_starts SET credit_state = 'refunded' WHERE {column} = ? "
                         "AND credit_state IS NOT NULL", (value,))
 
+    def clients_of(self, solve_ids: list[str]) -> dict[str, str]:
+        """Which team-server client started each of these solves (those started by one)."""
+        if not solve_ids:
+            return {}
+        marks = ", ".join("?" for _ in solve_ids)
+        with self._db.transaction() as cur:
+            rows = cur.execute(f"SELECT solve_id, client FROM solve_starts WHERE client IS NOT NULL AND solve_id IN ({marks})",
+                               tuple(solve_ids)).fetchall()
+        return {row["solve_id"]: row["client"] for row in rows}
+
     def credits_used_today(self, client: str | None = None) -> int:
         sql = "SELECT COUNT(*) AS n FROM solve_starts WHERE utc_day = ? AND credit_state IN (?, ?)"
         params: tuple[object, ...] = (self._day(self._clock()), *COUNTED)

@@ -1,4 +1,4 @@
-"""`nonecap-mcp spend`: what agents spent, per UTC day and rail, from the local (or shared) store.
+"""`nonecap-mcp spend`: what agents spent, per UTC day, rail and team-server client, from the local (or shared) store.
 
 Credits come from the operator's counted starts (`quota`), USD from the x402 ledger, so the
 report shows exactly what the limits saw. Printed on stdout: a CLI command, not the protocol.
@@ -25,10 +25,12 @@ BAR_WIDTH = 40
 
 @dataclass
 class DayRail:
-    """One UTC day of one rail; `solved` is None where the store does not know it (credits)."""
+    """One UTC day of one rail (and client, on a team server; None for stdio); `solved` is None
+    where the store does not know it (credits)."""
 
     day: str
     rail: str
+    client: str | None = None
     solves: int = 0
     solved: int | None = None
     credits: int = 0
@@ -42,13 +44,14 @@ def _credits(settings: Settings, since: str) -> dict[tuple[str, str], DayRail]:
     Quota(db)  # the table exists even before the first solve
     marks = ", ".join("?" for _ in COUNTED)
     with db.transaction() as cur:
-        rows = cur.execute(f"SELECT utc_day, rail, COUNT(*) AS n, SUM(CASE WHEN credit_state IN ({marks}) THEN 1 ELSE 0 END) "
-                           "AS credits FROM solve_starts WHERE utc_day >= ? GROUP BY utc_day, rail", (*COUNTED, since)).fetchall()
-    return {(r["utc_day"], r["rail"]): DayRail(r["utc_day"], r["rail"], solves=int(r["n"]), credits=int(r["credits"] or 0))
-            for r in rows}
+        rows = cur.execute(f"SELECT utc_day, rail, client, COUNT(*) AS n, SUM(CASE WHEN credit_state IN ({marks}) THEN 1 "
+                           "ELSE 0 END) AS credits FROM solve_starts WHERE utc_day >= ? GROUP BY utc_day, rail, client",
+                           (*COUNTED, since)).fetchall()
+    return {(r["utc_day"], r["rail"], r["client"]): DayRail(r["utc_day"], r["rail"], r["client"], solves=int(r["n"]),
+                                                             credits=int(r["credits"] or 0)) for r in rows}
 
 
-def _x402(settings: Settings, since: str, report: dict[tuple[str, str], DayRail]) -> None:
+def _x402(settings: Settings, since: str, report: dict[tuple[str, str, str | None], DayRail]) -> None:
     path = settings.ledger_path()
     if not path.exists():
         return
@@ -61,10 +64,10 @@ def _x402(settings: Settings, since: str, report: dict[tuple[str, str], DayRail]
         solves = conn.execute("SELECT substr(created_at, 1, 10), COUNT(*), SUM(status = 'solved') FROM solves "
                               "WHERE substr(created_at, 1, 10) >= ? GROUP BY 1", (since,)).fetchall()
     for day, n, solved in solves:
-        row = report.setdefault((day, "x402"), DayRail(day, "x402"))
+        row = report.setdefault((day, "x402", None), DayRail(day, "x402"))
         row.solves, row.solved = max(row.solves, int(n)), int(solved or 0)
     for day, settled, held, unknown in payments:
-        row = report.setdefault((day, "x402"), DayRail(day, "x402"))
+        row = report.setdefault((day, "x402", None), DayRail(day, "x402"))
         row.usd_settled, row.usd_held, row.usd_unknown = (str(Decimal(v or 0) / USDC) for v in (settled, held, unknown))
 
 
@@ -73,7 +76,7 @@ def collect(settings: Settings, days: int) -> list[DayRail]:
     since = (datetime.now(UTC).date() - timedelta(days=days - 1)).isoformat()
     report = _credits(settings, since)
     _x402(settings, since, report)
-    return sorted(report.values(), key=lambda r: (r.day, r.rail))
+    return sorted(report.values(), key=lambda r: (r.day, r.rail, r.client or ""))
 
 
 def render(rows: list[DayRail], out: TextIO, fmt: str) -> None:
@@ -92,11 +95,11 @@ def render(rows: list[DayRail], out: TextIO, fmt: str) -> None:
         return
     size = {id(r): float(r.credits if r.rail == "credits" else Decimal(r.usd_settled)) for r in rows}
     top = {rail: max((size[id(r)] for r in rows if r.rail == rail), default=0) or 1 for rail in ("credits", "x402")}
-    out.write(f"{'day':<10} {'rail':<7} {'solves':>6} {'solved':>6} {'credits':>7} {'USD settled':>11} {'held':>8} {'unknown':>8}\n")
+    out.write(f"{'day':<10} {'rail':<7} {'client':<12} {'solves':>6} {'solved':>6} {'credits':>7} {'USD settled':>11} {'held':>8} {'unknown':>8}\n")
     for r in rows:
         bar = "#" * round(BAR_WIDTH * size[id(r)] / top[r.rail])
         solved = "-" if r.solved is None else str(r.solved)
-        out.write(f"{r.day:<10} {r.rail:<7} {r.solves:>6} {solved:>6} {r.credits:>7} {r.usd_settled:>11} "
+        out.write(f"{r.day:<10} {r.rail:<7} {r.client or '-':<12} {r.solves:>6} {solved:>6} {r.credits:>7} {r.usd_settled:>11} "
                   f"{r.usd_held:>8} {r.usd_unknown:>8}  {bar}\n")
 
 

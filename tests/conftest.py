@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from nonecap_mcp.tools import build_server
 
 # The developer's real keyring must never feed the tests (nor the tests write to it).
 os.environ.setdefault("PYTHON_KEYRING_BACKEND", "keyring.backends.null.Keyring")
+# Nor their state directory: a server or CLI process started without NONECAP_STATE_DIR lands here.
+os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="nonecap-tests-xdg-state-")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # test helpers, e.g. keyring_backends
 

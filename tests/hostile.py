@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from email.utils import formatdate
 from pathlib import Path
 
@@ -31,13 +32,15 @@ class Hostile:
     Modes: stall (accept, never answer), trickle (a byte a second), reset (close mid-body),
     huge (a chunked body past 200 MB, made as it is read), html502 (a gateway's HTML page),
     redirect (307), throttle (429 with an absurd Retry-After), storm (429, Retry-After 1, always),
-    odd (wrong JSON types), echo (a 422 that repeats the request's headers and body), skew
+    odd (wrong JSON types), bare (a solve with only id and status), dated (429 with an HTTP-date
+    Retry-After and a Request-Id), echo (a 422 that repeats the request's headers and body), skew
     (the odd body under a Date header ten years off).
     """
 
     def __init__(self, mode: str) -> None:
         self.mode = mode
         self.requests: list[tuple[str, str]] = []  # (method, path without query)
+        self.heads: list[str] = []  # each request's line and headers, as received
         self.body_bytes_sent = 0
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -85,6 +88,7 @@ class Hostile:
             length = next((int(line.split(":")[1]) for line in head.split("\r\n") if line.lower().startswith("content-length:")), 0)
             body = await reader.readexactly(length)
             self.requests.append((method, target.split("?")[0]))
+            self.heads.append(head)
             await getattr(self, "_" + self.mode)(writer, head.encode("latin-1") + body)
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             pass
@@ -143,6 +147,14 @@ class Hostile:
 
     async def _odd(self, writer: asyncio.StreamWriter, request: bytes) -> None:
         await self._send(writer, "200 OK", ODD_BODY)
+
+    async def _bare(self, writer: asyncio.StreamWriter, request: bytes) -> None:
+        await self._send(writer, "200 OK", json.dumps({"id": SOLVE_ID, "status": "solving"}).encode())
+
+    async def _dated(self, writer: asyncio.StreamWriter, request: bytes) -> None:
+        body = b'{"error": {"code": "rate_limited", "message": "slow down", "request_id": "req_from_body"}}'
+        await self._send(writer, "429 Too Many Requests", body, "Retry-After: " + formatdate(time.time() + 30, usegmt=True),
+                         "Request-Id: req_hostile", "X-Request-Id: req_other")
 
     async def _skew(self, writer: asyncio.StreamWriter, request: bytes) -> None:
         await self._send(writer, "200 OK", ODD_BODY, "Date: " + formatdate(0, usegmt=True).replace("1970", "2016"))

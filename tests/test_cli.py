@@ -39,7 +39,7 @@ def test_help_and_version_need_nothing_configured(args: list[str]) -> None:
 HEAVY_IMPORT_PROBE = (
     "import sys; from nonecap_mcp.config import load_settings; from nonecap_mcp.tools import build_server; "
     "import nonecap_mcp.auth_cli, nonecap_mcp.wallet_cli, nonecap_mcp.keystore; build_server(load_settings({})); "
-    "print(sorted(m for m in ('eth_account', 'eth_keys', 'eth_abi', 'keyring', 'web3') if m in sys.modules))"
+    "print(sorted(m for m in ('eth_account', 'eth_keys', 'eth_abi', 'keyring', 'web3', 'nonecap') if m in sys.modules))"
 )
 
 

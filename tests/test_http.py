@@ -52,7 +52,7 @@ def team(_sandbox_server: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> 
     state = tmp_path_factory.mktemp("team-state")
     env = child_env(**sandbox_env(_sandbox_server, NONECAP_STATE_DIR=str(state)))
     tokens = {}
-    for name, flags in (("alice", ()), ("viewer", ("--read-only",))):
+    for name, flags in (("alice", ()), ("viewer", ("--read-only",)), ("capped", ("--daily-credit-budget", "2"))):
         added = _cli(env, "clients", "add", name, *flags)
         assert added.returncode == 0, added.stderr
         tokens[name] = added.stdout.strip()
@@ -168,3 +168,23 @@ async def test_metrics_count_tool_calls_by_tool_and_outcome(team: Team, sandbox:
     assert 'nonecap_tool_calls_total{outcome="error",tool="get_solve"}' in text
     assert 'nonecap_tool_calls_total{outcome="refused",tool="cancel_solve"}' in text
     assert "nonecap_tool_call_seconds_bucket" in text
+
+
+@pytest.mark.anyio
+async def test_a_clients_credit_budget_is_its_own_and_solves_carry_its_name(team: Team, sandbox: Sandbox) -> None:
+    page = {"type": "hcaptcha", "sitekey": "sandbox-solve-50ms", "url": "https://example.com/login", "wait_seconds": 10}
+    async with team.client("capped") as capped, team.client("alice") as alice_client:
+        capped_agent, alice = Agent(capped), Agent(alice_client)
+        made = [await capped_agent.ok("create_solve", page) for _ in range(2)]
+        assert {solve["client"] for solve in made} == {"capped"}
+        text = await capped_agent.error("create_solve", page)
+        assert "credit_budget_exceeded" in text and "client capped's daily credit budget is 2" in text
+        assert len([r for r in sandbox.requests if r.method == "POST" and r.path == "/v1/solves"]) == 2  # nothing sent
+        theirs = await alice.ok("create_solve", page)  # the server has no budget: alice goes on
+        assert theirs["client"] == "alice"
+        listed = {s["id"]: s.get("client") for s in (await alice.ok("list_solves", {"limit": 10}))["data"]}
+        assert [listed[s["id"]] for s in (*made, theirs)] == ["capped", "capped", "alice"]
+        assert (await alice.ok("get_solve", {"id": made[0]["id"]}))["client"] == "capped"
+    rows = json.loads(_cli(team.env, "spend", "--json").stdout)
+    credits = {r["client"]: r["credits"] for r in rows if r["rail"] == "credits"}
+    assert credits["capped"] == 2 and credits["alice"] >= 1  # alice also solved in other tests of this module

@@ -177,7 +177,7 @@ async def test_report_solve_is_an_idempotent_change_hidden_when_read_only(sandbo
     hints = tools["report_solve"].annotations
     assert hints is not None
     assert (hints.read_only_hint, hints.destructive_hint, hints.idempotent_hint, hints.open_world_hint) == (
-        False, False, True, True,
+        False, False, True, None,  # open world is the spec's default
     )  # fmt: skip
     async with Client(build_server(load_settings(sandbox_env(sandbox, NONECAP_READ_ONLY="1"))), mode=mode) as client:
         assert "report_solve" not in {t.name for t in (await client.list_tools()).tools}

@@ -40,6 +40,25 @@ async def test_annotations() -> None:
         assert tools[name]["annotations"]["readOnlyHint"] is True
     assert tools["cancel_solve"]["annotations"]["idempotentHint"] is True
     assert tools["cancel_solve"]["annotations"]["readOnlyHint"] is False
-    assert tools["create_solve"]["annotations"]["idempotentHint"] is False
+    assert tools["create_solve"]["annotations"].get("idempotentHint", False) is False  # the spec's default
+    assert tools["create_solve"]["annotations"]["destructiveHint"] is False  # the default is true: say it
     for tool in tools.values():
         assert "outputSchema" in tool
+
+
+def _size(value: object) -> int:
+    return len(json.dumps(value, separators=(",", ":")))
+
+
+async def test_the_surface_stays_lean() -> None:
+    """Every agent reads tools/list each session: the budgets of issue 8, measured as hosts get it.
+    (before the lean rewrite: 7.1 KB of inputs, 30.6 KB whole; now 5.4 KB and 10.6 KB). The SDK's
+    client validates every structured result against these schemas, so every test proves them."""
+    tools = list((await _tools("auto")).values())
+    described = [{k: v for k, v in tool.items() if k != "outputSchema"} for tool in tools]
+    assert _size(described) <= 6 * 1024
+    assert _size({"tools": tools}) <= 12 * 1024
+    for tool in tools:
+        text = json.dumps(tool)
+        assert "$ref" not in text and "$defs" not in text, tool["name"]
+        assert '{"type": "null"}' not in json.dumps(tool["inputSchema"]), tool["name"]  # optional = left out

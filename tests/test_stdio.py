@@ -25,7 +25,8 @@ async def stdio_agent(env: dict[str, str], tmp_path: Path, *args: str, mode: str
 
 
 def _base_env(**extra: str) -> dict[str, str]:
-    return {"PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring", "HOME": os.environ.get("HOME", "/tmp"), **extra}
+    return {"PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring", "HOME": os.environ.get("HOME", "/tmp"),
+            "XDG_STATE_HOME": os.environ["XDG_STATE_HOME"], **extra}  # conftest points it at a scratch dir
 
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])

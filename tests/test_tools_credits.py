@@ -39,6 +39,8 @@ async def test_create_and_wait_returns_a_sandbox_token(agent: Agent, sandbox: Sa
     assert solve["status"] == "solved"
     assert solve["token"].startswith("P1_") and "SANDBOX" in solve["token"]
     assert solve["credits_charged"] == 1 and solve["guidance"] is None
+    use = solve["how_to_use"]  # where the token goes, single use, its lifetime, same client
+    assert "h-captcha-response" in use and "single use" in use and "120 s" in use and "user_agent" in use
     assert solve["queue_ms"] is not None and solve["resolve_ms"] is not None
     assert len(upstream(sandbox, "POST", "/v1/solves")) == 1  # one long-poll request, no polling loop
     assert await balance(agent) == 99
@@ -57,7 +59,7 @@ async def test_every_failure_code_is_a_result_with_guidance_and_a_refund(agent: 
     solve = await agent.ok("create_solve", solve_args(f"sandbox-fail-{code}", wait_seconds=10))
     assert solve["status"] == "failed" and solve["error"]["code"] == code
     assert solve["guidance"] == SOLVE_FAILURES[code].model_dump()
-    assert solve["credits_charged"] == 0
+    assert solve["credits_charged"] == 0 and solve["how_to_use"] is None
     assert await balance(agent) == 100
 
 

@@ -67,7 +67,7 @@ async def test_paid_solve_settles_once_and_reports_cost(payer: Agent, sandbox: S
     solve = await payer.ok("create_solve", solve_args("sandbox-solve-200ms"))
     assert solve["rail"] == "x402" and solve["status"] == "solved" and solve["id"].startswith("x402_")
     assert solve["token"].startswith("P1_SANDBOX") and solve["cost_usd"] == "0.012"
-    assert solve["settlement_tx"].startswith("0x")
+    assert solve["settlement_tx"].startswith("0x") and "h-captcha-response" in solve["how_to_use"]
     assert [s.tx for s in sandbox.settlements] == [solve["settlement_tx"]]
     assert sandbox.usdc_balance(SANDBOX_WALLET_ADDRESS) == Decimal("5") - PRICE
     assert paid_posts(sandbox) == 2

@@ -54,17 +54,17 @@ async def both(sandbox: Sandbox, tmp_path: Path, mode: str) -> AsyncIterator[Age
         yield Agent(client)
 
 
-TYPES = [  # (create_solve type, the rail's task type, what the answer looks like)
-    ("hcaptcha", "HardCaptchaTokenProxyLess", "P1_SANDBOX_"),
-    ("recaptcha_v2", "ReCaptchaV2TokenProxyLess", "03SANDBOX_"),
-    ("turnstile", "TurnstileTokenProxyLess", "0.SANDBOX_"),
-    ("image_to_text", "ImageToTextTask", "SANDBOX42"),
+TYPES = [  # (create_solve type, the rail's task type, what the answer looks like, where it goes)
+    ("hcaptcha", "HardCaptchaTokenProxyLess", "P1_SANDBOX_", "form field h-captcha-response"),
+    ("recaptcha_v2", "ReCaptchaV2TokenProxyLess", "03SANDBOX_", "form field g-recaptcha-response"),
+    ("turnstile", "TurnstileTokenProxyLess", "0.SANDBOX_", "form field cf-turnstile-response"),
+    ("image_to_text", "ImageToTextTask", "SANDBOX42", "site's text field for that image"),
 ]
 
 
-@pytest.mark.parametrize(("captcha_type", "task_type", "answer"), TYPES)
+@pytest.mark.parametrize(("captcha_type", "task_type", "answer", "goes_in"), TYPES)
 async def test_each_type_is_paid_at_its_own_price_for_its_own_task_type(
-    payer: Agent, sandbox: Sandbox, captcha_type: str, task_type: str, answer: str
+    payer: Agent, sandbox: Sandbox, captcha_type: str, task_type: str, answer: str, goes_in: str
 ) -> None:
     price = X402_PRICES_USD[task_type]
     solve = await payer.ok("create_solve", args(captcha_type))
@@ -76,8 +76,10 @@ async def test_each_type_is_paid_at_its_own_price_for_its_own_task_type(
     assert settlement.value == usd_to_atomic(price) and solve["settlement_tx"] == settlement.tx
     assert sandbox.usdc_balance(SANDBOX_WALLET_ADDRESS) == Decimal("5") - price
     assert sum(r.path == "/x402/createTask" for r in sandbox.requests) == 2  # the unpaid probe and the payment
+    assert goes_in in solve["how_to_use"]
     if captcha_type == "image_to_text":
         assert solve["sitekey"] is None and solve["url"] is None
+        assert "no user agent or proxy needs to match" in solve["how_to_use"]
         again = await payer.ok("get_solve", {"id": solve["id"]})
         assert again["token"] == "SANDBOX42"
 

@@ -20,7 +20,7 @@ h-captcha-response; paid in USDC (x402), also reCAPTCHA v2, Turnstile and image_
 text out). Use it only on sites the user is authorised to automate.
 Typical flow: get_pricing or get_balance (optional) -> create_solve(type, sitekey, url) ->
 if the result is pending, get_solve(id, wait_seconds) until it is terminal -> use the token
-at once -> report_solve(id, outcome). Never create a second solve for the same page while one
+at once, as the result's how_to_use says -> report_solve(id, outcome). Never create a second solve for the same page while one
 is pending. Every failure carries `guidance` with an action (retry, retry_with_new_proxy,
 top_up, fix_parameter, wait_for_slot, ...)."""
 

@@ -25,28 +25,18 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ListToolsResult
 
 from nonecap_mcp import metrics
-from nonecap_mcp.clients import Client, ClientRegistry
+from nonecap_mcp.clients import ClientRegistry
 from nonecap_mcp.config import Settings
 from nonecap_mcp.errors import NoneCapError
 from nonecap_mcp.tools import build_server
+from nonecap_mcp.tools.caller import CLIENT_SCOPE_KEY, request_client
 from nonecap_mcp.tools.errors import GuardedServer, error_text
 
 Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
-CLIENT_SCOPE_KEY = "nonecap.client"
 MCP_PATH = "/mcp"
 UNAUTHORIZED = json.dumps({"error": "unauthorized", "message": "Send Authorization: Bearer <token> of a client "
                            "registered with `nonecap-mcp clients add NAME`."}).encode()
-
-
-def client_of(scope: Scope | None) -> Client | None:
-    """The authenticated client of an HTTP request (None over stdio)."""
-    return None if scope is None else scope.get(CLIENT_SCOPE_KEY)
-
-
-def _request_client(request_context: Any) -> Client | None:
-    request = getattr(request_context, "request", None)
-    return client_of(getattr(request, "scope", None))
 
 
 class TeamServer(GuardedServer):
@@ -59,7 +49,7 @@ class TeamServer(GuardedServer):
 
     async def _handle_list_tools(self, ctx: Any, params: Any) -> ListToolsResult:
         result = await super()._handle_list_tools(ctx, params)
-        client = _request_client(ctx)
+        client = request_client(ctx)
         if client is not None and client.read_only:
             result.tools = [tool for tool in result.tools if not self._writes(tool.name)]
         return result
@@ -67,7 +57,7 @@ class TeamServer(GuardedServer):
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None) -> Any:
         started, outcome = time.monotonic(), "error"
         try:
-            client = _request_client(context.request_context) if context is not None else None
+            client = request_client(context.request_context) if context is not None else None
             if client is not None and client.read_only and self._writes(name):
                 outcome = "refused"
                 raise ToolError(error_text(NoneCapError(

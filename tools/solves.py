@@ -18,6 +18,7 @@ from nonecap_mcp.guidance import LOCAL
 from nonecap_mcp.ids import check_solve_id, is_x402_id
 from nonecap_mcp.models import Solve, SolveList
 from nonecap_mcp.quota import nothing_created
+from nonecap_mcp.tools.caller import request_client
 from nonecap_mcp.tools.consent import PaymentConsent, payment_consent
 from nonecap_mcp.tools.errors import tool_errors
 from nonecap_mcp.tools.progress import with_progress
@@ -83,7 +84,10 @@ async def create_solve(
         deadline = time.monotonic() + wait
         rail_api = state.x402 if request.rail == "x402" else state.credits
         # Counted before anything is sent: a refusal here (rate cap, credit budget) sends nothing.
-        ticket = await anyio.to_thread.run_sync(lambda: state.count(lambda quota: quota.admit(rail=request.rail)))
+        client = request_client(ctx.request_context)
+        name, budget = (client.name, client.daily_credit_budget) if client else (None, None)
+        ticket = await anyio.to_thread.run_sync(lambda: state.count(
+            lambda quota: quota.admit(rail=request.rail, client=name, client_credit_budget=budget), limited=budget is not None))
         try:
             solve = await with_progress(
                 ctx, wait, "solving", lambda: rail_api.create_solve(request.wire_body(), wait=wait, deadline=deadline))
@@ -93,8 +97,16 @@ async def create_solve(
             raise
         if ticket is not None:
             state.count(lambda quota: quota.attach(ticket, solve.id))
+        solve = solve.model_copy(update={"client": name}) if name else solve
         state.observe(solve)
         return solve
+
+
+async def with_clients(ctx: Context[AppState], *solves: Solve) -> list[Solve]:
+    """On the team server, each solve with the client that started it (stdio has no clients)."""
+    if request_client(ctx.request_context) is None:
+        return list(solves)
+    return await anyio.to_thread.run_sync(lambda: ctx.request_context.lifespan_context.with_clients(*solves))
 
 
 def solve_source(state: AppState, id: str) -> Callable[..., Awaitable[Solve]]:
@@ -112,7 +124,7 @@ async def get_solve(id: SolveId, ctx: Context[AppState], wait_seconds: WaitSecon
         try:
             solve = await with_progress(ctx, wait, "waiting", lambda: source(id, wait=wait))
             state.observe(solve)
-            return solve
+            return (await with_clients(ctx, solve))[0]
         except NoneCapError as exc:
             if exc.code == "not_found" and state.ephemeral_sandbox:  # not "purged after 30 days": never here
                 exc.message = f"No solve {id} in this process's sandbox (its state ends with the process)."
@@ -136,7 +148,7 @@ async def list_solves(
         source = state.x402.list if await state.choose_rail(rail, type) == "x402" else state.credits.list_solves
         page = await source(limit=limit, starting_after=starting_after, status=status, type=type)
         state.observe(*page.data)
-        return page
+        return page.model_copy(update={"data": await with_clients(ctx, *page.data)})
 
 
 async def cancel_solve(id: SolveId, ctx: Context[AppState]) -> Solve:

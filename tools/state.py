@@ -86,18 +86,19 @@ class AppState:
     quota: Callable[[], Quota]
     ephemeral_sandbox: bool = False  # a sandbox started by this process: its solves die with it
 
-    def count(self, step: Callable[[Quota], T]) -> T | None:
-        """Run one step of the operator's counted limits (admit, attach, refund).
+    def count(self, step: Callable[[Quota], T], *, limited: bool = False) -> T | None:
+        """Run one step of the operator's counted limits (admit, attach, refund, look-up).
 
-        With a limit set, a store that cannot be used fails the call: a limit that cannot be
-        checked is not held. Without one, the count only feeds `nonecap-mcp spend`, so such a
-        store is logged and skipped rather than failing solves that need no local state."""
+        With a limit set (the server's, or `limited`: the calling client's), a store that cannot
+        be used fails the call: a limit that cannot be checked is not held. Without one, the
+        count only feeds `nonecap-mcp spend`, so such a store is logged and skipped rather than
+        failing solves that need no local state."""
         try:
             return step(self.quota())
         except QuotaExceeded:
             raise
         except Exception as exc:
-            if self.settings.daily_credit_budget is not None or self.settings.max_solves_per_minute is not None:
+            if limited or self.settings.daily_credit_budget is not None or self.settings.max_solves_per_minute is not None:
                 raise
             log.warning("could not count this solve for `nonecap-mcp spend` (%s); no limit is set, so it goes ahead",
                         type(exc).__name__)
@@ -109,6 +110,13 @@ class AppState:
         for solve in solves:
             if solve.status in REFUNDED_STATUSES and not is_x402_id(solve.id):
                 self.count(lambda quota: quota.refund(solve_id=solve.id))  # noqa: B023 - called at once
+
+    def with_clients(self, *solves: Solve) -> list[Solve]:
+        """These solves, each with the team-server client that started it (credits solves: the
+        API does not know our clients, the counted starts do)."""
+        ids = [solve.id for solve in solves if not is_x402_id(solve.id)]
+        known = (self.count(lambda quota: quota.clients_of(ids)) if ids else None) or {}
+        return [solve.model_copy(update={"client": known[solve.id]}) if solve.id in known else solve for solve in solves]
 
     def wait_for(self, wait_seconds: int | None) -> int:
         """A call's wait: the agent's, else the operator's default."""
