@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from nonecap_mcp import __version__
 from nonecap_mcp.config import ENV_VARS, OPTIONS, Settings, load_settings
 from nonecap_mcp.errors import ConfigurationError
+from nonecap_mcp.hosts import HOSTS
 from nonecap_mcp.redaction import RedactingFormatter, redact
 
 EPILOG = """\
@@ -108,8 +109,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _install_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """`install HOST` and `uninstall HOST`, sharing the flags that find the config file."""
-    from nonecap_mcp.install import HOSTS
-
     for command, text in (("install", "add this server to an MCP host's config (merged, backed up, idempotent)"),
                           ("uninstall", "remove this server's entry from an MCP host's config, and nothing else")):
         parser = sub.add_parser(command, help=text)
@@ -137,7 +136,7 @@ def _install_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[
 def _install_options(args: argparse.Namespace):  # noqa: ANN202 - InstallOptions, imported lazily
     from pathlib import Path
 
-    from nonecap_mcp.install import HOSTS, InstallOptions, default_uvx_spec
+    from nonecap_mcp.install import InstallOptions, default_uvx_spec
 
     uvx = (getattr(args, "uvx_from", None) or default_uvx_spec()) if getattr(args, "uvx", False) else None
     return InstallOptions(

@@ -44,7 +44,8 @@ from nonecap_mcp.errors import (
 )
 from nonecap_mcp.ids import CREDITS_PREFIX, SOLVE_ID, check_solve_id
 from nonecap_mcp.models import Account, Feedback, Solve, SolveList
-from nonecap_mcp.http_io import EXCHANGE_SECONDS, Redirected, Reply, ResponseTooLarge, call_deadline, current_deadline
+from nonecap_mcp.deadline import call_deadline, current_deadline
+from nonecap_mcp.http_io import EXCHANGE_SECONDS, Redirected, Reply, ResponseTooLarge
 from nonecap_mcp.retry import NEVER_SENT, RetryPolicy, call_with_retries
 from nonecap_mcp.slots import SlotGate
 

@@ -8,10 +8,7 @@ x402 rail, the Base RPC) sends through `exchange`, or, where a client library se
 bound the whole exchange, read the body as a stream up to a cap, and refuse redirects
 (never followed: the request carries an API key or a payment).
 
-A tool call sets its deadline once (`call_deadline`); every exchange and every retry
-inside that call ends before it, with no deadline threaded through the rails. Work that
-outlives the call (the paid x402 request, which runs in the background) runs `detached`
-under its own bound.
+Every exchange also ends before the enclosing tool call's deadline (`nonecap_mcp.deadline`).
 """
 
 from __future__ import annotations
@@ -28,13 +25,13 @@ from typing import Any
 import anyio
 import httpx
 
+from nonecap_mcp.deadline import current_deadline
+
 KIB = 1024
 API_BODY_LIMIT = 1024 * KIB  # JSON answers of the credits API and the x402 rail are a few KiB
 RPC_BODY_LIMIT = 64 * KIB  # an eth_call answer is one 32-byte word
 EXCHANGE_SECONDS = 10.0  # a request without a long-poll: connect, answer and body
 CONNECT_SECONDS = 10.0
-
-_call_deadline: ContextVar[float | None] = ContextVar("nonecap_call_deadline", default=None)
 
 
 class ExchangeTimeout(httpx.TimeoutException):
@@ -87,44 +84,6 @@ class Reply:
     def json(self) -> Any:
         """The body as JSON; ValueError (as with httpx) when it is not."""
         return json.loads(self.content)
-
-
-@contextmanager
-def call_deadline(seconds: float) -> Iterator[float]:
-    """Every exchange (and retry) inside this block ends within `seconds` from now, or
-    earlier if an enclosing block says so. Yields the deadline (monotonic)."""
-    deadline = time.monotonic() + seconds
-    outer = _call_deadline.get()
-    token = _call_deadline.set(deadline if outer is None else min(outer, deadline))
-    try:
-        yield _call_deadline.get()  # type: ignore[misc]
-    finally:
-        _call_deadline.reset(token)
-
-
-@contextmanager
-def detached(seconds: float) -> Iterator[None]:
-    """Work that outlives the tool call that started it: bounded by `seconds` from now
-    instead of the call's deadline."""
-    token = _call_deadline.set(time.monotonic() + seconds)
-    try:
-        yield
-    finally:
-        _call_deadline.reset(token)
-
-
-def current_deadline(deadline: float | None = None) -> float | None:
-    """The earlier of `deadline` and the enclosing call's deadline (monotonic), if any."""
-    outer = _call_deadline.get()
-    if deadline is None or outer is None:
-        return outer if deadline is None else deadline
-    return min(deadline, outer)
-
-
-def seconds_left() -> float:
-    """Time to the enclosing call's deadline (infinite outside a call), never negative."""
-    deadline = _call_deadline.get()
-    return math.inf if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 def _bound(seconds: float) -> float:

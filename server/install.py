@@ -30,6 +30,7 @@ from typing import Any
 
 from nonecap_mcp import __version__
 from nonecap_mcp.cli_io import Console
+from nonecap_mcp.hosts import HOSTS, Host
 
 __all__ = ["HOSTS", "Host", "InstallError", "InstallOptions", "default_config_path", "installed_entries", "install", "uninstall"]
 
@@ -39,30 +40,6 @@ WALLET_KEY_FILE_ENV = "NONECAP_WALLET_KEY_FILE"
 
 class InstallError(Exception):
     """A config we must not or cannot change; the message says why and what to do instead."""
-
-
-@dataclass(frozen=True)
-class Host:
-    """An MCP host: where its config lives and how it spells a stdio server entry."""
-
-    name: str
-    title: str
-    servers_key: str = "mcpServers"
-    typed: bool = False  # entries carry "type": "stdio"
-    restart: str = "Restart the host to load it."
-
-
-HOSTS: dict[str, Host] = {
-    host.name: host
-    for host in (
-        Host("claude-desktop", "Claude Desktop", restart="Fully quit Claude Desktop and open it again to load it."),
-        Host("claude-code", "Claude Code", typed=True, restart="Start a new Claude Code session to load it (`/mcp` lists it)."),
-        Host("cursor", "Cursor", restart="Cursor picks it up in Settings > MCP (reload the window if it does not)."),
-        Host("vscode", "VS Code", servers_key="servers", typed=True,
-             restart="VS Code starts it from the Chat view (MCP: List Servers); it asks for the API key on first start."),
-        Host("windsurf", "Windsurf", restart="Refresh the MCP servers in Windsurf's Cascade panel to load it."),
-    )
-}
 
 
 def _home(env: Mapping[str, str]) -> Path:

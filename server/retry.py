@@ -4,7 +4,7 @@ Shared by both payment rails so they back off the same way. Retry-After is honou
 floor; a server asking for longer than we are willing to hold a tool call gets no retry,
 and the caller reports the wait to the agent instead (capped: an absurd Retry-After never
 becomes an hour-long sleep or `Infinity` in guidance). No retry, nor its sleep, passes the
-tool call's deadline (`http_io.call_deadline`).
+tool call's deadline (`deadline.call_deadline`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import TypeVar
 import anyio
 import httpx
 
-from nonecap_mcp.http_io import current_deadline
+from nonecap_mcp.deadline import current_deadline
 
 T = TypeVar("T")
 log = logging.getLogger("nonecap_mcp.http")

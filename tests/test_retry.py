@@ -15,7 +15,7 @@ import pytest
 from nonecap_mcp.credits_api import CreditsAPI
 from nonecap_mcp.errors import APIError, api_error_class
 from nonecap_mcp.guidance import for_api_error
-from nonecap_mcp.http_io import call_deadline
+from nonecap_mcp.deadline import call_deadline
 from nonecap_mcp.retry import RETRY_AFTER_CAP, RetryPolicy, call_with_retries, parse_retry_after
 
 SAMPLES = 200  # jitter is random: check its range over many draws

@@ -62,3 +62,24 @@ async def test_read_only_flag_hides_spending_tools(tmp_path: Path) -> None:
         tools = (await agent.client.list_tools()).tools
     assert {t.name for t in tools} == {"get_solve", "list_solves", "get_balance", "get_pricing"}
     assert all(t.annotations and t.annotations.read_only_hint for t in tools)
+
+
+# What only a tool call (or the team server) needs: none of it may load before tools/list is answered.
+OFF_THE_START_UP_PATH = (
+    "eth_account", "eth_keys", "keyring", "psycopg", "prometheus_client",  # wallet, credentials, team extra
+    "httpx", "nonecap", "nonecap_mcp.credits_api", "nonecap_mcp.x402.rail", "nonecap_mcp.x402.client", "nonecap_mcp.install",
+)
+
+
+async def test_start_up_to_tools_list_loads_nothing_only_a_call_needs(tmp_path: Path) -> None:
+    """A host's launch → initialize → tools/list, then the pipe closes. The server's own
+    `-X importtime` trace (on its stderr) names every module it loaded on the way."""
+    env = _base_env(NONECAP_STATE_DIR=str(tmp_path / "state"))  # no ledger from earlier runs to check at start-up
+    command = [sys.executable, "-X", "importtime", "-m", "nonecap_mcp"]
+    async with launched(command, env, tmp_path / "stderr.log", cwd=ROOT) as agent:
+        assert len((await agent.client.list_tools()).tools) == 7
+    trace = (tmp_path / "stderr.log").read_text().splitlines()
+    loaded = {line.rpartition("|")[2].strip() for line in trace if line.startswith("import time:")}
+    assert {"mcp.server.mcpserver", "nonecap_mcp.tools", "nonecap_mcp.models"} <= loaded  # the trace is whole
+    heavy = sorted(m for m in loaded if any(m == name or m.startswith(name + ".") for name in OFF_THE_START_UP_PATH))
+    assert heavy == []

@@ -1,7 +1,10 @@
 """The MCP surface of nonecap-mcp: the server object, its seven tools, a prompt, resources and logging.
 
 Everything an agent sees is defined under this package; what the tools call (API
-clients, credentials, sandbox) lives in `nonecap_mcp` proper.
+clients, credentials, sandbox) lives in `nonecap_mcp` proper, imported at a call's first
+need: listing the tools loads neither the rails nor httpx. The modules that define tools do
+without `from __future__ import annotations`: the SDK reads each signature several times
+at start-up, and string annotations would be evaluated (every `Field` rebuilt) each time.
 """
 
 from __future__ import annotations

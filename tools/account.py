@@ -1,7 +1,5 @@
 """The account tools: what the agent can still spend and what a solve costs, on both rails."""
 
-from __future__ import annotations
-
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 
@@ -18,7 +16,6 @@ from nonecap_mcp.tools.errors import tool_errors
 from nonecap_mcp.tools.registration import READ_ONLY, add_tool
 from nonecap_mcp.tools.state import NOT_CONFIGURED_CODES, AppState, no_payment_method
 from nonecap_mcp.x402.networks import NETWORKS, UsdcNetwork
-from nonecap_mcp.x402.wallet import usdc_balance
 
 CREDITS_CHARGE = "1 credit debited when the solve is created; refunded automatically if it fails, expires or is cancelled."
 X402_CHARGE = "Paid in USDC on Base per solve, settled on chain only when the solve succeeds."
@@ -56,6 +53,8 @@ async def _budget_figures(state: AppState, balance: Balance) -> None:
 
 
 async def _usdc_figure(state: AppState, balance: Balance, address: str, network: UsdcNetwork) -> None:
+    from nonecap_mcp.x402.wallet import usdc_balance  # with httpx, at the first balance, not at start-up
+
     balance.usdc_balance = str(await usdc_balance(address, rpc_url=state.rpc_url, network=network))
 
 

@@ -11,8 +11,6 @@ the page's hostname is stated on its own line, and the agent-chosen url is shown
 shortened and stripped of anything that could pass for more prompt text.
 """
 
-from __future__ import annotations
-
 from typing import Annotated
 from urllib.parse import urlsplit
 

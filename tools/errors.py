@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from nonecap_mcp.errors import APIError, InvalidArgumentError, NoneCapError
 from nonecap_mcp.redaction import redact, redact_tree
 from nonecap_mcp.validation import check_strings
-from nonecap_mcp.http_io import call_deadline
+from nonecap_mcp.deadline import call_deadline
 
 log = logging.getLogger("nonecap_mcp")
 WAIT_MARGIN_SECONDS = 10  # a call with wait_seconds returns within wait_seconds + this
@@ -55,7 +55,7 @@ def tool_errors(wait: int | None = None, *, spent: float = 0.0) -> Iterator[None
     readable tool errors.
 
     The bound is `call_budget(wait)`: every HTTP exchange and retry inside ends a little
-    before it (`http_io.call_deadline`); the cancel scope is only the backstop should
+    before it (`deadline.call_deadline`); the cancel scope is only the backstop should
     anything else hang. OSError and sqlite3.Error come from this machine (an unwritable or full
     NONECAP_STATE_DIR under the x402 ledger); without this the model would see only
     "Error executing tool" and could not tell the user what to fix.

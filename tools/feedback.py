@@ -5,20 +5,17 @@ free and idempotent per solve (a second report corrects the first), so it is ann
 an idempotent change; it writes, so read-only mode leaves it out.
 """
 
-from __future__ import annotations
-
 from typing import Annotated, Literal
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from pydantic import Field
 
-from nonecap_mcp.credits_api import check_solve_id
 from nonecap_mcp.errors import NoneCapError
+from nonecap_mcp.ids import check_solve_id, is_x402_id
 from nonecap_mcp.models import Feedback
 from nonecap_mcp.tools.errors import tool_errors
 from nonecap_mcp.tools.registration import IDEMPOTENT_CHANGE, add_tool
-from nonecap_mcp.ids import is_x402_id
 from nonecap_mcp.tools.state import AppState
 
 Outcome = Literal["accepted", "rejected", "unknown", "unused", "error"]

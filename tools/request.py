@@ -5,8 +5,6 @@ checked once, the rail chosen once and (x402) the price read once from the rail'
 table, before the user is asked anything or anything is sent.
 """
 
-from __future__ import annotations
-
 import time
 from decimal import Decimal
 from types import MappingProxyType
@@ -16,7 +14,6 @@ from mcp.server.mcpserver import Context
 from nonecap_mcp.tools.errors import tool_errors
 from nonecap_mcp.tools.state import AppState
 from nonecap_mcp.validation import ProxyConfig, SolveRequest, build_solve_body
-from nonecap_mcp.x402.rail import X402Rail
 
 
 async def solve_request(
@@ -43,6 +40,6 @@ async def solve_request(
         chosen = await state.choose_rail(rail, type)
         price: Decimal | None = None
         if chosen == "x402":
-            X402Rail.check_body(body)
+            state.x402.check_body(body)
             price = await state.x402.price_for(type)
         return SolveRequest(body=MappingProxyType(body), rail=chosen, price_usd=price, started=started)

@@ -18,8 +18,8 @@ from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 
-from nonecap_mcp.credits_api import check_solve_id
 from nonecap_mcp.errors import NoneCapError
+from nonecap_mcp.ids import check_solve_id
 from nonecap_mcp.tools.account import balance_for, pricing_for
 from nonecap_mcp.tools.errors import error_text
 from nonecap_mcp.tools.solves import solve_source

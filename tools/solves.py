@@ -1,7 +1,5 @@
 """The four solve tools: create, get, list and cancel, on the NoneCap credits rail."""
 
-from __future__ import annotations
-
 import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Literal

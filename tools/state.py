@@ -3,7 +3,8 @@
 Built in the MCP lifespan, so one pooled HTTP client per rail serves every call, paid x402
 requests can outlive the tool call that started them (a background task group that the
 lifespan waits for), and the sandbox (when asked for) is started before the first call and
-stopped after the last.
+stopped after the last. Each rail (its module, httpx and its connection pool) is built at
+its first use, not at start-up: listing the tools needs neither.
 """
 
 from __future__ import annotations
@@ -15,29 +16,31 @@ import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
 import anyio
+from anyio.abc import TaskGroup
 from mcp.server import MCPServer
 
+from nonecap_mcp.catalogue import PaidRail, rails_selling
 from nonecap_mcp.config import Settings
 from nonecap_mcp.create_log import FILE_NAME as CREATES_FILE
 from nonecap_mcp.create_log import CreateLog
 from nonecap_mcp.credentials import CredentialError, Secret, resolve_api_key
-from nonecap_mcp.catalogue import PaidRail, rails_selling
-from nonecap_mcp.credits_api import CreditsAPI, KeyProvider
 from nonecap_mcp.errors import ConfigurationError, InvalidArgumentError
 from nonecap_mcp.ids import is_x402_id
 from nonecap_mcp.models import Solve
 from nonecap_mcp.quota import REFUNDED_STATUSES, Quota, QuotaExceeded
-from nonecap_mcp.retry import RetryPolicy
 from nonecap_mcp.store import database_for
 from nonecap_mcp.store.db import open_database
-from nonecap_mcp.x402.client import X402Client
-from nonecap_mcp.x402.rail import X402Rail
-from nonecap_mcp.x402.wallet import Wallet, check_private_key, load_wallet
+
+if TYPE_CHECKING:
+    from nonecap_mcp.credits_api import CreditsAPI, KeyProvider
+    from nonecap_mcp.x402.rail import X402Rail
+    from nonecap_mcp.x402.wallet import Wallet
 
 log = logging.getLogger("nonecap_mcp")
 T = TypeVar("T")
@@ -78,13 +81,46 @@ class AppState:
     """Lifespan state handed to tools as `ctx.request_context.lifespan_context`."""
 
     settings: Settings
-    credits: CreditsAPI
-    x402: X402Rail
     wallet: Callable[[], Awaitable[Wallet | None]]
     rpc_url: str
     sandbox_url: str | None
     quota: Callable[[], Quota]
+    api_base: str
+    x402_base: str
+    ledger_path: Path
+    creates_path: Path
+    background: TaskGroup  # where paid x402 requests run, so they can outlive their tool call
+    api_key_override: str | None = None  # the sandbox's key, else the configured one (resolved at first use)
     ephemeral_sandbox: bool = False  # a sandbox started by this process: its solves die with it
+
+    @cached_property
+    def credits(self) -> CreditsAPI:
+        """The credits rail, built at its first use (with httpx): start-up needs none of it."""
+        from nonecap_mcp.credits_api import CreditsAPI
+        from nonecap_mcp.retry import RetryPolicy
+
+        return CreditsAPI(self.api_base, key_provider(self.settings, self.api_key_override),
+                          retry=RetryPolicy(max_retries=self.settings.max_retries),
+                          max_concurrency=self.settings.max_concurrency, creates=CreateLog(self.creates_path))
+
+    @cached_property
+    def x402(self) -> X402Rail:
+        """The x402 rail, built at its first use (or at start-up, by the lifespan, when an
+        earlier process left a ledger whose unresolved payments it checks)."""
+        from nonecap_mcp.retry import RetryPolicy
+        from nonecap_mcp.x402.client import X402Client
+        from nonecap_mcp.x402.rail import X402Rail
+
+        client = X402Client(self.x402_base, retry=RetryPolicy(max_retries=self.settings.max_retries))
+        return X402Rail(client, policy=self.settings.spend_policy(), ledger_path=self.ledger_path, wallet=self.wallet,
+                        background=self.background, rpc_url=self.rpc_url)
+
+    async def aclose(self) -> None:
+        """Close the connection pools of the rails that were built."""
+        if "credits" in self.__dict__:
+            await self.credits.aclose()
+        if "x402" in self.__dict__:
+            await self.x402.client.aclose()
 
     def count(self, step: Callable[[Quota], T], *, limited: bool = False) -> T | None:
         """Run one step of the operator's counted limits (admit, attach, refund, look-up).
@@ -177,6 +213,8 @@ def wallet_loader(settings: Settings, sandbox_key: str | None) -> Callable[[], A
 
     async def load() -> Wallet | None:
         if not cached:
+            from nonecap_mcp.x402.wallet import check_private_key, load_wallet
+
             env = dict(settings.env)
             if sandbox_key is not None:
                 env["NONECAP_WALLET_PRIVATE_KEY"] = check_private_key(sandbox_key)
@@ -209,11 +247,12 @@ def quota_opener(settings: Settings, ledger_path: Path) -> Callable[[], Quota]:
 
 
 def lifespan_for(settings: Settings):  # noqa: ANN201 - the SDK's lifespan type is a generic callable
-    """The MCP lifespan: start the sandbox if asked, open both rails, close everything at exit."""
+    """The MCP lifespan: start the sandbox if asked, hand tools their state (each rail built at its
+    first use), close what was opened at exit."""
 
     @asynccontextmanager
     async def lifespan(_server: MCPServer) -> AsyncIterator[AppState]:
-        sandbox, scratch = None, None
+        sandbox, scratch, state = None, None, None
         api_base, x402_base = settings.api_base, settings.x402_base
         sandbox_api_key = sandbox_wallet_key = None
         ledger_path = settings.ledger_path()
@@ -235,25 +274,22 @@ def lifespan_for(settings: Settings):  # noqa: ANN201 - the SDK's lifespan type 
             rpc_url = f"{api_base}/rpc"
             sandbox_api_key, sandbox_wallet_key = SANDBOX_API_KEY, SANDBOX_WALLET_KEY
             log.warning("sandbox mode: NoneCap emulator on %s; nothing leaves this machine", api_base)
-        retry = RetryPolicy(max_retries=settings.max_retries)
-        credits = CreditsAPI(api_base, key_provider(settings, sandbox_api_key), retry=retry,
-                             max_concurrency=settings.max_concurrency, creates=CreateLog(creates_path))
-        x402_client = X402Client(x402_base, retry=retry)
-        quota = quota_opener(settings, ledger_path)
-        wallet = wallet_loader(settings, sandbox_wallet_key)
         try:
             async with anyio.create_task_group() as background:
-                rail = X402Rail(x402_client, policy=settings.spend_policy(), ledger_path=ledger_path, wallet=wallet,
-                                background=background, rpc_url=rpc_url)
-                yield AppState(settings=settings, credits=credits, x402=rail, wallet=wallet, rpc_url=rpc_url,
-                               sandbox_url=api_base if sandbox_api_key else None, quota=quota, ephemeral_sandbox=sandbox is not None)
+                state = AppState(settings=settings, wallet=wallet_loader(settings, sandbox_wallet_key), rpc_url=rpc_url,
+                                 sandbox_url=api_base if sandbox_api_key else None, quota=quota_opener(settings, ledger_path),
+                                 api_base=api_base, x402_base=x402_base, ledger_path=ledger_path, creates_path=creates_path,
+                                 background=background, api_key_override=sandbox_api_key, ephemeral_sandbox=sandbox is not None)
+                if ledger_path.exists():
+                    state.x402  # noqa: B018 - built now: it checks what earlier processes left unresolved
+                yield state
                 # Shutting down (the host closed stdin): a paid request still in flight gets a short
                 # grace, then is cancelled and recorded `unknown` (counted as spent) by the rail,
                 # rather than holding the process for the rail's 75 s bound.
                 background.cancel_scope.deadline = anyio.current_time() + SHUTDOWN_GRACE_SECONDS
         finally:
-            await credits.aclose()
-            await x402_client.aclose()
+            if state is not None:
+                await state.aclose()
             if sandbox is not None:
                 sandbox.stop()
             if scratch is not None:

@@ -29,7 +29,8 @@ from nonecap_mcp.errors import (
     X402StatusError,
 )
 from nonecap_mcp.errors import NoneCapError
-from nonecap_mcp.http_io import Redirected, Reply, ResponseTooLarge, detached, exchange, seconds_left
+from nonecap_mcp.deadline import detached, seconds_left
+from nonecap_mcp.http_io import Redirected, Reply, ResponseTooLarge, exchange
 from nonecap_mcp.redaction import redact
 from nonecap_mcp.retry import NEVER_SENT, RetryPolicy, call_with_retries, parse_retry_after
 from nonecap_mcp.x402.signing import SignedPayment

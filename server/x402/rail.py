@@ -43,7 +43,7 @@ from nonecap_mcp.errors import (
     X402StatusError,
 )
 from nonecap_mcp.guidance import LOCAL
-from nonecap_mcp.http_io import seconds_left
+from nonecap_mcp.deadline import seconds_left
 from nonecap_mcp.models import Solve, SolveError, SolveList
 from nonecap_mcp.x402.client import TaskAnswer, X402Client
 from nonecap_mcp.x402.ledger import BudgetExceeded, Ledger, X402Solve, new_x402_id
