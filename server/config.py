@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 if TYPE_CHECKING:
     from nonecap_mcp.x402.policy import SpendPolicy
 
+from nonecap_mcp.catalogue import CAPTCHA_TYPES
 from nonecap_mcp.operator_policy import SitePolicy
 
 from nonecap_mcp.errors import ConfigurationError
@@ -26,7 +27,6 @@ DEFAULT_X402_BASE = "https://api.ucaptcha.net"  # the host the x402 rail contrac
 MAX_WAIT_SECONDS = 55  # hosts cut tool calls off at about 60 s
 API_MAX_WAIT_SECONDS = 90  # the API's own ?wait bound
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")  # the only hosts plain http may reach
-CAPTCHA_TYPES = ("hcaptcha", "hcaptcha_enterprise")  # what create_solve accepts
 
 
 def _is_allowed_base_url(url: str) -> bool:

@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from nonecap_mcp.catalogue import IMAGE_TYPES
+
 Action = Literal[
     "retry",
     "retry_with_new_proxy",
@@ -119,6 +121,7 @@ LOCAL: dict[str, Guidance] = {
     "unexpected_response": _g("retry", True, "NoneCap answered with something this client does not understand. Retry; report it if it persists."),
     "pending": _g("poll", True, "The solve is still running. Call get_solve with this id and wait_seconds (up to 55) to wait for the result; no new solve is needed."),
     "missing_wallet": _g("configure_payment", False, "No x402 wallet is configured. Ask the user to run `nonecap-mcp wallet create` or `wallet import` in a terminal, or set NONECAP_WALLET_PRIVATE_KEY; or use rail=credits."),
+    "rail_not_configured": _g("configure_payment", False, "Only one rail sells this captcha type, and it is not set up here (the message names it and how to set it up); nothing was sent. Ask the user to set it up, then call again; get_pricing lists the types each rail sells."),
     "no_payment_method": _g("configure_payment", False, "Neither an API key (credits) nor an x402 wallet is configured. Ask the user to run `nonecap-mcp auth login` or `nonecap-mcp wallet create`; `nonecap-mcp serve --sandbox` works offline."),
     "confirmation_required": _g("confirm_payment", False, "This payment is above the confirmation threshold. Ask the user; if they agree, call again with confirm_payment=true."),
     "unknown_x402_solve": _g("check_solve_id", False, "No x402 solve with this id is in this machine's ledger; list_solves with rail=x402 shows them."),
@@ -236,8 +239,15 @@ _TOKEN_FIELDS: dict[str, tuple[str, int]] = {
 }
 
 
+# An image's text is typed, not posted as a token: it answers that one picture, from any client.
+_IMAGE_TEXT = ("The token is the picture's text: type it into the site's text field for that image and submit. "
+               "It answers only that image; no user agent or proxy needs to match.")
+
+
 def how_to_use(type: str | None) -> str | None:
     """Short guidance for using a solved token of this type; None for a type we do not know."""
+    if type in IMAGE_TYPES:
+        return _IMAGE_TEXT
     if type not in _TOKEN_FIELDS:
         return None
     field, lifetime = _TOKEN_FIELDS[type]

@@ -45,11 +45,11 @@ class Solve(_Lenient):
 
     id: str = Field(description="Prefixed ULID, e.g. solve_01HQF7K3JKWZX.")
     object: str = "solve"
-    type: str | None = Field(default=None, description="hcaptcha or hcaptcha_enterprise.")
+    type: str | None = Field(default=None, description="create_solve's captcha type.")
     status: str = Field(description="pending, solving, solved, failed, cancelled or expired.")
     sitekey: str | None = None
     url: str | None = None
-    token: str | None = Field(default=None, description="The P1_ token, present iff status is solved.")
+    token: str | None = Field(default=None, description="Token (image_to_text: the text), iff status is solved.")
     resp_key: str | None = Field(default=None, description="hCaptcha's response key (E0_…) for sites that verify it with the token.")
     user_agent: str | None = Field(default=None, description="Submit the token with this User-Agent (and from the solve's proxy IP).")
     warnings: list[SolveWarning] = Field(default_factory=list, description="Advisories, e.g. proxy_session_refused.")
@@ -176,6 +176,7 @@ class Pricing(BaseModel):
     """Supported captcha types and what each costs."""
 
     prices: list[RailPrice]
+    types: dict[str, list[str]] = Field(description="The create_solve types each rail sells.")
     x402_pay_to: str | None = Field(default=None, description="x402: the published receiving address.")
     x402_network: str | None = None
     notes: list[str] = Field(default_factory=list)

@@ -8,6 +8,8 @@ cannot put it in a result or a log either.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import re
 import unicodedata
@@ -19,14 +21,17 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from nonecap_mcp.catalogue import IMAGE_TYPES, PaidRail
 from nonecap_mcp.errors import InvalidArgumentError
 from nonecap_mcp.redaction import remember_secret
 
 PROXY_SCHEMES = ("http", "https", "socks4", "socks5")
-PaidRail = Literal["credits", "x402"]
 # Bidirectional overrides and isolates: invisible, and able to make text read backwards.
 _BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 _HOST_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+MAX_IMAGE_BYTES = 512 * 1024  # captcha pictures are a few KiB; this bounds what a call can carry
+MAX_IMAGE_CHARS = (MAX_IMAGE_BYTES + 2) // 3 * 4 + 64  # its base64, with room for a data: URL prefix
+_IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM")  # WebP: RIFF....WEBP
 _PROXY_FORMAT = "proxy must be exactly scheme://host:port or scheme://user:pass@host:port (scheme http, https, socks4 or socks5; no path, query or fragment)."
 
 
@@ -149,20 +154,61 @@ def check_proxy(value: str | ProxyConfig | None) -> str | dict[str, Any] | None:
     return _proxy_string(value) if isinstance(value, str) else _proxy_object(value)
 
 
+def check_image(value: str) -> str:
+    """The image as plain base64 (a `data:image/...;base64,` prefix dropped), or an error
+    naming `image`: garbage, an empty or oversized file, or something that is not a picture
+    would only be paid for and fail upstream."""
+    text = value.strip()
+    if text.startswith("data:"):
+        header, _, text = text.partition(",")
+        if not header.endswith(";base64"):
+            raise InvalidArgumentError("image", "image must be base64; a data: URL must be a ;base64, one.")
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidArgumentError("image", "image must be the picture's bytes in standard base64 (A-Z a-z 0-9 + / =).") from None
+    if not data or len(data) > MAX_IMAGE_BYTES:
+        raise InvalidArgumentError("image", f"image must be 1 byte to {MAX_IMAGE_BYTES // 1024} KiB (it is {len(data)} bytes).")
+    if not data.startswith(_IMAGE_MAGIC) and not (data[:4] == b"RIFF" and data[8:12] == b"WEBP"):
+        raise InvalidArgumentError("image", "image must be a PNG, JPEG, GIF, WebP or BMP picture.")
+    return text
+
+
+def _refuse_unused(captcha_type: str, arguments: dict[str, Any]) -> None:
+    """Name the first argument this captcha type does not take."""
+    for param, value in arguments.items():
+        if value is not None:
+            needs = "only image" if captcha_type in IMAGE_TYPES else "sitekey and url, not image"
+            raise InvalidArgumentError(param, f"type {captcha_type} takes {needs}; leave {param} out.")
+
+
 def build_solve_body(
     *,
     type: str,
-    sitekey: str,
-    url: str,
-    rqdata: str | None,
-    user_agent: str | None,
-    proxy: str | ProxyConfig | None,
-    webhook_url: str | None,
+    sitekey: str | None,
+    url: str | None,
+    image: str | None = None,
+    rqdata: str | None = None,
+    user_agent: str | None = None,
+    proxy: str | ProxyConfig | None = None,
+    webhook_url: str | None = None,
 ) -> dict[str, Any]:
-    """The POST /v1/solves body, after every check the API would make on it (control
-    characters were refused in every argument before this runs: `check_strings`)."""
-    if not sitekey.strip():
-        raise InvalidArgumentError("sitekey", "sitekey must not be empty.")
+    """The solve body for the rail, after every check the rail would make on it (control
+    characters were refused in every argument before this runs: `check_strings`).
+
+    Token types take the page's sitekey and url (and the credits API's extras); image
+    types take only the image."""
+    if type in IMAGE_TYPES:
+        _refuse_unused(type, {"sitekey": sitekey, "url": url, "rqdata": rqdata, "user_agent": user_agent,
+                              "proxy": proxy, "webhook_url": webhook_url})
+        if image is None:
+            raise InvalidArgumentError("image", f"type {type} needs image: the captcha picture, base64.")
+        return {"type": type, "image": check_image(image)}
+    _refuse_unused(type, {"image": image})
+    if sitekey is None or not sitekey.strip():
+        raise InvalidArgumentError("sitekey", f"type {type} needs sitekey, the page's captcha sitekey.")
+    if url is None:
+        raise InvalidArgumentError("url", f"type {type} needs url, the page where the captcha appears.")
     body: dict[str, Any] = {"type": type, "sitekey": sitekey.strip(), "url": check_http_url("url", url)}
     optional = {
         "rqdata": rqdata,
@@ -192,12 +238,13 @@ class SolveRequest:
         return str(self.body["type"])
 
     @property
-    def sitekey(self) -> str:
-        return str(self.body["sitekey"])
+    def sitekey(self) -> str | None:
+        return self.body.get("sitekey")
 
     @property
-    def url(self) -> str:
-        return str(self.body["url"])
+    def url(self) -> str | None:
+        """The page; None for an image type, which has none."""
+        return self.body.get("url")
 
     @property
     def user_agent(self) -> str | None:

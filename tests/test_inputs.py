@@ -36,6 +36,7 @@ VALID: dict[str, str] = {
     "type": "hcaptcha",
     "sitekey": "sandbox-solve-100ms",
     "url": URL,
+    "image": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNgAAAAAgABSK+kcQAAAABJRU5ErkJggg==",  # a 1x1 PNG
     "rqdata": "rq-data",
     "user_agent": "Mozilla/5.0 (X11; Linux x86_64)",
     "proxy": PROXY,
@@ -66,9 +67,13 @@ def _takes_string(schema: dict[str, Any]) -> bool:
 STRING_PARAMS = [(tool, name) for tool, schema in SCHEMAS.items() for name, prop in schema["properties"].items() if _takes_string(prop)]
 
 
+# create_solve's token types (every type but image_to_text) need a sitekey and url too.
+NEEDED = {"create_solve": ("type", "sitekey", "url")}
+
+
 def base_args(tool: str) -> dict[str, Any]:
     """The tool's required arguments, all valid."""
-    return {name: VALID[name] for name in SCHEMAS[tool].get("required", [])}
+    return {name: VALID[name] for name in NEEDED.get(tool, SCHEMAS[tool].get("required", []))}
 
 
 # Every control character class a prompt or a log line could be forged with.

@@ -52,7 +52,7 @@ def _size(value: object) -> int:
 
 async def test_the_surface_stays_lean() -> None:
     """Every agent reads tools/list each session: the budgets of issue 8, measured as hosts get it.
-    (before the lean rewrite: 7.1 KB of inputs, 30.6 KB whole; now 5.4 KB and 10.6 KB). The SDK's
+    (before the lean rewrite: 7.1 KB of inputs, 30.6 KB whole; now 5.6 KB and 11.1 KB). The SDK's
     client validates every structured result against these schemas, so every test proves them."""
     tools = list((await _tools("auto")).values())
     described = [{k: v for k, v in tool.items() if k != "outputSchema"} for tool in tools]

@@ -7,7 +7,7 @@ refuses replays, and can be told to send hostile 402s or lose a paid response.
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -356,15 +356,20 @@ async def test_confirm_payment_cannot_skip_a_host_that_can_ask(sandbox: Sandbox,
     assert result.is_error and sandbox.settlements == [] and sandbox.payment_attempts == []
 
 
-async def test_bad_arguments_ask_nobody_and_send_nothing(sandbox: Sandbox, tmp_path: Path, mode: str) -> None:
-    asked: list[str] = []
+def consenting(asked: list[str]) -> Callable[[Any, Any], Awaitable[ElicitResult]]:
+    """A user who agrees to every payment; what they were asked goes into `asked`."""
 
     async def elicit(_ctx: Any, params: Any) -> ElicitResult:
         asked.append(params.message)
         return ElicitResult(action="accept", content={"confirm": True})
 
+    return elicit
+
+
+async def test_bad_arguments_ask_nobody_and_send_nothing(sandbox: Sandbox, tmp_path: Path, mode: str) -> None:
+    asked: list[str] = []
     env = x402_env(sandbox, tmp_path, NONECAP_CONFIRM_ABOVE_USD="0.01")
-    async with Client(build_server(load_settings(env)), mode=mode, elicitation_callback=elicit) as client:
+    async with Client(build_server(load_settings(env)), mode=mode, elicitation_callback=consenting(asked)) as client:
         text = await Agent(client).error("create_solve", solve_args("sandbox-solve-100ms", url="not a url"))
     assert "param: url" in text and asked == [] and sandbox.requests == []
 

@@ -19,7 +19,8 @@ from nonecap_mcp.tools.state import lifespan_for
 
 INSTRUCTIONS = """\
 NoneCap solves hCaptcha challenges in a hosted service and returns a P1_ token to submit as
-h-captcha-response. Use it only on sites the user is authorised to automate.
+h-captcha-response; paid in USDC (x402), also reCAPTCHA v2, Turnstile and image_to_text (image in,
+text out). Use it only on sites the user is authorised to automate.
 Typical flow: get_pricing or get_balance (optional) -> create_solve(type, sitekey, url) ->
 if the result is pending, get_solve(id, wait_seconds) until it is terminal -> use the token
 at once, as the result's how_to_use says -> report_solve(id, outcome). Never create a second solve for the same page while one

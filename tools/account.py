@@ -9,6 +9,7 @@ from mcp.server.mcpserver import Context
 from pydantic import ValidationError
 
 from nonecap_mcp import metrics
+from nonecap_mcp.catalogue import CREDITS_TYPES, X402_TASK_TYPES, types_by_rail
 from nonecap_mcp.credentials import key_mode
 from nonecap_mcp.errors import ConfigurationError, NoneCapError
 from nonecap_mcp.models import Balance, Pricing, RailPrice
@@ -121,13 +122,12 @@ async def get_balance(ctx: Context[AppState]) -> Balance:
 
 async def pricing_for(state: AppState) -> Pricing:
     """Both rails' prices; an unreachable x402 price table is a note, not an error."""
-    from nonecap_mcp.x402.rail import X402_TASK_TYPES  # with httpx, at the first call, not at start-up
-
     pricing = Pricing(
         prices=[
             RailPrice(rail="credits", captcha_type=kind, price="1", unit="credit", charged=CREDITS_CHARGE)
-            for kind in ("hcaptcha", "hcaptcha_enterprise")
+            for kind in CREDITS_TYPES
         ],
+        types=types_by_rail(),
         notes=["Reserved for later on the credits rail: recaptcha_v2, recaptcha_v3, cloudflare_turnstile, funcaptcha."],
     )
     ours = {task: kind for kind, task in X402_TASK_TYPES.items()}
@@ -142,12 +142,12 @@ async def pricing_for(state: AppState) -> Pricing:
         RailPrice(rail="x402", captcha_type=ours.get(task, task), task_type=task, price=str(usd), unit="USD", charged=X402_CHARGE)
         for task, usd in sorted(table.prices_usd.items())
     ]
-    pricing.notes.append(f"Through create_solve, x402 solves {', '.join(X402_TASK_TYPES)} (proxyless) only.")
+    pricing.types["x402"] = [kind for kind, task in X402_TASK_TYPES.items() if task in table.prices_usd]  # priced today
     return pricing
 
 
 async def get_pricing(ctx: Context[AppState]) -> Pricing:
-    """List the supported captcha types and what one solve costs on each payment rail."""
+    """List the captcha types each payment rail sells and what one solve costs."""
     return await pricing_for(ctx.request_context.lifespan_context)
 
 

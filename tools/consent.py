@@ -49,12 +49,11 @@ def shown_url(url: str) -> str:
 
 
 def consent_prompt(request: SolveRequest) -> str:
-    """What the user is asked: amount, rail and site, all from our own values."""
-    host = urlsplit(request.url).hostname or "?"
+    """What the user is asked: amount, rail and site (an image type has none), all from our own values."""
+    site = f"Site: {urlsplit(request.url).hostname or '?'}\nPage: {shown_url(request.url)}\n" if request.url else ""
     return (
         f"Pay ${request.price_usd} USDC from the x402 wallet for one {request.type} solve?\n"
-        f"Site: {host}\n"
-        f"Page: {shown_url(request.url)}\n"
+        f"{site}"
         "Charged only if the solve succeeds."
     )
 

@@ -18,8 +18,9 @@ from nonecap_mcp.validation import ProxyConfig, SolveRequest, build_solve_body
 
 async def solve_request(
     type: str,
-    sitekey: str,
-    url: str,
+    sitekey: str | None,
+    url: str | None,
+    image: str | None,
     rqdata: str | None,
     user_agent: str | None,
     proxy: str | ProxyConfig | None,
@@ -33,10 +34,10 @@ async def solve_request(
     started = time.monotonic()
     with tool_errors(state.wait_for(wait_seconds)):  # the price lookup counts against the call's bound
         body = build_solve_body(
-            type=type, sitekey=sitekey, url=url, rqdata=rqdata, user_agent=user_agent, proxy=proxy, webhook_url=webhook_url
+            type=type, sitekey=sitekey, url=url, image=image, rqdata=rqdata, user_agent=user_agent, proxy=proxy, webhook_url=webhook_url
         )
         state.settings.site_policy().check(type, url)  # the operator's allowlists: refused before anything is sent
-        chosen = await state.choose_rail(rail)
+        chosen = await state.choose_rail(rail, type)
         price: Decimal | None = None
         if chosen == "x402":
             state.x402.check_body(body)

@@ -9,6 +9,7 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver import AcceptedElicitation, CancelledElicitation, Context, ElicitationResult, Resolve
 from pydantic import Field
 
+from nonecap_mcp.catalogue import CAPTCHA_TYPES
 from nonecap_mcp.config import MAX_WAIT_SECONDS
 from nonecap_mcp.errors import NoneCapError
 from nonecap_mcp.guidance import LOCAL
@@ -22,9 +23,9 @@ from nonecap_mcp.tools.progress import with_progress
 from nonecap_mcp.tools.registration import IDEMPOTENT_CHANGE, READ_ONLY, SPENDS, add_tool
 from nonecap_mcp.tools.request import solve_request
 from nonecap_mcp.tools.state import AppState
-from nonecap_mcp.validation import ProxyConfig, SolveRequest
+from nonecap_mcp.validation import MAX_IMAGE_CHARS, ProxyConfig, SolveRequest
 
-CaptchaType = Literal["hcaptcha", "hcaptcha_enterprise"]
+CaptchaType = Literal[CAPTCHA_TYPES]  # type: ignore[valid-type]
 Status = Literal["pending", "solving", "solved", "failed", "cancelled", "expired"]
 WaitSeconds = Annotated[
     int | None,
@@ -39,11 +40,12 @@ RailChoice = Annotated[
 
 async def create_solve(
     type: Annotated[CaptchaType, Field(description="Captcha type.")],
-    sitekey: Annotated[str, Field(min_length=1, max_length=200, description="The hCaptcha sitekey of the page.")],
-    url: Annotated[str, Field(min_length=1, max_length=2048, description="URL of the page where the challenge appears.")],
     ctx: Context[AppState],
     request: Annotated[SolveRequest, Resolve(solve_request)],
     consent: Annotated[ElicitationResult[PaymentConsent], Resolve(payment_consent)],
+    sitekey: Annotated[str | None, Field(min_length=1, max_length=200, description="The page's sitekey (not image_to_text).")] = None,
+    url: Annotated[str | None, Field(min_length=1, max_length=2048, description="URL of the page where the challenge appears.")] = None,
+    image: Annotated[str | None, Field(max_length=MAX_IMAGE_CHARS, description="image_to_text: the picture, base64 (max 512 KiB).")] = None,
     rqdata: Annotated[str | None, Field(max_length=20000, description="The page's rqdata, when it passes one (optional).")] = None,
     user_agent: Annotated[str | None, Field(max_length=1024, description="The user agent your real client uses.")] = None,
     proxy: Annotated[
@@ -58,7 +60,8 @@ async def create_solve(
         Field(description="x402, hosts that cannot ask the user: true once the user approved a payment above the threshold."),
     ] = False,
 ) -> Solve:
-    """Start an hCaptcha solve for a page you are authorised to automate, and wait for its token.
+    """Start a captcha solve for a page you are authorised to automate, and wait for its token
+    (image_to_text: the picture's text).
 
     credits: 1 credit, refunded if the solve fails, expires or is cancelled. x402: the
     published USDC price, paid only if the solve succeeds. Waits up to wait_seconds; if
@@ -141,7 +144,7 @@ async def list_solves(
     with tool_errors():
         if starting_after is not None:
             check_solve_id(starting_after, "starting_after")
-        source = state.x402.list if await state.choose_rail(rail) == "x402" else state.credits.list_solves
+        source = state.x402.list if await state.choose_rail(rail, type) == "x402" else state.credits.list_solves
         page = await source(limit=limit, starting_after=starting_after, status=status, type=type)
         page = page.model_copy(update={"data": await with_clients(ctx, *page.data)})
         state.observe(*page.data)

@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
 import anyio
@@ -26,11 +26,12 @@ from anyio.abc import TaskGroup
 from mcp.server import MCPServer
 
 from nonecap_mcp import metrics
+from nonecap_mcp.catalogue import PaidRail, rails_selling
 from nonecap_mcp.config import Settings
 from nonecap_mcp.create_log import FILE_NAME as CREATES_FILE
 from nonecap_mcp.create_log import CreateLog
 from nonecap_mcp.credentials import CredentialError, Secret, resolve_api_key
-from nonecap_mcp.errors import ConfigurationError
+from nonecap_mcp.errors import ConfigurationError, InvalidArgumentError
 from nonecap_mcp.ids import is_x402_id
 from nonecap_mcp.models import Solve
 from nonecap_mcp.quota import REFUNDED_STATUSES, Quota, QuotaExceeded
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
     from nonecap_mcp.x402.wallet import Wallet
 
 log = logging.getLogger("nonecap_mcp")
-PaidRail = Literal["credits", "x402"]
 T = TypeVar("T")
 FINISHED_REMEMBERED = 4096  # solves already counted in /metrics (a solve is seen by many calls)
 SHUTDOWN_GRACE_SECONDS = 3.0  # how long background payments may still finish once the host has gone
@@ -51,12 +51,24 @@ NO_PAYMENT_METHOD = (
     "or run `nonecap-mcp auth login` in a terminal; for x402, run `nonecap-mcp wallet create` (or set "
     "NONECAP_WALLET_PRIVATE_KEY / NONECAP_WALLET_KEY_FILE). `nonecap-mcp doctor` checks the setup."
 )
+SET_UP: dict[str, str] = {
+    "credits": "no NoneCap API key is configured: set NONECAP_API_KEY in the MCP server's env or run `nonecap-mcp auth login`.",
+    "x402": "no x402 wallet is configured: run `nonecap-mcp wallet create` (or set NONECAP_WALLET_PRIVATE_KEY / "
+            "NONECAP_WALLET_KEY_FILE) and fund it with USDC on Base.",
+}
 KEYRING_UNREACHABLE = (
     " This server cannot reach the OS keyring (hosts often start servers without DBUS_SESSION_BUS_ADDRESS), so keys "
     "stored by `auth login` or `wallet create` are out of its reach here: use the environment variables."
 )
 # A rail the user never set up here (nothing anywhere, or no keyring that could hold it): not a failure.
 NOT_CONFIGURED_CODES = ("missing_api_key", "missing_wallet", "keyring_unavailable")
+
+
+def rail_not_configured(captcha_type: str, rail: PaidRail, *causes: ConfigurationError) -> ConfigurationError:
+    """The error for a type only one rail sells, when that rail is not set up here."""
+    unreachable = any(c.code == "keyring_unavailable" for c in causes)
+    return ConfigurationError("rail_not_configured", f"{captcha_type} is sold only on the {rail} rail, and {SET_UP[rail]} "
+                              "Nothing was sent." + (KEYRING_UNREACHABLE if unreachable else ""), param="type")
 
 
 def no_payment_method(*causes: ConfigurationError) -> ConfigurationError:
@@ -153,26 +165,36 @@ class AppState:
         """A call's wait: the agent's, else the operator's default."""
         return self.settings.default_wait_seconds if wait_seconds is None else wait_seconds
 
-    async def choose_rail(self, requested: str | None) -> PaidRail:
-        """`auto` means: credits if an API key is configured, else x402 if a wallet is."""
+    async def choose_rail(self, requested: str | None, captcha_type: str | None = None) -> PaidRail:
+        """The rail that pays, of those that sell `captcha_type` (`catalogue`). `auto` means:
+        credits if it sells the type and an API key is configured, else x402 if it does and a
+        wallet is; a type no configured rail sells is refused, naming the rail that sells it."""
         rail = requested or self.settings.rail
+        selling = rails_selling(captcha_type)
         if rail in ("credits", "x402"):
+            if rail not in selling:
+                raise InvalidArgumentError("rail", f"The {rail} rail does not sell {captcha_type}; the {selling[0]} rail "
+                                                   f"does: call again with rail={selling[0]} (or auto).")
             return rail  # type: ignore[return-value]
-        try:
+        problems: list[ConfigurationError] = []
+        for candidate in selling:
+            try:
+                if await self._configured(candidate):
+                    return candidate
+            except ConfigurationError as exc:
+                if exc.code not in NOT_CONFIGURED_CODES:
+                    raise  # a malformed key or a failing keyring must not quietly switch to paying USDC
+                problems.append(exc)
+        if len(selling) == 1:
+            raise rail_not_configured(str(captcha_type), selling[0], *problems)
+        raise no_payment_method(*problems)
+
+    async def _configured(self, rail: PaidRail) -> bool:
+        """Whether this rail can pay: an API key (credits) or a wallet (x402); raises what is wrong with it."""
+        if rail == "credits":
             await self.credits.api_key()
-            return "credits"
-        except ConfigurationError as exc:
-            if exc.code not in NOT_CONFIGURED_CODES:
-                raise  # a malformed key or a failing keyring must not quietly switch to paying USDC
-            credits_problem = exc
-        try:
-            if await self.wallet() is not None:
-                return "x402"
-        except ConfigurationError as exc:
-            if exc.code not in NOT_CONFIGURED_CODES:
-                raise
-            raise no_payment_method(credits_problem, exc) from None
-        raise no_payment_method(credits_problem)
+            return True
+        return await self.wallet() is not None
 
 
 def key_provider(settings: Settings, sandbox_key: str | None) -> KeyProvider:

@@ -4,17 +4,21 @@ Same server and port as the v1 API. Endpoints (no API key, per x402-rail.txt):
 
 * ``GET /x402/pricing``: network, ``payTo`` (`SANDBOX_PAY_TO`), asset and `X402_PRICES_USD`.
 * ``POST /x402/createTask`` ``{"task": {"type", "websiteURL", "websiteKey", "userAgent"?},
-  "selectionMode"?, "provider"?}``. A bad body, an unknown type or ``appId``/``softId``/``devId``
-  is a 400 ``{"error"}``. Only ``HardCaptchaTokenProxyLess`` solves here; the other priced
-  types are a 400 "not supported in the sandbox". Then, without a payment header, a 402:
+  "selectionMode"?, "provider"?}``, or for ``ImageToTextTask`` ``{"task": {"type", "body"}}``
+  (the image, base64). A bad body, an unknown type or ``appId``/``softId``/``devId`` is a 400
+  ``{"error"}``. Every priced type solves, each at its own price: the 402 offers the price of
+  the task type in the body, so a payment made for one type does not pay for a dearer one.
+  Then, without a payment header, a 402:
   v1 (default) a JSON body ``{x402Version: 1, error, accepts: [...]}``; v2 a
   ``PAYMENT-REQUIRED`` header (base64 JSON, CAIP-2 network, ``amount``, top-level
   ``resource``). With ``X-PAYMENT`` (v1) / ``PAYMENT-SIGNATURE`` (v2) the payment is verified
   (`x402_verify`) and the solve runs synchronously on the credits rail's test sitekeys
-  (`TEST_SITEKEYS`), capped at `SOLVE_CAP_S` (60 s): solved → settled on the sandbox chain and
-  200 ``{taskId, status: "ready", solution: {token, gRecaptchaResponse}, cost, solveTimeMs,
-  resultToken}`` with ``X-PAYMENT-RESPONSE`` / ``PAYMENT-RESPONSE`` (base64 JSON receipt);
-  failed → 422 ``{error, errorCode}``; expired or over the cap → 504. Nothing is settled
+  (`TEST_SITEKEYS`; an image plans like the test sitekey written in its bytes, if any), capped at
+  `SOLVE_CAP_S` (60 s): solved → settled on the sandbox chain and 200 ``{taskId, status: "ready",
+  solution, cost, solveTimeMs, resultToken}``, the solution in its type's field with a plainly
+  fake value (`_solution`: ``token`` + ``gRecaptchaResponse`` P1_SANDBOX…, ``gRecaptchaResponse``
+  03SANDBOX…, ``token`` 0.SANDBOX…, ``text`` SANDBOX42), with ``X-PAYMENT-RESPONSE`` /
+  ``PAYMENT-RESPONSE`` (base64 JSON receipt); failed → 422 ``{error, errorCode}``; expired or over the cap → 504. Nothing is settled
   unless the answer is 200, so the same authorization can be sent again after a 422/504.
 * ``POST /x402/getTaskResult`` ``{"taskId", "resultToken"}`` (or ``X-Result-Token``): the
   200 body again, free; 404 unknown task, 403 wrong token.
@@ -41,6 +45,7 @@ signature must also hold under the true USDC EIP-712 domain.
 from __future__ import annotations
 
 import base64
+import binascii
 import copy
 import json
 import logging
@@ -84,7 +89,9 @@ X402_PRICES_USD: dict[str, Decimal] = {
     "TurnstileTokenProxyLess": Decimal("0.003"),
     "ImageToTextTask": Decimal("0.001"),
 }
-SOLVABLE_TYPES = ("HardCaptchaTokenProxyLess",)
+IMAGE_TASK = "ImageToTextTask"
+SANDBOX_IMAGE_TEXT = "SANDBOX42"  # what every test image "says"
+_TEST_IMAGE_KEY = re.compile(rb"sandbox-[a-z0-9_-]+")  # a test sitekey written into an image's bytes
 FORBIDDEN_FIELDS = ("appId", "softId", "devId")
 DEFAULT_RATE_LIMIT = 60
 RATE_WINDOW_S = 60
@@ -110,6 +117,7 @@ class PaymentAttempt:
     """
 
     version: int
+    task_type: str  # what the paid request asked to solve (its price is what the payment had to be)
     payer: str | None
     pay_to: str | None
     nonce: str | None
@@ -130,11 +138,9 @@ class _Task:
 
 @dataclass(frozen=True)
 class _TaskSpec:
-    """A validated createTask body."""
+    """A validated createTask body: its task type and what its test key (or image) plans."""
 
     type: str
-    website_url: str
-    website_key: str
     plan: Plan
 
 
@@ -273,7 +279,7 @@ class X402Rail:
             verified = verify_payment(payment, accepts, int(time.time()))
             self._check_funds(verified)
         except PaymentRejected as rejected:
-            self._record(version, rejected.payment or payment, 402, rejected.reason, None)
+            self._record(version, spec.type, rejected.payment or payment, 402, rejected.reason, None)
             return _challenge(version, overrides, spec.type, resource_url, rejected.reason)
         return self._solve_and_settle(version, overrides, spec, resource_url, verified)
 
@@ -293,14 +299,14 @@ class X402Rail:
         plan, payment = spec.plan, verified.payment
         waited_ms = min(plan.total_ms, int(self.solve_timeout * 1000))
         if self._closing.wait(waited_ms / 1000):
-            self._record(version, payment, 503, None, None)
+            self._record(version, spec.type, payment, 503, None, None)
             return Response(503, {"error": "The sandbox is stopping; nothing was settled.", "errorCode": "stopping"})
         if plan.outcome == "failed":
             code = str(plan.error_code)
-            self._record(version, payment, 422, None, None)
+            self._record(version, spec.type, payment, 422, None, None)
             return Response(422, {"error": FAILURE_MESSAGES[code], "errorCode": code})
         if plan.outcome != "solved" or plan.total_ms > waited_ms:
-            self._record(version, payment, 504, None, None)
+            self._record(version, spec.type, payment, 504, None, None)
             return Response(504, {
                 "error": f"Solve did not complete within {self.solve_timeout:g} seconds; the payment was not settled.",
                 "errorCode": "timeout",
@@ -309,13 +315,12 @@ class X402Rail:
         try:
             settlement = self._settle(verified, task_id)
         except SettleRefused as refused:
-            self._record(version, payment, 402, refused.reason, None)
+            self._record(version, spec.type, payment, 402, refused.reason, None)
             return _challenge(version, overrides, spec.type, resource_url, refused.reason)
-        token = sandbox_token()
         body: dict[str, object] = {
             "taskId": task_id,
             "status": "ready",
-            "solution": {"token": token, "gRecaptchaResponse": token},
+            "solution": _solution(spec.type),
             "cost": COST_USD,
             "solveTimeMs": plan.total_ms,
             "resultToken": secrets.token_urlsafe(32),
@@ -326,7 +331,7 @@ class X402Rail:
             self._tasks[task_id] = _Task(str(body["resultToken"]), body)
             while len(self._tasks) > MAX_TASKS:
                 del self._tasks[next(iter(self._tasks))]
-        self._record(version, payment, 200, None, task_id)
+        self._record(version, spec.type, payment, 200, None, task_id)
         log.debug("x402: settled %s atomic USDC from %s for task %s", settlement.value, settlement.payer, task_id)
         return Response(200, body, ((RECEIPT_V1 if version == 1 else RECEIPT_V2, _b64json(receipt)),))
 
@@ -364,11 +369,13 @@ class X402Rail:
             return Response(403, {"error": "Missing or wrong resultToken for this task."})
         return Response(200, copy.deepcopy(task.body))
 
-    def _record(self, version: int, payment: Payment | None, status: int, reason: str | None, task_id: str | None) -> None:
-        """Remember one payment header and its outcome."""
+    def _record(self, version: int, task_type: str, payment: Payment | None, status: int, reason: str | None,
+                task_id: str | None) -> None:
+        """Remember one payment header, the task type it paid for, and its outcome."""
         auth = payment.authorization if payment is not None else None
         attempt = PaymentAttempt(
             version=version,
+            task_type=task_type,
             payer=auth.payer if auth else None,
             pay_to=auth.pay_to if auth else None,
             nonce=auth.nonce if auth else None,
@@ -399,23 +406,51 @@ def _parse_create_task(body: bytes) -> _TaskSpec:
         raise ApiError("invalid_request", "Missing required field: task.type.")
     if task_type not in X402_PRICES_USD:
         raise ApiError("invalid_request", f"Unsupported task type {_show(task_type)}; see GET /x402/pricing.")
-    if task_type not in SOLVABLE_TYPES:
-        raise ApiError("invalid_request", f"Task type {task_type} is not supported in the sandbox; "
-                       f"use {' or '.join(SOLVABLE_TYPES)}.")  # fmt: skip
-    url, sitekey = task.get("websiteURL"), task.get("websiteKey")
-    if not isinstance(url, str) or not is_http_url(url):
-        raise ApiError("invalid_request", "task.websiteURL is required: an absolute http(s) URL.")
-    if not isinstance(sitekey, str) or not sitekey.strip():
-        raise ApiError("invalid_request", "task.websiteKey is required: a non-empty string.")
+    key = _test_image_key(task.get("body")) if task_type == IMAGE_TASK else _page(task)
     for name, value in (("task.userAgent", task.get("userAgent")), ("selectionMode", fields.get("selectionMode")),
                         ("provider", fields.get("provider"))):  # fmt: skip
         if value is not None and not isinstance(value, str):
             raise ApiError("invalid_request", f"{name} must be a string.")
     try:
-        plan = plan_for(sitekey)
+        plan = plan_for(key)
     except ApiError as error:  # a mistyped sandbox- test sitekey
         raise ApiError("invalid_request", error.message) from None
-    return _TaskSpec(task_type, url, sitekey, plan)
+    return _TaskSpec(task_type, plan)
+
+
+def _page(task: dict[str, Any]) -> str:
+    """A token task's websiteURL and websiteKey checked; the key (a test sitekey plans the solve)."""
+    url, sitekey = task.get("websiteURL"), task.get("websiteKey")
+    if not isinstance(url, str) or not is_http_url(url):
+        raise ApiError("invalid_request", "task.websiteURL is required: an absolute http(s) URL.")
+    if not isinstance(sitekey, str) or not sitekey.strip():
+        raise ApiError("invalid_request", "task.websiteKey is required: a non-empty string.")
+    return sitekey
+
+
+def _test_image_key(image: object) -> str:
+    """An ImageToTextTask's body checked (base64 of a non-empty file); the test sitekey written in
+    its bytes, if any (a PNG ending in b"sandbox-fail-internal_error" fails like that sitekey)."""
+    try:
+        data = base64.b64decode(image, validate=True) if isinstance(image, str) else b""
+    except (binascii.Error, ValueError):
+        data = b""
+    if not data:
+        raise ApiError("invalid_request", "task.body is required: the image, base64.")
+    found = _TEST_IMAGE_KEY.search(data)
+    return found.group().decode() if found else ""
+
+
+def _solution(task_type: str) -> dict[str, object]:
+    """A solved task's answer, in the field providers use for its type, plainly a sandbox one."""
+    if task_type == IMAGE_TASK:
+        return {"text": SANDBOX_IMAGE_TEXT}
+    if task_type == "ReCaptchaV2TokenProxyLess":
+        return {"gRecaptchaResponse": f"03SANDBOX_{secrets.token_urlsafe(32)}_NOT_A_REAL_RECAPTCHA_TOKEN"}
+    if task_type == "TurnstileTokenProxyLess":
+        return {"token": f"0.SANDBOX_{secrets.token_urlsafe(32)}_NOT_A_REAL_TURNSTILE_TOKEN"}
+    token = sandbox_token()
+    return {"token": token, "gRecaptchaResponse": token}
 
 
 def _base_url(request: ApiRequest) -> str:

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 import anyio
 from anyio.abc import TaskGroup
 
+from nonecap_mcp.catalogue import IMAGE_TYPES, X402_TASK_TYPES, rails_selling
 from nonecap_mcp.clients import Client
 from nonecap_mcp.errors import (
     ConfigurationError,
@@ -55,8 +56,6 @@ from nonecap_mcp.x402.wallet import Wallet, usdc_call
 log = logging.getLogger("nonecap_mcp.x402")
 T = TypeVar("T")
 
-# Our captcha types → the rail's task types (its price table keys).
-X402_TASK_TYPES: dict[str, str] = {"hcaptcha": "HardCaptchaTokenProxyLess"}
 WalletLoader = Callable[[], Awaitable[Wallet | None]]
 ORPHAN_AFTER_SECONDS = 300  # far beyond the paid request's 75 s timeout: no live process still owns it
 SETUP_FLOOR_SECONDS = 10  # even with wait_seconds=0, time to ask the rail for its price and 402
@@ -84,7 +83,7 @@ def _token(body: Any) -> str | None:
     solution = body.get("solution") if isinstance(body, dict) else None
     if not isinstance(solution, dict):
         return None
-    for key in ("token", "gRecaptchaResponse"):
+    for key in ("token", "gRecaptchaResponse", "text"):
         if _text(solution.get(key)):
             return solution[key]
     return next((v for v in solution.values() if _text(v)), None)
@@ -103,8 +102,8 @@ def to_solve(record: X402Solve, token: str | None = None) -> Solve:
         id=record.id,
         type=record.type,
         status=record.status,
-        sitekey=record.sitekey,
-        url=record.url,
+        sitekey=record.sitekey or None,
+        url=record.url or None,
         token=token if record.status == "solved" else None,
         error=SolveError(code=record.error_code, message=record.error_message) if record.error_code else None,
         created_at=record.created_at,
@@ -150,7 +149,7 @@ class X402Rail:
         try:
             return X402_TASK_TYPES[captcha_type]
         except KeyError:
-            raise InvalidArgumentError("type", f"The x402 rail supports type {', '.join(X402_TASK_TYPES)}; use rail=credits for {captcha_type}.") from None
+            raise InvalidArgumentError("type", f"The x402 rail sells type {', '.join(X402_TASK_TYPES)}; use rail=credits for {captcha_type}.") from None
 
     @classmethod
     def check_body(cls, body: dict[str, Any]) -> None:
@@ -158,7 +157,17 @@ class X402Rail:
         cls.task_type(body["type"])
         for param in ("rqdata", "proxy", "webhook_url"):
             if param in body:
-                raise InvalidArgumentError(param, f"The x402 rail solves proxyless hcaptcha only and takes no {param}; use rail=credits.")
+                other = "; use rail=credits" if "credits" in rails_selling(body["type"]) else ""
+                raise InvalidArgumentError(param, f"The x402 rail solves proxyless only and takes no {param}{other}.")
+
+    @classmethod
+    def task(cls, body: dict[str, Any]) -> dict[str, Any]:
+        """The rail's createTask `task` for a checked solve body: the image, or the page's url and sitekey."""
+        task_type = cls.task_type(body["type"])
+        if body["type"] in IMAGE_TYPES:
+            return {"type": task_type, "body": body["image"]}
+        user_agent = body.get("user_agent")
+        return {"type": task_type, "websiteURL": body["url"], "websiteKey": body["sitekey"]} | ({"userAgent": user_agent} if user_agent else {})
 
     async def price_for(self, captcha_type: str) -> Decimal:
         """The published USD price of one solve of this type."""
@@ -202,8 +211,7 @@ class X402Rail:
         solve_id: str | None = None
         try:
             with anyio.move_on_after(max(deadline - time.monotonic(), SETUP_FLOOR_SECONDS)):
-                solve_id = await self.start(captcha_type=body["type"], sitekey=body["sitekey"], url=body["url"],
-                                            user_agent=body.get("user_agent"), client=client)
+                solve_id = await self.start(body, client=client)
         except X402ConnectionError:
             if seconds_left() > TIME_RAN_OUT_SECONDS:  # refused or unreachable: not a matter of time
                 raise
@@ -211,21 +219,22 @@ class X402Rail:
             raise X402SetupTimeout("The x402 rail did not offer a payment in time; nothing was signed or paid.")
         return await self.get(solve_id, wait=min(wait, max(0, int(deadline - time.monotonic()))))
 
-    async def start(self, *, captcha_type: str, sitekey: str, url: str, user_agent: str | None,
-                    client: Client | None = None) -> str:
-        """Pay for one solve and start it; returns the local solve id (`x402_…`).
+    async def start(self, solve: dict[str, Any], *, client: Client | None = None) -> str:
+        """Pay for one solve (a checked solve body) and start it; returns the local solve id (`x402_…`).
 
         Everything up to the paid request happens in the caller, so a refused payment is
-        the caller's error. The paid request itself runs in the background.
+        the caller's error. The paid request itself runs in the background. Each type is
+        paid at its own price, for its own task type.
         """
-        task_type = self.task_type(captcha_type)
+        task = self.task(solve)
+        task_type = task["type"]
         wallet = await self.wallet()
-        price = await self.price_for(captcha_type)
-        task = {"type": task_type, "websiteURL": url, "websiteKey": sitekey} | ({"userAgent": user_agent} if user_agent else {})
+        price = await self.price_for(solve["type"])
         body = {"task": task}
-        record = X402Solve(id=new_x402_id(), type=captcha_type, sitekey=sitekey, url=url, status="solving", task_id=None,
-                           result_token=None, error_code=None, error_message=None, cost_usd=None,
-                           settlement_tx=None, created_at=_now(), finished_at=None)
+        # An image solve has no sitekey or page: the ledger keeps "" for them.
+        record = X402Solve(id=new_x402_id(), type=solve["type"], sitekey=solve.get("sitekey", ""), url=solve.get("url", ""),
+                           status="solving", task_id=None, result_token=None, error_code=None, error_message=None,
+                           cost_usd=None, settlement_tx=None, created_at=_now(), finished_at=None)
         answer = await self.client.create_task(body)
         if answer.status != 402:
             raise X402ResponseError(f"The x402 rail answered HTTP {answer.status} to an unpaid request instead of 402.")
