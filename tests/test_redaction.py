@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import quote_plus, unquote
 
 import pytest
-from conftest import PROXY_PASSWORD, Agent
+from conftest import PROXY_PASSWORD, STATE_DIR, Agent
 from mcp import Client
 
 from nonecap_mcp.cli import setup_logging
@@ -156,7 +156,8 @@ def _echoed_forms() -> list[str]:
 
 
 async def _agent_calls(base: str, mode: str, calls: list[tuple[str, dict[str, Any]]], **extra: str) -> list[str]:
-    env = {"NONECAP_API_KEY": SANDBOX_API_KEY, "NONECAP_API_BASE": base, "NONECAP_X402_BASE": base, "NONECAP_MAX_RETRIES": "0", **extra}
+    env = {"NONECAP_API_KEY": SANDBOX_API_KEY, "NONECAP_API_BASE": base, "NONECAP_X402_BASE": base, "NONECAP_MAX_RETRIES": "0",
+           "NONECAP_STATE_DIR": str(STATE_DIR[-1]), **extra}
     async with Client(build_server(load_settings(env)), mode=mode) as client:
         agent = Agent(client)
         return [json.dumps((await agent.call(name, args)).model_dump(mode="json")) for name, args in calls]
