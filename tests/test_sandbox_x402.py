@@ -682,3 +682,29 @@ def test_stop_cuts_a_solve_short_and_settles_nothing() -> None:
         thread.join(5)
         assert not thread.is_alive() and time.monotonic() - started < 2
     assert sandbox.settlements == []
+
+
+@pytest.mark.parametrize("hold", ["delay fault", "slow solve"])
+def test_a_reset_interrupts_a_paid_request_in_flight_and_settles_nothing(hold: str) -> None:
+    """The sandbox is shared by many tests and reset between them: a paid request from before a
+    reset must not settle after it (it would show up in the next test's settlements)."""
+    sandbox = Sandbox().start()
+    try:
+        with open_client(sandbox.url) as client:
+            header = dict([signed(client)])
+            if hold == "delay fault":
+                sandbox.inject_fault(method="POST", path="/x402/createTask", action="delay", seconds=30)
+            outcome: list[int] = []
+            thread = threading.Thread(
+                target=lambda: outcome.append(create(client, "sandbox-solve-20s" if hold == "slow solve" else FAST,
+                                                     header).status_code))  # fmt: skip
+            thread.start()
+            time.sleep(0.3)
+            started = time.monotonic()
+            sandbox.reset()
+            thread.join(5)
+            assert not thread.is_alive() and time.monotonic() - started < 2
+            assert outcome == [503] and sandbox.settlements == []
+            assert create(client).status_code == 402  # requests after the reset are served as before
+    finally:
+        sandbox.stop()

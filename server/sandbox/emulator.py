@@ -124,7 +124,6 @@ class Sandbox:
         if server is None or thread is None:
             return
         server.shutdown()
-        server.stopping.set()
         self._state.set_closing(True)
         server.close_connections()
         server.server_close()

@@ -41,7 +41,6 @@ class SandboxHTTPServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], state: SandboxState) -> None:
         super().__init__(address, SandboxRequestHandler)
         self.state = state
-        self.stopping = threading.Event()
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
 
@@ -111,13 +110,14 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         if is_control_path(path):  # never logged, never faulted
             self._send(self._answer(lambda body: dispatch(CONTROL_ROUTES, state, self._api_request(path, query, body))))
             return
+        interrupted = state.interruption()
         entry = state.log_request(self.command, path, query)
         fault = state.take_fault(self.command, path)
         if fault is not None and fault.action == "drop_before":
             self._discard_body()
             self._drop(fault)
             return
-        response = self._answer(lambda body: self._process(fault, path, query, body))
+        response = self._answer(lambda body: self._process(fault, self._api_request(path, query, body, interrupted)))
         if fault is not None and fault.action == "drop_after":
             self._drop(fault)
             return
@@ -126,20 +126,23 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = do_HEAD = do_OPTIONS = do_request
 
-    def _process(self, fault: Fault | None, path: str, query: dict[str, str], body: bytes) -> Response:
-        """The API's answer, or the fault's; a delay fault sleeps first (cut short by stop)."""
+    def _process(self, fault: Fault | None, request: ApiRequest) -> Response:
+        """The API's answer, or the fault's; a delay fault sleeps first, and a reset or stop
+        during it ends the request with nothing done (it belonged to the sandbox before)."""
         if fault is not None and fault.action == "status":
             raise fault.error()
-        if fault is not None and fault.action == "delay":
-            self.server.stopping.wait(fault.seconds)
-        state, request = self.server.state, self._api_request(path, query, body)
+        if fault is not None and fault.action == "delay" and request.interrupted.wait(fault.seconds):
+            raise ApiError("maintenance", "The sandbox was reset or is stopping; nothing was done.")
+        state, path = self.server.state, request.path
         if is_x402_path(path):
             return state.x402.handle(request)
         if path == "/rpc":
             return state.x402.chain.handle_rpc(request)
         return dispatch(V1_ROUTES, state, request)
 
-    def _api_request(self, path: str, query: dict[str, str], body: bytes) -> ApiRequest:
+    def _api_request(
+        self, path: str, query: dict[str, str], body: bytes, interrupted: threading.Event | None = None
+    ) -> ApiRequest:
         """What the endpoints need from this request."""
         return ApiRequest(
             self.command,
@@ -150,6 +153,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             headers={name.lower(): value for name, value in self.headers.items()},
             client_ip=str(self.client_address[0]),
             server_url=f"http://{self.server.server_name}:{self.server.server_port}",
+            interrupted=interrupted or threading.Event(),
         )
 
     def _answer(self, produce: Callable[[bytes], Response]) -> Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+import threading
 from dataclasses import dataclass, field
 
 
@@ -12,7 +13,8 @@ class ApiRequest:
 
     `headers` has lower-cased names (the last of repeated headers wins), `client_ip` is the
     peer's address (the x402 rate limit is per IP) and `server_url` the sandbox's own base
-    URL, e.g. ``http://127.0.0.1:54321`` (the x402 ``resource`` names it).
+    URL, e.g. ``http://127.0.0.1:54321`` (the x402 ``resource`` names it). `interrupted` is set
+    when the sandbox resets or stops while the request is in flight (a slow solve then gives up).
     """
 
     method: str
@@ -23,6 +25,7 @@ class ApiRequest:
     headers: Mapping[str, str] = field(default_factory=dict)
     client_ip: str = ""
     server_url: str = ""
+    interrupted: threading.Event = field(default_factory=threading.Event)
 
     def header(self, name: str) -> str | None:
         """A request header by case-insensitive name, or None."""

@@ -95,12 +95,20 @@ class SandboxState:
         self._faults: list[Fault] = []
         self._log: deque[_LogEntry] = deque(maxlen=MAX_LOGGED_REQUESTS)
         self._closing = False
+        self._interrupt = threading.Event()
         self.reset()
 
     # -- lifecycle -------------------------------------------------------------------
 
     def reset(self) -> None:
-        """Back to a fresh sandbox: default accounts only, no solves, faults or log; x402 defaults."""
+        """Back to a fresh sandbox: default accounts only, no solves, faults or log; x402 defaults.
+
+        Requests still in flight (a delay fault, a paid x402 solve) are interrupted and change
+        nothing: a request that arrived before a reset must not settle a payment after it.
+        """
+        with self._lock:
+            interrupted, self._interrupt = self._interrupt, threading.Event()
+        interrupted.set()
         self.x402.reset()
         with self._lock:
             self._accounts.clear()
@@ -111,11 +119,21 @@ class SandboxState:
             self._put_account(LOCKED_API_KEY, 100, True, LOCKED_EMAIL)
 
     def set_closing(self, closing: bool) -> None:
-        """While closing, `?wait` long-polls return at once so the server can stop quickly."""
-        self.x402.set_closing(closing)
+        """While closing, `?wait` long-polls return at once and requests in flight are
+        interrupted, so the server can stop quickly."""
         with self._changed:
             self._closing = closing
+            if closing:
+                self._interrupt.set()
+            elif self._interrupt.is_set():
+                self._interrupt = threading.Event()
             self._changed.notify_all()
+
+    def interruption(self) -> threading.Event:
+        """Set when the sandbox resets or stops: a request captures it on arrival and gives up
+        (changing nothing) once it is set."""
+        with self._lock:
+            return self._interrupt
 
     # -- accounts ----------------------------------------------------------------------
 

@@ -156,7 +156,6 @@ class X402Rail:
         self.rate_limit = rate_limit
         self.solve_timeout = float(solve_timeout)
         self._lock = threading.Lock()
-        self._closing = threading.Event()
         self._version = 1
         self._overrides: dict[str, Any] = {}
         self._hits: dict[str, deque[float]] = {}
@@ -173,13 +172,6 @@ class X402Rail:
             self._tasks.clear()
             self._attempts.clear()
         self.chain.reset()
-
-    def set_closing(self, closing: bool) -> None:
-        """While closing, a solve in progress stops waiting (and nothing is settled)."""
-        if closing:
-            self._closing.set()
-        else:
-            self._closing.clear()
 
     def configure(self, version: object = 1, overrides: object = None) -> None:
         """Which x402 version the 402s speak, and fields that replace those of the offered accept.
@@ -281,7 +273,7 @@ class X402Rail:
         except PaymentRejected as rejected:
             self._record(version, spec.type, rejected.payment or payment, 402, rejected.reason, None)
             return _challenge(version, overrides, spec.type, resource_url, rejected.reason)
-        return self._solve_and_settle(version, overrides, spec, resource_url, verified)
+        return self._solve_and_settle(version, overrides, spec, resource_url, verified, request.interrupted)
 
     def _check_funds(self, verified: Verified) -> None:
         """Replay and balance, as a facilitator's verify simulates them on chain."""
@@ -293,14 +285,17 @@ class X402Rail:
             raise PaymentRejected("insufficient_funds", verified.payment)
 
     def _solve_and_settle(
-        self, version: int, overrides: dict[str, Any], spec: _TaskSpec, resource_url: str, verified: Verified
+        self, version: int, overrides: dict[str, Any], spec: _TaskSpec, resource_url: str, verified: Verified,
+        interrupted: threading.Event,
     ) -> Response:
-        """Run the solve synchronously; settle only if it solved in time."""
+        """Run the solve synchronously; settle only if it solved in time and the sandbox was
+        neither reset nor stopped meanwhile."""
         plan, payment = spec.plan, verified.payment
         waited_ms = min(plan.total_ms, int(self.solve_timeout * 1000))
-        if self._closing.wait(waited_ms / 1000):
+        if interrupted.wait(waited_ms / 1000):
             self._record(version, spec.type, payment, 503, None, None)
-            return Response(503, {"error": "The sandbox is stopping; nothing was settled.", "errorCode": "stopping"})
+            return Response(503, {"error": "The sandbox was reset or is stopping; nothing was settled.",
+                                  "errorCode": "stopping"})  # fmt: skip
         if plan.outcome == "failed":
             code = str(plan.error_code)
             self._record(version, spec.type, payment, 422, None, None)
