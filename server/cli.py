@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from nonecap_mcp import __version__
 from nonecap_mcp.config import ENV_VARS, OPTIONS, Settings, load_settings
 from nonecap_mcp.errors import ConfigurationError
-from nonecap_mcp.hosts import HOSTS
 from nonecap_mcp.redaction import RedactingFormatter, redact
 
 EPILOG = """\
@@ -44,6 +43,25 @@ def _serve_flags(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, metavar=METAVARS.get(name, name.split("_")[-1].upper()), help=help_text)
 
 
+def _serve_options(serve: argparse.ArgumentParser) -> None:
+    """The options of `serve`: every setting, and how to serve."""
+    _serve_flags(serve)
+    serve.add_argument("--http", metavar="HOST:PORT", help="serve streamable HTTP for registered clients (see `clients`)")
+    serve.add_argument("--log-json", action="store_true", help="log one JSON object per line on stderr")
+    serve.add_argument("--allowed-host", metavar="NAME", action="append",
+                       help="a Host name the HTTP server answers to besides HOST (e.g. the reverse proxy's); repeatable")
+
+
+def serve_parser() -> argparse.ArgumentParser:
+    """`nonecap-mcp serve …` (and a bare `nonecap-mcp`) on its own: what a host launches on
+    every session start, parsed without building the other eight commands' parsers (a third
+    of our start-up's own cost when they were built every time). The same parser as the
+    `serve` command of `build_parser`, so flags, errors and `--help` are the same."""
+    serve = argparse.ArgumentParser(prog="nonecap-mcp serve", argument_default=argparse.SUPPRESS)
+    _serve_options(serve)
+    return serve
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line, so `--help` works with nothing configured."""
     parser = argparse.ArgumentParser(
@@ -56,13 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"nonecap-mcp {__version__}")
     _serve_flags(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    serve = sub.add_parser("serve", help="serve MCP over stdio (the default), or over HTTP with --http",
-                           argument_default=argparse.SUPPRESS)
-    _serve_flags(serve)
-    serve.add_argument("--http", metavar="HOST:PORT", help="serve streamable HTTP for registered clients (see `clients`)")
-    serve.add_argument("--log-json", action="store_true", help="log one JSON object per line on stderr")
-    serve.add_argument("--allowed-host", metavar="NAME", action="append",
-                       help="a Host name the HTTP server answers to besides HOST (e.g. the reverse proxy's); repeatable")
+    _serve_options(sub.add_parser("serve", help="serve MCP over stdio (the default), or over HTTP with --http",
+                                  argument_default=argparse.SUPPRESS))
     sandbox = sub.add_parser("sandbox", help="run only the offline API emulator, for testing your own clients")
     sandbox.add_argument("--port", type=int, default=8787, help="port on 127.0.0.1 (default 8787)")
     sub.add_parser("demo", help="drive the server in sandbox mode as an agent would, printing each call")
@@ -109,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _install_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """`install HOST` and `uninstall HOST`, sharing the flags that find the config file."""
+    from nonecap_mcp.hosts import HOSTS
     for command, text in (("install", "add this server to an MCP host's config (merged, backed up, idempotent)"),
                           ("uninstall", "remove this server's entry from an MCP host's config, and nothing else")):
         parser = sub.add_parser(command, help=text)
@@ -136,6 +150,7 @@ def _install_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[
 def _install_options(args: argparse.Namespace):  # noqa: ANN202 - InstallOptions, imported lazily
     from pathlib import Path
 
+    from nonecap_mcp.hosts import HOSTS
     from nonecap_mcp.install import InstallOptions, default_uvx_spec
 
     uvx = (getattr(args, "uvx_from", None) or default_uvx_spec()) if getattr(args, "uvx", False) else None
@@ -221,7 +236,11 @@ def run_sandbox(port: int) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script and of `python -m nonecap_mcp`."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] == "serve":
+        args = serve_parser().parse_args(argv[1:])
+    else:
+        args = build_parser().parse_args(argv)
     command = getattr(args, "command", None) or "serve"
     try:
         if command == "auth":

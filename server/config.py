@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
-    from nonecap_mcp.x402.policy import SpendPolicy
+    from nonecap_mcp.x402.spend_policy import SpendPolicy
 
 from nonecap_mcp.catalogue import CAPTCHA_TYPES
 from nonecap_mcp.operator_policy import SitePolicy
@@ -27,6 +27,27 @@ DEFAULT_X402_BASE = "https://api.ucaptcha.net"  # the host the x402 rail contrac
 MAX_WAIT_SECONDS = 55  # hosts cut tool calls off at about 60 s
 API_MAX_WAIT_SECONDS = 90  # the API's own ?wait bound
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")  # the only hosts plain http may reach
+STATE_DIR_ENV = "NONECAP_STATE_DIR"
+APP_DIR = "nonecap-mcp"
+LEDGER_FILE = "ledger.sqlite3"  # the x402 ledger; the other state files lie beside it
+CREATES_FILE = "creates.sqlite3"  # the credits rail's create log (`create_log`)
+
+
+def state_dir(env: Mapping[str, str]) -> Path:
+    """``$NONECAP_STATE_DIR``, else the XDG state dir (``$XDG_STATE_HOME`` or ``~/.local/state``)
+    ``/nonecap-mcp``. Here, not in the ledger, because every start-up needs it and no more.
+
+    A relative ``XDG_STATE_HOME`` is ignored, as the XDG spec requires.
+    """
+    override = env.get(STATE_DIR_ENV, "").strip()
+    if override:
+        return Path(override).expanduser()
+    xdg = env.get("XDG_STATE_HOME", "").strip()
+    if xdg and Path(xdg).is_absolute():
+        return Path(xdg) / APP_DIR
+    home = env.get("HOME", "").strip()
+    base = Path(home) if home else Path.home()
+    return base / ".local" / "state" / APP_DIR
 
 
 def _is_allowed_base_url(url: str) -> bool:
@@ -125,7 +146,7 @@ class Settings:
 
     def spend_policy(self) -> SpendPolicy:
         """The operator's x402 limits; tool arguments can never widen them."""
-        from nonecap_mcp.x402.policy import SpendPolicy
+        from nonecap_mcp.x402.spend_policy import SpendPolicy
 
         return SpendPolicy(
             network=self.x402_network,
@@ -137,9 +158,7 @@ class Settings:
 
     def ledger_path(self) -> Path:
         """Where the x402 ledger lives: `state_dir` when set, else the XDG state directory."""
-        from nonecap_mcp.x402.ledger import STATE_DIR_ENV, Ledger
-
-        return Ledger.default_path({**self.env, STATE_DIR_ENV: self.state_dir or ""})
+        return state_dir({**self.env, STATE_DIR_ENV: self.state_dir or ""}) / LEDGER_FILE
 
     def rpc_url(self) -> str:
         """The JSON-RPC endpoint for the wallet's USDC balance: `base_rpc_url`, else the network's public one."""

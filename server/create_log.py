@@ -37,10 +37,11 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from nonecap_mcp.config import CREATES_FILE
 from nonecap_mcp.store import Store, private
 from nonecap_mcp.store.db import Database
 
-FILE_NAME = "creates.sqlite3"
+FILE_NAME = CREATES_FILE
 INTENT_TTL_SECONDS = 180.0  # longer than any create call (55 s wait + slot wait + cancel clean-up)
 LEASE_SECONDS = 125.0  # a claimed solve counts as running at most this long: 120 s budget, plus margin
 RETENTION_SECONDS = 3600.0  # claims outlive every reconciliation window that could meet them

@@ -6,19 +6,33 @@ turn any of them into a tool error an agent can act on without knowing the class
 
 from __future__ import annotations
 
-from nonecap_mcp import guidance as g
+from types import ModuleType
+from typing import TYPE_CHECKING
+
 from nonecap_mcp.redaction import redact
+
+if TYPE_CHECKING:
+    from nonecap_mcp.guidance import Guidance
+
+
+def _tables() -> ModuleType:
+    """The guidance tables (pydantic models, costly to build), loaded at the first error raised
+    rather than by every module that can raise one: configuration is checked at every
+    start-up, and usually raises nothing."""
+    from nonecap_mcp import guidance
+
+    return guidance
 
 
 class NoneCapError(Exception):
     """Base of every error this package raises on purpose."""
 
-    def __init__(self, code: str, message: str, *, param: str | None = None, guidance: g.Guidance | None = None) -> None:
+    def __init__(self, code: str, message: str, *, param: str | None = None, guidance: Guidance | None = None) -> None:
         # An upstream error envelope's code and param are text we did not write, and may echo what we sent.
         self.code = redact(code)
         self.message = redact(message)
         self.param = redact(param) if param is not None else None
-        self.guidance = guidance or g.for_code(code)
+        self.guidance = guidance or _tables().for_code(code)
         self.retried = False  # set by the client when the error survived at least one retry
         super().__init__(self.message)
 
@@ -67,7 +81,7 @@ class APIError(NoneCapError):
         self.http_status = http_status
         self.request_id = request_id
         self.retry_after = retry_after
-        super().__init__(code, message, param=param, guidance=g.for_api_error(code, http_status, retry_after))
+        super().__init__(code, message, param=param, guidance=_tables().for_api_error(code, http_status, retry_after))
 
     def __repr__(self) -> str:
         return (
@@ -137,7 +151,7 @@ class X402StatusError(X402Error):
     def __init__(self, http_status: int, message: str, retry_after: float | None = None) -> None:
         self.http_status = http_status
         self.retry_after = retry_after
-        super().__init__(f"x402_http_{http_status}", message, guidance=g.for_x402_status(http_status, retry_after))
+        super().__init__(f"x402_http_{http_status}", message, guidance=_tables().for_x402_status(http_status, retry_after))
 
 
 class X402ConnectionError(X402Error):

@@ -1,6 +1,6 @@
 """The MCP hosts `install` knows: their names (which the command line offers) and how each
 spells a stdio server entry. Apart from `install`, so that building the command line
-(which every start-up does) does not load the installer.
+does not load the installer.
 """
 
 from __future__ import annotations

@@ -22,14 +22,14 @@ from host_launch import host_env, launched
 from npm_packages import npm_ci
 
 from nonecap_mcp import __version__
-from nonecap_mcp.config import ENV_VARS
+from nonecap_mcp.config import ENV_VARS, STATE_DIR_ENV
+from nonecap_mcp.tools.server import shipped_surface
 from nonecap_mcp.credentials import API_KEY_ENV
-from nonecap_mcp.x402.ledger import STATE_DIR_ENV
 from nonecap_mcp.x402.wallet import RPC_URL_ENV, WALLET_KEY_ENV
 
 BUNDLE_DIR = ROOT / "bundle"
 MANIFEST: dict[str, Any] = json.loads((BUNDLE_DIR / "manifest.json").read_text())
-TOOLS = set(json.loads((ROOT / "tests" / "snapshots" / "tools.json").read_text()))
+TOOLS = {tool["name"] for tool in shipped_surface("default")["tools"]}
 SECRETS_BY_FIELD = {"api_key": API_KEY_ENV, "wallet_private_key": WALLET_KEY_ENV}
 PLACEHOLDER = re.compile(r"\$\{user_config\.(\w+)\}")
 SOLVE = {"type": "hcaptcha", "sitekey": "sandbox-solve-100ms", "url": "https://a.example/", "wait_seconds": 5}

@@ -26,13 +26,14 @@ from jsonschema import Draft7Validator
 
 from nonecap_mcp import __version__
 from nonecap_mcp.config import ENV_VARS
+from nonecap_mcp.tools.server import shipped_surface
 
 SCHEMA = ROOT / "tests" / "registry" / "server.schema.json"
 SCHEMA_SHA256 = "3fba09590c99f61735d234822279f4223fab9e300c0a81e81c91ab62a4114de0"
 REGISTRY_NAME = "io.github.nonecap/nonecap-mcp"
 SECRET_VARS = {"NONECAP_API_KEY", "NONECAP_WALLET_PRIVATE_KEY"}
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-TOOLS = set(json.loads((ROOT / "tests" / "snapshots" / "tools.json").read_text()))
+TOOLS = {tool["name"] for tool in shipped_surface("default")["tools"]}
 
 
 def server_json() -> dict[str, Any]:

@@ -18,8 +18,10 @@ from conftest import CAPTURED, ROOT
 from host_launch import host_env
 from npm_packages import npm_ci
 
+from nonecap_mcp.tools.server import shipped_surface
+
 JS_DIR = ROOT / "tests" / "js_clients"
-TOOLS = set(json.loads((ROOT / "tests" / "snapshots" / "tools.json").read_text()))
+TOOLS = {tool["name"] for tool in shipped_surface("default")["tools"]}
 SERVER = [sys.executable, "-m", "nonecap_mcp", "serve", "--sandbox"]
 SITE = ["type=hcaptcha", "url=https://a.example/login", "wait_seconds=5"]
 

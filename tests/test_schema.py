@@ -1,37 +1,85 @@
-"""tools/list snapshot: names, schemas and annotations must not drift by accident.
+"""The surface hosts list (tools, prompt, resources) must not drift by accident, and the copy
+the server ships and lists at start-up must be exactly what the SDK builds from the real tools.
 
-Regenerate deliberately with `UPDATE_SNAPSHOTS=1 pytest tests/test_schema.py`.
+`nonecap_mcp/tools/surface.json` is both: the reviewed snapshot and what `tools/list` (and
+prompts/list, resources/list, resources/templates/list) answer until a request needs the tool
+layer (`tools.server`). Regenerate it deliberately with `UPDATE_SNAPSHOTS=1 pytest tests/test_schema.py`.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
+from typing import Any
 
 import pytest
+from conftest import sandbox_env
 from mcp import Client
 
 from nonecap_mcp.config import load_settings
 from nonecap_mcp.tools import build_server
+from nonecap_mcp.sandbox import Sandbox
+from nonecap_mcp.tools.server import SURFACE_FILE, GuardedServer
 
 pytestmark = pytest.mark.anyio
-SNAPSHOT = Path(__file__).parent / "snapshots" / "tools.json"
+MODES = {"default": {}, "read_only": {"NONECAP_READ_ONLY": "true"}}
+
+
+def _wire(items: list[Any]) -> list[dict[str, Any]]:
+    """Items as the SDK puts them on the wire (`runner._dump_result`)."""
+    return [item.model_dump(by_alias=True, mode="json", exclude_none=True) for item in items]
+
+
+async def _built(server: GuardedServer) -> dict[str, list[dict[str, Any]]]:
+    """The four lists the SDK builds from the registered tools, prompts and resources."""
+    assert server.surface_built
+    return {"tools": _wire(await server.list_tools()), "prompts": _wire(await server.list_prompts()),
+            "resources": _wire(await server.list_resources()),
+            "resourceTemplates": _wire(await server.list_resource_templates())}
+
+
+def _text(surface: dict[str, Any]) -> str:
+    return json.dumps(surface, indent=2, sort_keys=True) + "\n"
+
+
+async def test_the_shipped_surface_is_what_the_sdk_builds() -> None:
+    """Byte for byte, in every mode: a stale surface.json fails here, never silently in a host."""
+    built = {}
+    for mode, env in MODES.items():
+        server = build_server(load_settings(env), eager=True)
+        assert isinstance(server, GuardedServer)
+        built[mode] = await _built(server)
+    if os.environ.get("UPDATE_SNAPSHOTS"):
+        SURFACE_FILE.write_text(_text(built))
+    assert SURFACE_FILE.read_text() == _text(built), "tool surface changed: review, then UPDATE_SNAPSHOTS=1"
+
+
+async def _listed(client: Client) -> dict[str, list[dict[str, Any]]]:
+    return {"tools": _wire((await client.list_tools()).tools), "prompts": _wire((await client.list_prompts()).prompts),
+            "resources": _wire((await client.list_resources()).resources),
+            "resourceTemplates": _wire((await client.list_resource_templates()).resource_templates)}
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+@pytest.mark.parametrize("surface", list(MODES))
+async def test_lists_are_the_same_before_and_after_the_tool_layer_loads(surface: str, mode: str, sandbox: Sandbox) -> None:
+    """What a client gets from the shipped lists equals what it gets from the registered tools,
+    in both protocol eras; the first call registers them."""
+    server = build_server(load_settings(sandbox_env(sandbox) | MODES[surface]))
+    assert isinstance(server, GuardedServer) and server.mode == surface
+    async with Client(server, mode=mode) as client:
+        before = await _listed(client)
+        assert not server.surface_built  # listing loaded nothing
+        await client.call_tool("get_pricing", {})
+        assert server.surface_built
+        after = await _listed(client)
+    assert before == after == json.loads(SURFACE_FILE.read_text())[surface]
 
 
 async def _tools(mode: str) -> dict[str, dict]:
     async with Client(build_server(load_settings({})), mode=mode) as client:
         listed = (await client.list_tools()).tools
     return {t.name: t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in listed}
-
-
-@pytest.mark.parametrize("mode", ["auto", "legacy"])
-async def test_tools_list_matches_snapshot(mode: str) -> None:
-    tools = await _tools(mode)
-    if os.environ.get("UPDATE_SNAPSHOTS"):
-        SNAPSHOT.parent.mkdir(exist_ok=True)
-        SNAPSHOT.write_text(json.dumps(tools, indent=2, sort_keys=True) + "\n")
-    assert tools == json.loads(SNAPSHOT.read_text()), "tool surface changed: review, then UPDATE_SNAPSHOTS=1"
 
 
 async def test_annotations() -> None:

@@ -65,9 +65,14 @@ async def test_read_only_flag_hides_spending_tools(tmp_path: Path) -> None:
 
 
 # What only a tool call (or the team server) needs: none of it may load before tools/list is answered.
+# The tool layer itself is listed from surface.json (tools/server.py) and registered at the first call.
 OFF_THE_START_UP_PATH = (
     "eth_account", "eth_keys", "keyring", "psycopg", "prometheus_client",  # wallet, credentials, team extra
     "httpx", "nonecap", "nonecap_mcp.credits_api", "nonecap_mcp.x402.rail", "nonecap_mcp.x402.client", "nonecap_mcp.install",
+    "nonecap_mcp.tools.solves", "nonecap_mcp.tools.account", "nonecap_mcp.tools.feedback", "nonecap_mcp.tools.resources",
+    "nonecap_mcp.tools.prompts", "nonecap_mcp.tools.errors", "nonecap_mcp.models", "nonecap_mcp.validation",
+    "nonecap_mcp.guidance", "nonecap_mcp.x402.policy", "nonecap_mcp.x402.ledger", "nonecap_mcp.credentials",
+    "nonecap_mcp.quota", "nonecap_mcp.create_log", "nonecap_mcp.hosts",
 )
 
 
@@ -80,6 +85,6 @@ async def test_start_up_to_tools_list_loads_nothing_only_a_call_needs(tmp_path: 
         assert len((await agent.client.list_tools()).tools) == 7
     trace = (tmp_path / "stderr.log").read_text().splitlines()
     loaded = {line.rpartition("|")[2].strip() for line in trace if line.startswith("import time:")}
-    assert {"mcp.server.mcpserver", "nonecap_mcp.tools", "nonecap_mcp.models"} <= loaded  # the trace is whole
+    assert {"mcp.server.mcpserver", "nonecap_mcp.tools", "nonecap_mcp.tools.state"} <= loaded  # the trace is whole
     heavy = sorted(m for m in loaded if any(m == name or m.startswith(name + ".") for name in OFF_THE_START_UP_PATH))
     assert heavy == []

@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import anyio
 from mcp.server import MCPServer
-from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult
 from pydantic import ValidationError
@@ -104,9 +103,22 @@ def redact_result(result: Any) -> Any:
     return CallToolResult.model_validate(redact_tree(result.model_dump(by_alias=True, exclude_unset=True)))
 
 
-class GuardedServer(MCPServer):
-    """MCPServer that checks every call's arguments before the SDK sees them, and
-    redacts every result before the client does.
+async def _check_arguments(server: MCPServer, name: str, arguments: dict[str, Any]) -> None:
+    declared = {tool.name: tool.input_schema.get("properties", {}) for tool in await server.list_tools()}
+    if name not in declared:
+        return  # the SDK answers an unknown tool itself
+    unknown = sorted(set(arguments) - set(declared[name]))
+    if unknown:
+        shown = ", ".join(_shown_name(key) for key in unknown)
+        takes = ", ".join(declared[name]) or "no arguments"
+        raise InvalidArgumentError(
+            shown, f"{name} does not take {shown}; it takes {takes}. Nothing was sent."
+        )
+    check_strings(arguments)
+
+
+async def guarded_call(server: MCPServer, name: str, arguments: dict[str, Any], call: Callable[[], Awaitable[Any]]) -> Any:
+    """Run one tool call (`call`: the SDK's) with its arguments checked first and its result redacted.
 
     - Arguments a tool does not declare are refused, naming them: the SDK would drop
       them silently, so a mistyped `proxy_url` would create (and charge) a solve
@@ -118,33 +130,16 @@ class GuardedServer(MCPServer):
     - Every result and error text goes through `redact`, for every secret this process
       knows, wherever an upstream echoed one.
     """
-
-    async def _check_arguments(self, name: str, arguments: dict[str, Any]) -> None:
-        declared = {tool.name: tool.input_schema.get("properties", {}) for tool in await self.list_tools()}
-        if name not in declared:
-            return  # the SDK answers an unknown tool itself
-        unknown = sorted(set(arguments) - set(declared[name]))
-        if unknown:
-            shown = ", ".join(_shown_name(key) for key in unknown)
-            takes = ", ".join(declared[name]) or "no arguments"
-            raise InvalidArgumentError(
-                shown, f"{name} does not take {shown}; it takes {takes}. Nothing was sent."
-            )
-        check_strings(arguments)
-
-    async def call_tool(
-        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
-    ) -> Any:
-        try:
-            await self._check_arguments(name, arguments)
-        except InvalidArgumentError as exc:
-            raise ToolError(f"Error executing tool {name}: {error_text(exc)}") from None
-        try:
-            return redact_result(await super().call_tool(name, arguments, context))
-        except ToolError as exc:
-            if isinstance(exc.__cause__, ValidationError):
-                raise ToolError(f"Error executing tool {name}: {error_text(_argument_error(exc.__cause__))}") from exc.__cause__
-            text = redact(str(exc))
-            if text == str(exc):
-                raise
-            raise type(exc)(text) from exc.__cause__
+    try:
+        await _check_arguments(server, name, arguments)
+    except InvalidArgumentError as exc:
+        raise ToolError(f"Error executing tool {name}: {error_text(exc)}") from None
+    try:
+        return redact_result(await call())
+    except ToolError as exc:
+        if isinstance(exc.__cause__, ValidationError):
+            raise ToolError(f"Error executing tool {name}: {error_text(_argument_error(exc.__cause__))}") from exc.__cause__
+        text = redact(str(exc))
+        if text == str(exc):
+            raise
+        raise type(exc)(text) from exc.__cause__

@@ -30,7 +30,8 @@ from nonecap_mcp.config import Settings
 from nonecap_mcp.errors import NoneCapError
 from nonecap_mcp.tools import build_server
 from nonecap_mcp.tools.caller import CLIENT_SCOPE_KEY, request_client
-from nonecap_mcp.tools.errors import GuardedServer, error_text
+from nonecap_mcp.tools.errors import error_text
+from nonecap_mcp.tools.server import GuardedServer
 
 Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
@@ -108,7 +109,7 @@ class BearerAuth:
 
 def http_app(settings: Settings, *, host: str, registry: ClientRegistry, allowed_hosts: tuple[str, ...] = ()) -> ASGIApp:
     """The ASGI app of `serve --http`: MCP at /mcp, /healthz and /readyz beside it."""
-    server = build_server(settings, server_class=TeamServer)
+    server = build_server(settings, server_class=TeamServer, eager=True)
 
     @server.custom_route("/healthz", methods=["GET"])
     async def healthz(_request: Request) -> Response:

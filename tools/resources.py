@@ -3,18 +3,15 @@
 Hosts that attach resources to a conversation (instead of calling tools) read
 `nonecap://pricing`, `nonecap://balance` and `nonecap://solves/{id}`. Reading never waits
 or spends. The SDK gives static resources no Context, so a small middleware binds each
-request's lifespan state to a ContextVar that the static readers use.
+request's lifespan state to a ContextVar that the static readers use (`tools.server.bind_state`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
-from typing import Any
 
 from mcp.server import MCPServer
-from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 
@@ -22,25 +19,16 @@ from nonecap_mcp.errors import NoneCapError
 from nonecap_mcp.ids import check_solve_id
 from nonecap_mcp.tools.account import balance_for, pricing_for
 from nonecap_mcp.tools.errors import error_text
+from nonecap_mcp.tools.server import current_state
 from nonecap_mcp.tools.solves import solve_source
 from nonecap_mcp.tools.state import AppState
 
 JSON = "application/json"
 NOT_FOUND_CODES = frozenset({"not_found", "unknown_x402_solve", "invalid_argument"})
-_STATE: ContextVar[AppState | None] = ContextVar("nonecap_mcp_state", default=None)
-
-
-async def bind_state(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
-    """Middleware: make this request's lifespan state readable by the static resources."""
-    token = _STATE.set(ctx.lifespan_context)
-    try:
-        return await call_next(ctx)
-    finally:
-        _STATE.reset(token)
 
 
 def _state() -> AppState:
-    state = _STATE.get()
+    state = current_state()
     if state is None:  # read outside a request: a programming error, not the client's
         raise ResourceError("The server state is not available outside a request.")
     return state
@@ -75,8 +63,7 @@ async def solve(id: str, ctx: Context) -> str:
 
 
 def register(server: MCPServer) -> None:
-    """Add the three resources (all read-only) and the middleware they need."""
-    server.middleware.append(bind_state)
+    """Add the three resources (all read-only); `tools.server` binds the state they read."""
     server.resource("nonecap://pricing", name="pricing", title="Pricing", mime_type=JSON)(pricing)
     server.resource("nonecap://balance", name="balance", title="Balance", mime_type=JSON)(balance)
     server.resource("nonecap://solves/{id}", name="solve", title="A solve", mime_type=JSON)(solve)

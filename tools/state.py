@@ -4,7 +4,9 @@ Built in the MCP lifespan, so one pooled HTTP client per rail serves every call,
 requests can outlive the tool call that started them (a background task group that the
 lifespan waits for), and the sandbox (when asked for) is started before the first call and
 stopped after the last. Each rail (its module, httpx and its connection pool) is built at
-its first use, not at start-up: listing the tools needs neither.
+its first use, not at start-up: listing the tools needs neither. So are the credentials, the
+counted limits (`quota`) and the create log: this module is imported by every start-up (the
+lifespan), so what only a call needs is imported where the call needs it.
 """
 
 from __future__ import annotations
@@ -27,18 +29,16 @@ from mcp.server import MCPServer
 
 from nonecap_mcp import metrics
 from nonecap_mcp.catalogue import PaidRail, rails_selling
-from nonecap_mcp.config import Settings
-from nonecap_mcp.create_log import FILE_NAME as CREATES_FILE
-from nonecap_mcp.create_log import CreateLog
-from nonecap_mcp.credentials import CredentialError, Secret, resolve_api_key
+from nonecap_mcp.config import CREATES_FILE, LEDGER_FILE, Settings
 from nonecap_mcp.errors import ConfigurationError, InvalidArgumentError
 from nonecap_mcp.ids import is_x402_id
-from nonecap_mcp.models import Solve
-from nonecap_mcp.quota import REFUNDED_STATUSES, Quota, QuotaExceeded
 from nonecap_mcp.store import Store, store_for
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the models load with the tool layer, not with the lifespan
+    from nonecap_mcp.credentials import Secret
     from nonecap_mcp.credits_api import CreditsAPI, KeyProvider
+    from nonecap_mcp.models import Solve
+    from nonecap_mcp.quota import Quota
     from nonecap_mcp.x402.rail import X402Rail
     from nonecap_mcp.x402.wallet import Wallet
 
@@ -97,6 +97,7 @@ class AppState:
     @cached_property
     def credits(self) -> CreditsAPI:
         """The credits rail, built at its first use (with httpx): start-up needs none of it."""
+        from nonecap_mcp.create_log import CreateLog
         from nonecap_mcp.credits_api import CreditsAPI
         from nonecap_mcp.retry import RetryPolicy
 
@@ -130,6 +131,8 @@ class AppState:
         be used fails the call: a limit that cannot be checked is not held. Without one, the
         count only feeds `nonecap-mcp spend`, so such a store is logged and skipped rather than
         failing solves that need no local state."""
+        from nonecap_mcp.quota import QuotaExceeded  # the counted limits load at a call's first need
+
         try:
             return step(self.quota())
         except QuotaExceeded:
@@ -145,6 +148,8 @@ class AppState:
         """What a call saw of its solves: give today's credit budget back for credits solves seen
         failed, cancelled or expired (the API refunded them; refunding is idempotent), and, the
         first time a solve is seen finished, its latency and (when solved) its cost in /metrics."""
+        from nonecap_mcp.quota import REFUNDED_STATUSES
+
         for solve in solves:
             if solve.status in REFUNDED_STATUSES and not is_x402_id(solve.id):
                 self.count(lambda quota: quota.refund(solve_id=solve.id))  # noqa: B023 - called at once
@@ -202,6 +207,8 @@ def key_provider(settings: Settings, sandbox_key: str | None) -> KeyProvider:
     cached: list[Secret] = []
 
     async def provide() -> Secret:
+        from nonecap_mcp.credentials import CredentialError, Secret, resolve_api_key  # with the keyring, at first use
+
         if sandbox_key is not None:
             return Secret(sandbox_key)
         if not cached:
@@ -252,8 +259,6 @@ class Stores:
 
     @classmethod
     def configured(cls, settings: Settings) -> Stores:
-        from nonecap_mcp.x402.ledger import FILE_NAME as LEDGER_FILE
-
         return cls(store_for(settings, LEDGER_FILE), store_for(settings, CREATES_FILE), store_for(settings))
 
     @classmethod
@@ -266,6 +271,8 @@ def quota_opener(settings: Settings, store: Store) -> Callable[[], Quota]:
 
     @functools.cache
     def open_quota() -> Quota:
+        from nonecap_mcp.quota import Quota
+
         return Quota(store.open(), daily_credit_budget=settings.daily_credit_budget,
                      max_solves_per_minute=settings.max_solves_per_minute)
 
@@ -294,7 +301,7 @@ def lifespan_for(settings: Settings):  # noqa: ANN201 - the SDK's lifespan type 
                 sandbox = Sandbox().start()
                 api_base = x402_base = sandbox.url
                 scratch = Path(tempfile.mkdtemp(prefix="nonecap-sandbox-"))
-                stores = Stores.sandbox(scratch / "ledger.sqlite3", scratch / CREATES_FILE)  # never the real budget
+                stores = Stores.sandbox(scratch / LEDGER_FILE, scratch / CREATES_FILE)  # never the real budget
             rpc_url = f"{api_base}/rpc"
             sandbox_api_key, sandbox_wallet_key = SANDBOX_API_KEY, SANDBOX_WALLET_KEY
             log.warning("sandbox mode: NoneCap emulator on %s; nothing leaves this machine", api_base)

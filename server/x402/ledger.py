@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from nonecap_mcp import guidance as g
+from nonecap_mcp.config import LEDGER_FILE, state_dir
 from nonecap_mcp.errors import ConfigurationError, NoneCapError
 from nonecap_mcp.ids import X402_PREFIX
 from nonecap_mcp.store import Store
@@ -63,9 +64,7 @@ __all__ = [
 ]
 
 BUDGET_ENV = "NONECAP_DAILY_BUDGET_USD"
-STATE_DIR_ENV = "NONECAP_STATE_DIR"
-APP_DIR = "nonecap-mcp"
-FILE_NAME = "ledger.sqlite3"
+FILE_NAME = LEDGER_FILE
 
 PAYMENT_STATES = ("signed", "sent", "settled", "failed", "unknown")
 # These may have moved money. A "failed" payment counts too while its authorization is
@@ -242,20 +241,8 @@ class Ledger:
 
     @classmethod
     def default_path(cls, env: Mapping[str, str]) -> Path:
-        """``$NONECAP_STATE_DIR/ledger.sqlite3``, else the XDG state dir
-        (``$XDG_STATE_HOME`` or ``~/.local/state``) ``/nonecap-mcp/ledger.sqlite3``.
-
-        A relative ``XDG_STATE_HOME`` is ignored, as the XDG spec requires.
-        """
-        override = env.get(STATE_DIR_ENV, "").strip()
-        if override:
-            return Path(override).expanduser() / FILE_NAME
-        xdg = env.get("XDG_STATE_HOME", "").strip()
-        if xdg and Path(xdg).is_absolute():
-            return Path(xdg) / APP_DIR / FILE_NAME
-        home = env.get("HOME", "").strip()
-        base = Path(home) if home else Path.home()
-        return base / ".local" / "state" / APP_DIR / FILE_NAME
+        """``ledger.sqlite3`` in the state directory (`config.state_dir`)."""
+        return state_dir(env) / FILE_NAME
 
     def _stamp(self) -> tuple[str, str]:
         """(UTC day, ISO timestamp) of now, from the injected clock."""

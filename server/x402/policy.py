@@ -15,15 +15,15 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, TypeGuard
+from typing import Any
 
 from nonecap_mcp.errors import NoneCapError
 from nonecap_mcp.guidance import LOCAL, Guidance
 
 from .networks import NETWORKS, UsdcNetwork, atomic_to_usd, usd_to_atomic
+from .spend_policy import SpendPolicy, is_int, is_payable_address
 
 __all__ = [
     "PAYMENT_REFUSED_GUIDANCE",
@@ -37,8 +37,6 @@ __all__ = [
     "parse_payment_required",
 ]
 
-_ZERO_ADDRESS = "0x" + "0" * 40
-_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _SUPPORTED_VERSIONS = (1, 2)
 _SHOWN_CHARS = 80  # hostile values are echoed to the agent; keep them short
 _UINT256_DIGITS = 78  # an EIP-3009 value is a uint256; longer strings are not amounts
@@ -76,29 +74,6 @@ class PolicyViolation(NoneCapError):
             param=field,
             guidance=PAYMENT_REFUSED_POLICY_GUIDANCE if policy_limit else PAYMENT_REFUSED_GUIDANCE,
         )
-
-
-@dataclass(frozen=True)
-class SpendPolicy:
-    """The operator's limits; the tool arguments of an agent can never widen them."""
-
-    network: str = "base"
-    max_price_usd: Decimal = Decimal("0.05")
-    daily_budget_usd: Decimal = Decimal("1.00")
-    pinned_pay_to: str | None = None
-    max_timeout_seconds: int = 300
-    confirm_above_usd: Decimal = Decimal("0.02")
-
-    def __post_init__(self) -> None:
-        """Reject a policy that could not be enforced exactly, at configuration time."""
-        if self.network not in NETWORKS:
-            raise ValueError(f"unknown x402 network {self.network!r}; expected one of {sorted(NETWORKS)}")
-        for name in ("max_price_usd", "daily_budget_usd", "confirm_above_usd"):
-            usd_to_atomic(getattr(self, name))  # TypeError for floats, ValueError for sub-atomic or negative
-        if self.pinned_pay_to is not None and not _is_payable_address(self.pinned_pay_to):
-            raise ValueError("pinned_pay_to must be a non-zero 0x-prefixed 20-byte address")
-        if not _is_int(self.max_timeout_seconds) or self.max_timeout_seconds <= 0:
-            raise ValueError("max_timeout_seconds must be a positive integer")
 
 
 @dataclass(frozen=True)
@@ -149,7 +124,7 @@ def parse_payment_required(status_402_body: Any, payment_required_header: str | 
     if not isinstance(document, dict):
         raise PolicyViolation(source, _show_type(document), "an x402 PaymentRequired JSON object")
     version = document.get("x402Version")
-    if not _is_int(version):
+    if not is_int(version):
         raise PolicyViolation(f"{source} x402Version", _show(version), "an integer (1 or 2)")
     accepts = document.get("accepts")
     if not isinstance(accepts, list) or not accepts:
@@ -245,7 +220,7 @@ def _check(
         # v2 servers may ask for a Permit2 payload instead; we only sign EIP-3009.
         (transfer_method in (None, "eip3009"), "extra.assetTransferMethod", _show(transfer_method),
          "'eip3009' (or absent)", False),
-        (_is_payable_address(req.pay_to), "payTo", _show(req.pay_to), "a non-zero 20-byte address", False),
+        (is_payable_address(req.pay_to), "payTo", _show(req.pay_to), "a non-zero 20-byte address", False),
         (pay_to == pricing_pay_to.lower(), "payTo", _show(req.pay_to),
          f"{pricing_pay_to} (the payTo published at /x402/pricing)", False),
         (policy.pinned_pay_to is None or pay_to == policy.pinned_pay_to.lower(), "payTo", _show(req.pay_to),
@@ -284,7 +259,7 @@ def _normalize_accept(
     timeout = accept.get("maxTimeoutSeconds")
     if isinstance(timeout, float) and timeout.is_integer():
         timeout = int(timeout)  # JSON writers may print 1e9 for an integer
-    if not _is_int(timeout):
+    if not is_int(timeout):
         raise _Malformed(f"maxTimeoutSeconds is {_show(timeout)}, not an integer")
     strings = {}
     for name in ("scheme", "network", "asset", "payTo"):
@@ -353,24 +328,14 @@ def _parse_uint256(value: Any) -> int | None:
     """
     if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= _UINT256_DIGITS:
         value = int(value)
-    if _is_int(value) and 0 <= value <= _UINT256_MAX:
+    if is_int(value) and 0 <= value <= _UINT256_MAX:
         return value
     return None
-
-
-def _is_int(value: Any) -> TypeGuard[int]:
-    """A real int (JSON ``true`` is a bool, which Python counts as an int)."""
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _text(value: Any) -> str:
     """An optional free-text field: the string, or "" when absent or not a string."""
     return value if isinstance(value, str) else ""
-
-
-def _is_payable_address(value: str) -> bool:
-    """0x + 40 hex and not the zero/burn address."""
-    return bool(_ADDRESS.match(value)) and value.lower() != _ZERO_ADDRESS
 
 
 def _show(value: Any) -> str:
