@@ -39,7 +39,7 @@ class DayRail:
     usd_unknown: str = "0"
 
 
-def _credits(settings: Settings, since: str) -> dict[tuple[str, str], DayRail]:
+def _credits(settings: Settings, since: str) -> dict[tuple[str, str, str | None], DayRail]:
     db = database_for(settings)
     Quota(db)  # the table exists even before the first solve
     marks = ", ".join("?" for _ in COUNTED)
@@ -56,7 +56,7 @@ def _x402(settings: Settings, since: str, report: dict[tuple[str, str, str | Non
     if not store.exists():
         return
     for day in open_ledger(store).days_since(since):
-        row = report.setdefault((day["day"], "x402", None), DayRail(day["day"], "x402"))
+        row = report.setdefault((day["day"], "x402", day["client"]), DayRail(day["day"], "x402", day["client"]))
         row.solves, row.solved = max(row.solves, day["solves"]), day["solved"]
         row.usd_settled, row.usd_held, row.usd_unknown = (str(Decimal(day[k]) / USDC) for k in ("settled", "held", "unknown"))
 

@@ -6,6 +6,8 @@ Clients are registered with the real `clients` CLI; every request goes over a so
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import socket
 import subprocess
@@ -243,3 +245,11 @@ async def test_a_clients_usd_budget_holds_its_x402_payments(team: Team, sandbox:
         assert paid() == 1  # the refused payment was never sent
         assert (await alice.ok("create_solve", page))["status"] == "solved"  # the server's budget still allows
         assert paid() == 2
+    # `spend` gives each client its own x402 row, with its own USD (none left in a client-less row).
+    rows = {r["client"]: r for r in json.loads(_cli(team.env, "spend", "--json").stdout) if r["rail"] == "x402"}
+    assert set(rows) == {"frugal", "alice"}
+    assert all((row["solved"], row["usd_settled"], row["usd_unknown"]) == (1, "0.012", "0") for row in rows.values())
+    table = csv.DictReader(io.StringIO(_cli(team.env, "spend", "--csv").stdout))
+    assert {(r["client"], r["usd_settled"]) for r in table if r["rail"] == "x402"} == {("frugal", "0.012"), ("alice", "0.012")}
+    chart = [line.split() for line in _cli(team.env, "spend").stdout.splitlines() if " x402 " in line]
+    assert sorted((line[2], line[6]) for line in chart) == [("alice", "0.012"), ("frugal", "0.012")]

@@ -413,23 +413,26 @@ class Ledger:
         return self._payments("solve_id = ?", (solve_id,))
 
     def days_since(self, since: str) -> list[dict[str, Any]]:
-        """Per UTC day from `since` (ISO date): solves, solved, and atomic units settled,
-        held (failed but still valid) and unresolved, for the spend report."""
+        """Per UTC day from `since` (ISO date) and team-server client (None: stdio, or no client):
+        solves, solved, and atomic units settled, held (failed but still valid) and unresolved,
+        for the spend report. A solve's client is that of its payments (the solves table has none)."""
         with self._db.transaction() as cur:
             payments = cur.execute(
-                "SELECT utc_day AS day, SUM(CASE WHEN state = 'settled' THEN amount_atomic ELSE 0 END) AS settled, "
+                "SELECT utc_day AS day, client, SUM(CASE WHEN state = 'settled' THEN amount_atomic ELSE 0 END) AS settled, "
                 "SUM(CASE WHEN state = 'failed' AND valid_before > ? THEN amount_atomic ELSE 0 END) AS held, "
                 "SUM(CASE WHEN state IN ('signed', 'sent', 'unknown') THEN amount_atomic ELSE 0 END) AS unknown "
-                "FROM payments WHERE utc_day >= ? GROUP BY utc_day", (int(self._now().timestamp()), since)).fetchall()
+                "FROM payments WHERE utc_day >= ? GROUP BY utc_day, client", (int(self._now().timestamp()), since)).fetchall()
             solves = cur.execute(
-                "SELECT substr(created_at, 1, 10) AS day, COUNT(*) AS solves, "
-                "SUM(CASE WHEN status = 'solved' THEN 1 ELSE 0 END) AS solved FROM solves "
-                "WHERE substr(created_at, 1, 10) >= ? GROUP BY substr(created_at, 1, 10)", (since,)).fetchall()
-        days: dict[str, dict[str, Any]] = {}
-        for row in [*solves, *payments]:
-            days.setdefault(row["day"], {"day": row["day"], "solves": 0, "solved": 0, "settled": 0, "held": 0,
-                                         "unknown": 0}).update({k: int(v or 0) for k, v in row.items() if k != "day"})
-        return sorted(days.values(), key=lambda d: d["day"])
+                "SELECT substr(s.created_at, 1, 10) AS day, p.client AS client, COUNT(*) AS solves, "
+                "SUM(CASE WHEN s.status = 'solved' THEN 1 ELSE 0 END) AS solved FROM solves s "
+                "LEFT JOIN (SELECT DISTINCT solve_id, client FROM payments) p ON p.solve_id = s.id "
+                "WHERE substr(s.created_at, 1, 10) >= ? GROUP BY substr(s.created_at, 1, 10), p.client", (since,)).fetchall()
+        days: dict[tuple[str, str | None], dict[str, Any]] = {}
+        for row in map(dict, [*solves, *payments]):
+            days.setdefault((row["day"], row["client"]), {
+                "day": row["day"], "client": row["client"], "solves": 0, "solved": 0, "settled": 0, "held": 0, "unknown": 0,
+            }).update({k: int(v or 0) for k, v in row.items() if k not in ("day", "client")})
+        return sorted(days.values(), key=lambda d: (d["day"], d["client"] or ""))
 
     def import_from(self, source: Ledger) -> int:
         """Copy `source`'s payments and solves that are not here yet (by nonce and id), in one
