@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 from mcp import Client
+from pydantic import BaseModel, Field
 
 from nonecap_mcp.config import load_settings
 from nonecap_mcp.tools import build_server
+from nonecap_mcp.tools.schemas import lean
 
 pytestmark = pytest.mark.anyio
 SNAPSHOT = Path(__file__).parent / "snapshots" / "tools.json"
@@ -62,3 +64,25 @@ async def test_the_surface_stays_lean() -> None:
         text = json.dumps(tool)
         assert "$ref" not in text and "$defs" not in text, tool["name"]
         assert '{"type": "null"}' not in json.dumps(tool["inputSchema"]), tool["name"]  # optional = left out
+
+
+def test_a_flat_record_is_told_by_its_structure_not_its_text() -> None:
+    """In a result, a model of scalar fields becomes `object`; one with a list or a nested model
+    anywhere in a field (a nullable list included) is kept in full, and words in a description
+    (even "$ref") change nothing."""
+
+    class Note(BaseModel):
+        code: str
+        hint: str | None = Field(None, description='Not a "$ref": only words.')
+
+    class Tags(BaseModel):
+        code: str
+        tags: list[str] | None = None
+
+    class Result(BaseModel):
+        note: Note
+        tags: Tags
+
+    fields = lean(Result.model_json_schema(), nullable=True)["properties"]
+    assert fields["note"] == {"type": "object"}
+    assert fields["tags"]["properties"]["tags"] == {"type": ["array", "null"], "items": {"type": "string"}}
