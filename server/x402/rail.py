@@ -57,7 +57,20 @@ log = logging.getLogger("nonecap_mcp.x402")
 T = TypeVar("T")
 
 WalletLoader = Callable[[], Awaitable[Wallet | None]]
-ORPHAN_AFTER_SECONDS = 300  # far beyond the paid request's 75 s timeout: no live process still owns it
+# When a solve still "solving" in the ledger is taken to belong to a process that died mid-payment,
+# so that another process (or replica) may write its outcome. Until then only the payment is
+# resolved (the chain's word is final for money) and the solve reads "solving", even when the
+# chain already shows the authorization used: the rail settles right *before* it answers, so a
+# used authorization also means "the owner may be reading its paid answer (the token) right
+# now", and a rail that stalls after settling can keep it reading for the rest of PAID_SECONDS.
+# Writing "failed: result lost" then would be read by agents as final, they would pay again, and
+# the owner's answer would overwrite it. Nothing in the ledger tells a dead owner from a live one,
+# so age is the only safe test: from the solve's creation, the setup (≤ MAX_WAIT_SECONDS 55 s) +
+# the paid request (≤ PAID_SECONDS 75 s) + the outcome write and its retries (~20 s) ≈ 150 s, and
+# as much again for clocks that differ between replicas (created_at is the owner's clock, the age
+# the reader's) and an owner stalled for a while. Sooner would need a liveness signal per owner
+# (a lock that dies with its process), which this store does not have.
+ORPHAN_AFTER_SECONDS = 300
 SETUP_FLOOR_SECONDS = 10  # even with wait_seconds=0, time to ask the rail for its price and 402
 TIME_RAN_OUT_SECONDS = 0.5  # a connection error this close to the call's deadline is the deadline's doing
 CHAIN_CHECK_SECONDS = 5.0  # the most one call spends asking the chain about payments
