@@ -178,7 +178,10 @@ async def test_metrics_count_tool_calls_by_tool_and_outcome(team: Team, sandbox:
         await client.call_tool("get_solve", {"id": "solve_doesnotexist"})
     async with team.client("viewer") as client:
         await client.call_tool("cancel_solve", {"id": "solve_doesnotexist"})
+        for i in range(3):  # made-up names share one label: a client cannot grow /metrics at will
+            await client.call_tool(f"no_such_tool_{i}_" + "x" * 2000, {})
     text = httpx.get(f"{team.url}/metrics").text
+    assert "no_such_tool" not in text and 'tool="unknown"' in text and len(text) < 64 * 1024
     assert 'nonecap_tool_calls_total{outcome="ok",tool="get_pricing"}' in text
     assert 'nonecap_tool_calls_total{outcome="error",tool="get_solve"}' in text
     assert 'nonecap_tool_calls_total{outcome="refused",tool="cancel_solve"}' in text
