@@ -248,6 +248,9 @@ async def test_a_clients_usd_budget_holds_its_x402_payments(team: Team, sandbox:
         assert paid() == 1  # the refused payment was never sent
         assert (await alice.ok("create_solve", page))["status"] == "solved"  # the server's budget still allows
         assert paid() == 2
+        assert (await alice.ok("get_solve", {"id": first["id"]}))["client"] == "frugal"  # read back: still frugal's
+        listed = {s["id"]: s.get("client") for s in (await alice.ok("list_solves", {"rail": "x402"}))["data"]}
+        assert listed[first["id"]] == "frugal"
     # `spend` gives each client its own x402 row, with its own USD (none left in a client-less row).
     rows = {r["client"]: r for r in json.loads(_cli(team.env, "spend", "--json").stdout) if r["rail"] == "x402"}
     assert set(rows) == {"frugal", "alice"}

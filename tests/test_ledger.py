@@ -220,6 +220,23 @@ def test_each_day_is_split_by_the_client_that_paid(store_target: str) -> None:
     }
 
 
+def test_budgets_are_checked_before_signing_as_when_reserving(store_target: str) -> None:
+    """`check_budgets` (the check before a signature exists) refuses what `reserve_payment`
+    would: the server's day, and a team-server client's own day, each with its own figures."""
+    ledger = open_ledger(store_target, Clock(datetime(2026, 11, 22, 3, tzinfo=timezone.utc)))
+    ledger.reserve_payment(nonce=fresh_nonce(), solve_id="x402_A1", amount_atomic=AMOUNT, pay_to=PAY_TO, network="base",
+                           asset=USDC, task_type="hcaptcha", valid_before=2_000_000_000, daily_budget_atomic=10**6,
+                           solve=solve("x402_A1", status="solving"), client="alice")
+    ledger.check_budgets(AMOUNT, 10**6, "alice", 2 * AMOUNT)  # fits both
+    ledger.check_budgets(AMOUNT, 10**6, "bob", AMOUNT)  # bob's day is his own
+    with pytest.raises(BudgetExceeded) as theirs:
+        ledger.check_budgets(AMOUNT + 1, 10**6, "alice", 2 * AMOUNT)
+    assert "Client alice's daily" in theirs.value.message
+    with pytest.raises(BudgetExceeded) as ours:
+        ledger.check_budgets(AMOUNT + 1, 2 * AMOUNT)
+    assert ours.value.message.startswith("Daily x402 budget")
+
+
 def test_a_ledger_from_a_newer_version_is_refused(path: Path) -> None:
     Ledger(path)
     conn = sqlite3.connect(path)

@@ -21,7 +21,7 @@ from mcp import Client
 
 from nonecap_mcp.config import load_settings
 from nonecap_mcp.errors import ConfigurationError
-from nonecap_mcp.sandbox import Sandbox
+from nonecap_mcp.sandbox import SANDBOX_WALLET_KEY, Sandbox
 from nonecap_mcp.tools import build_server
 
 pytestmark = pytest.mark.anyio
@@ -137,25 +137,38 @@ def test_bad_operator_settings_name_the_variable(var: str, value: str) -> None:
     assert var in err.value.message
 
 
+def spend(sandbox: Sandbox, *flags: str) -> str:
+    """`nonecap-mcp spend` as an operator runs it, on the test's state dir."""
+    env = child_env(NONECAP_STATE_DIR=sandbox_env(sandbox)["NONECAP_STATE_DIR"])
+    done = subprocess.run([sys.executable, "-m", "nonecap_mcp", "spend", *flags], env=env, capture_output=True,
+                          text=True, timeout=30, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 async def test_spend_reports_credits_per_day_in_three_formats(sandbox: Sandbox) -> None:
     async with await agent_with(sandbox) as client:
         agent = Agent(client)
         await agent.ok("create_solve", args())
         await agent.ok("create_solve", args())
         await agent.ok("create_solve", args("sandbox-fail-proxy_error"))  # refunded: a solve, not a credit
-    env = child_env(NONECAP_STATE_DIR=sandbox_env(sandbox)["NONECAP_STATE_DIR"])
-
-    def spend(*flags: str) -> str:
-        done = subprocess.run([sys.executable, "-m", "nonecap_mcp", "spend", *flags], env=env, capture_output=True,
-                              text=True, timeout=30, cwd=ROOT)
-        assert done.returncode == 0, done.stderr
-        return done.stdout
-
     today = datetime.now(UTC).date().isoformat()
-    rows = json.loads(spend("--json"))
+    rows = json.loads(spend(sandbox, "--json"))
     assert [(r["day"], r["rail"], r["solves"], r["credits"]) for r in rows] == [(today, "credits", 3, 2)]
-    table = list(csv.DictReader(io.StringIO(spend("--csv", "--days", "2"))))
+    table = list(csv.DictReader(io.StringIO(spend(sandbox, "--csv", "--days", "2"))))
     assert [(r["day"], r["solves"], r["credits"]) for r in table] == [(today, "3", "2")]
-    chart = spend()
+    chart = spend(sandbox)
     assert today in chart and "#" * 40 in chart
+
+
+async def test_spend_counts_x402_solves_from_the_ledger_not_refused_starts(sandbox: Sandbox) -> None:
+    """A paid solve is a solve with its USD; a start the policy refused before signing (a 402
+    paying someone else) is neither, though the rate limit saw it start."""
+    async with await agent_with(sandbox, NONECAP_WALLET_PRIVATE_KEY=SANDBOX_WALLET_KEY) as client:
+        agent = Agent(client)
+        assert (await agent.ok("create_solve", args(rail="x402")))["status"] == "solved"
+        sandbox.set_x402(1, {"payTo": "0x000000000000000000000000000000000000bEEF"})
+        assert "x402" in await agent.error("create_solve", args(rail="x402"))
+    [row] = json.loads(spend(sandbox, "--json"))
+    assert (row["rail"], row["solves"], row["solved"], row["usd_settled"]) == ("x402", 1, 1, "0.012"), row
 

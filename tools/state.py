@@ -160,9 +160,9 @@ class AppState:
                 metrics.finished(solve)
 
     async def with_clients(self, *solves: Solve) -> list[Solve]:
-        """These solves, each with the team-server client that started it (credits solves: the
-        API does not know our clients, the counted starts do)."""
-        ids = [solve.id for solve in solves if not is_x402_id(solve.id)]
+        """These solves, each with the team-server client that started it: neither rail's
+        upstream knows our clients, the counted starts (which every solve is attached to) do."""
+        ids = [solve.id for solve in solves]
         known = (await self.count(lambda quota: quota.clients_of(ids)) if ids else None) or {}
         return [solve.model_copy(update={"client": known[solve.id]}) if solve.id in known else solve for solve in solves]
 

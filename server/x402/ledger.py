@@ -309,18 +309,7 @@ class Ledger:
             raise ValueError("amount_atomic must be positive")
         day, stamp = self._stamp()
         with self._db.transaction(exclusive=WRITE_LOCK) as cur:
-            spent = sum(self._day_figures(cur, day))
-            if spent + amount_atomic > daily_budget_atomic:
-                raise BudgetExceeded(
-                    spent_usd=atomic_to_usd(spent),
-                    budget_usd=atomic_to_usd(daily_budget_atomic),
-                    amount_usd=atomic_to_usd(amount_atomic),
-                )
-            if client and client_budget_atomic is not None:
-                theirs = sum(self._day_figures(cur, day, client))
-                if theirs + amount_atomic > client_budget_atomic:
-                    raise BudgetExceeded(spent_usd=atomic_to_usd(theirs), budget_usd=atomic_to_usd(client_budget_atomic),
-                                         amount_usd=atomic_to_usd(amount_atomic), client=client)
+            self._check_budgets(cur, day, amount_atomic, daily_budget_atomic, client, client_budget_atomic)
             if cur.execute("SELECT 1 AS found FROM payments WHERE nonce = ?", (nonce,)).fetchone():
                 # A repeated nonce means a signing bug; recording it twice would
                 # also count the same money twice.
@@ -384,6 +373,26 @@ class Ledger:
             if solve is not None:
                 self._upsert_solve(cur, solve)
         return stored
+
+    def check_budgets(self, amount_atomic: int, daily_budget_atomic: int, client: str | None = None,
+                      client_budget_atomic: int | None = None) -> None:
+        """Raise :class:`BudgetExceeded` if paying `amount_atomic` now would pass today's budget
+        or the client's: the check before signing (`reserve_payment` repeats it atomically)."""
+        day, _ = self._stamp()
+        with self._db.transaction() as cur:
+            self._check_budgets(cur, day, amount_atomic, daily_budget_atomic, client, client_budget_atomic)
+
+    def _check_budgets(self, cur: Any, day: str, amount_atomic: int, daily_budget_atomic: int, client: str | None,
+                       client_budget_atomic: int | None) -> None:
+        spent = sum(self._day_figures(cur, day))
+        if spent + amount_atomic > daily_budget_atomic:
+            raise BudgetExceeded(spent_usd=atomic_to_usd(spent), budget_usd=atomic_to_usd(daily_budget_atomic),
+                                 amount_usd=atomic_to_usd(amount_atomic))
+        if client and client_budget_atomic is not None:
+            theirs = sum(self._day_figures(cur, day, client))
+            if theirs + amount_atomic > client_budget_atomic:
+                raise BudgetExceeded(spent_usd=atomic_to_usd(theirs), budget_usd=atomic_to_usd(client_budget_atomic),
+                                     amount_usd=atomic_to_usd(amount_atomic), client=client)
 
     def counted_today_atomic(self) -> int:
         """Atomic units counted against today's (UTC) budget: spent plus held."""
