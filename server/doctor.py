@@ -242,13 +242,16 @@ def _ledger(settings: Settings, configured: bool) -> Check:
 
 def _store(settings: Settings) -> Check:
     """The shared store (clients, quotas) in use and whether it answers; never its password."""
+    where = "the store"
     try:
         db = database_for(settings)
         where = db.describe()
         db.ping()
+    except ConfigurationError as exc:  # e.g. PostgreSQL named but its driver not installed: the message says what to do
+        return Check("store", "fail", exc.message, f"Check {DATABASE_URL_ENV}.")
     except Exception as exc:  # any failure to open or reach it is what this line reports
         shown = type(exc).__name__ if DATABASE_URL_ENV in settings.env else str(exc)
-        return Check("store", "fail", f"unreachable ({shown})", f"Check {DATABASE_URL_ENV} and that the database is up.")
+        return Check("store", "fail", f"{where} unreachable ({shown})", f"Check {DATABASE_URL_ENV} and that the database is up.")
     return Check("store", "ok", f"{where} reachable")
 
 

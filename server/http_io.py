@@ -13,8 +13,10 @@ Every exchange also ends before the enclosing tool call's deadline (`nonecap_mcp
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,6 +34,14 @@ API_BODY_LIMIT = 1024 * KIB  # JSON answers of the credits API and the x402 rail
 RPC_BODY_LIMIT = 64 * KIB  # an eth_call answer is one 32-byte word
 EXCHANGE_SECONDS = 10.0  # a request without a long-poll: connect, answer and body
 CONNECT_SECONDS = 10.0
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The process's one TLS context (system trust, SSL_CERT_FILE honoured), shared by every
+    client we open: loading the CA bundle costs tens of milliseconds of CPU on the event loop,
+    which each new client (one per RPC call, one per rail) would otherwise pay again."""
+    return httpx.create_ssl_context()
 
 
 class ExchangeTimeout(httpx.TimeoutException):
@@ -137,7 +147,7 @@ class BoundedTransport(httpx.AsyncBaseTransport):
         limit: int = API_BODY_LIMIT,
     ) -> None:
         self._on_reply = on_reply
-        self._inner = inner or httpx.AsyncHTTPTransport()
+        self._inner = inner or httpx.AsyncHTTPTransport(verify=tls_context())
         self._limit = limit
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:

@@ -1,7 +1,8 @@
 """`nonecap-mcp spend`: what agents spent, per UTC day, rail and team-server client, from the local (or shared) store.
 
-Credits come from the operator's counted starts (`quota`), USD from the x402 ledger, so the
-report shows exactly what the limits saw. Printed on stdout: a CLI command, not the protocol.
+Credits come from the operator's counted starts (`quota`), x402 solves and USD from the x402
+ledger (a start the rail's policy refused before signing is no solve), so the report shows
+exactly what the limits saw. Printed on stdout: a CLI command, not the protocol.
 """
 
 from __future__ import annotations
@@ -39,13 +40,14 @@ class DayRail:
     usd_unknown: str = "0"
 
 
-def _credits(settings: Settings, since: str) -> dict[tuple[str, str], DayRail]:
+def _credits(settings: Settings, since: str) -> dict[tuple[str, str, str | None], DayRail]:
     db = database_for(settings)
     Quota(db)  # the table exists even before the first solve
     marks = ", ".join("?" for _ in COUNTED)
     with db.transaction() as cur:
         rows = cur.execute(f"SELECT utc_day, rail, client, COUNT(*) AS n, SUM(CASE WHEN credit_state IN ({marks}) THEN 1 "
-                           "ELSE 0 END) AS credits FROM solve_starts WHERE utc_day >= ? GROUP BY utc_day, rail, client",
+                           "ELSE 0 END) AS credits FROM solve_starts WHERE utc_day >= ? AND rail = 'credits' "
+                           "GROUP BY utc_day, rail, client",
                            (*COUNTED, since)).fetchall()
     return {(r["utc_day"], r["rail"], r["client"]): DayRail(r["utc_day"], r["rail"], r["client"], solves=int(r["n"]),
                                                              credits=int(r["credits"] or 0)) for r in rows}
@@ -56,8 +58,8 @@ def _x402(settings: Settings, since: str, report: dict[tuple[str, str, str | Non
     if not store.exists():
         return
     for day in open_ledger(store).days_since(since):
-        row = report.setdefault((day["day"], "x402", None), DayRail(day["day"], "x402"))
-        row.solves, row.solved = max(row.solves, day["solves"]), day["solved"]
+        row = report.setdefault((day["day"], "x402", day["client"]), DayRail(day["day"], "x402", day["client"]))
+        row.solves, row.solved = day["solves"], day["solved"]
         row.usd_settled, row.usd_held, row.usd_unknown = (str(Decimal(day[k]) / USDC) for k in ("settled", "held", "unknown"))
 
 

@@ -91,6 +91,9 @@ def check_http_url(param: str, value: str) -> str:
     """An absolute http(s) URL with a host and no whitespace, as the API requires for url
     and webhook_url (and as a user's consent prompt shows it).
 
+    The host we check (the operator's allowlist, the consent prompt) must be the host a browser
+    would load: so no backslash (a browser reads `https://evil.com\\@ok.com` as evil.com, urlsplit
+    as ok.com), no user:password@ before the host, and no percent-escape inside it.
     urlsplit raises ValueError on some malformed URLs (`http://[abc/`); that is the
     model's mistake too, so it gets the same error naming the parameter.
     """
@@ -103,6 +106,10 @@ def check_http_url(param: str, value: str) -> str:
         raise InvalidArgumentError(param, f"{param} must be an absolute http:// or https:// URL with a host.")
     if any(char.isspace() for char in url):
         raise InvalidArgumentError(param, f"{param} must not contain spaces; percent-encode them (%20).")
+    if "\\" in url:
+        raise InvalidArgumentError(param, f"{param} must not contain a backslash; write / or percent-encode it (%5C).")
+    if "@" in parts.netloc or "%" in parts.netloc:
+        raise InvalidArgumentError(param, f"{param} must name its host plainly: no user:password@ and no %-escapes before the path.")
     return url
 
 

@@ -11,10 +11,13 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from mcp import Client
 from mcp.types import CallToolResult
@@ -160,3 +163,25 @@ def leak_check(caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[st
         assert secret not in haystack, "a secret leaked into tool results, logs or output"
     sys.stdout.write(out)
     sys.stderr.write(err)
+
+
+def cut_in_flight(send: Callable[[], httpx.Response], cut: Callable[[], None]) -> object:
+    """Run `send` in a thread and `cut` (a sandbox reset or stop) while it is in flight. Returns
+    the status it got, or the type of the transport error that ended it; asserts the cut ended
+    it at once (within 2 s), whatever it was waiting for."""
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(send().status_code)
+        except httpx.TransportError as error:
+            outcome.append(type(error))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    cut()
+    thread.join(5)
+    assert not thread.is_alive() and time.monotonic() - started < 2
+    return outcome[0]

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import http.client
 import json
+import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, closing
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from test_stdio import _base_env, stdio_agent
 from nonecap_mcp.config import load_settings
 from nonecap_mcp.sandbox import Sandbox
 from nonecap_mcp.tools import build_server
+from nonecap_mcp.tools.state import lifespan_for
 
 pytestmark = pytest.mark.anyio
 URL = "https://shop.example/login"
@@ -356,6 +358,53 @@ async def test_a_limit_that_cannot_be_counted_refuses_and_sends_nothing(sandbox:
         text = await Agent(client).error("create_solve", solve_args("sandbox-solve-100ms", wait_seconds=5))
     assert "local_state_error" in text and '"action": "check_state_dir"' in text
     assert posts(sandbox) == []
+
+
+async def test_a_count_waiting_on_a_busy_store_holds_up_nothing_else(sandbox: Sandbox, tmp_path: Path) -> None:
+    """The counted limits' store is used off the event loop: while a call's refund waits for the
+    store (another process holds its write lock for 2 s), the server's loop keeps turning."""
+    async with Client(build_server(load_settings(sandbox_env(sandbox, NONECAP_STATE_DIR=str(tmp_path)))),
+                      mode="legacy") as client:
+        agent = Agent(client)
+        failed = await agent.ok("create_solve", solve_args("sandbox-fail-proxy_error", wait_seconds=5))
+        assert failed["status"] == "failed"  # seen failed: its credit is refunded on every look
+        locked, held = threading.Event(), 2.0
+
+        def hold_the_store() -> None:
+            with closing(sqlite3.connect(tmp_path / "state.sqlite3", isolation_level=None)) as other:
+                other.execute("BEGIN EXCLUSIVE")
+                locked.set()
+                time.sleep(held)
+                other.execute("COMMIT")
+
+        threading.Thread(target=hold_the_store, daemon=True).start()
+        await anyio.to_thread.run_sync(locked.wait)
+        gaps: list[float] = []
+
+        async def tick() -> None:
+            last = time.monotonic()
+            while True:
+                await anyio.sleep(0.02)
+                gaps.append(time.monotonic() - last)
+                last = time.monotonic()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(tick)
+            started = time.monotonic()
+            again = await agent.ok("get_solve", {"id": failed["id"], "wait_seconds": 0})
+            waited = time.monotonic() - started
+            group.cancel_scope.cancel()
+        assert again["status"] == "failed" and waited > held / 2  # the refund did wait for the store
+        assert max(gaps) < held / 4, f"the event loop stalled {max(gaps):.2f} s"
+
+
+async def test_only_the_stores_own_failures_are_skipped_without_a_limit(tmp_path: Path) -> None:
+    """No limit set: a store that fails is logged and skipped (above), but a bug in a counting step surfaces."""
+    settings = load_settings({"NONECAP_STATE_DIR": str(tmp_path)})
+    async with lifespan_for(settings)(build_server(settings)) as state:
+        assert await state.count(lambda quota: quota.credits_used_today()) == 0
+        with pytest.raises(ZeroDivisionError):
+            await state.count(lambda quota: quota.credits_used_today() // 0)
 
 
 async def test_a_listing_that_may_hide_candidates_is_doubt_not_absence(proxy: Proxy, sandbox: Sandbox, tmp_path: Path) -> None:

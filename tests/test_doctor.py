@@ -61,8 +61,21 @@ def test_the_shared_store_is_named_by_host_and_database_never_its_password(tmp_p
     assert lines(result, "store") == [f"✓ store: PostgreSQL 127.0.0.1:{port}/postgres reachable"], result.stdout
     down = doctor(tmp_path, **sandbox_env(sandbox, NONECAP_DATABASE_URL=url, NONECAP_STATE_DIR=str(tmp_path / "s")))
     assert password not in down.stdout + down.stderr
-    assert lines(down, "store")[0].startswith("✗ store: unreachable ("), down.stdout
+    assert lines(down, "store")[0].startswith(f"✗ store: PostgreSQL 127.0.0.1:{port}/postgres unreachable ("), down.stdout
     assert down.returncode == 1
+
+
+def test_a_postgresql_url_without_its_driver_says_which_extra_to_install(tmp_path: Path, sandbox: Sandbox) -> None:
+    """A machine without the team extra: psycopg cannot be imported (a package that refuses to
+    import stands in for the missing one), and doctor says what to install, not a traceback."""
+    blocker = tmp_path / "no_driver" / "psycopg"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('psycopg is not installed here')\n")
+    result = doctor(tmp_path, **sandbox_env(sandbox, NONECAP_DATABASE_URL="postgresql://127.0.0.1:1/x",
+                                            NONECAP_STATE_DIR=str(tmp_path / "s")),
+                    PYTHONPATH=f"{blocker.parent}:{ROOT / 'tests'}")
+    [line] = lines(result, "store")
+    assert line.startswith("✗ store: ") and "nonecap-mcp[team]" in line and "Traceback" not in result.stderr, result
 
 
 def test_json_report(tmp_path: Path) -> None:

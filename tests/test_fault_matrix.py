@@ -49,12 +49,30 @@ CALLS: dict[str, tuple[str, dict[str, Any], float]] = {
 Result = tuple[float, bool, str]
 
 
-async def run_behaviour(mode: str, tmp_path: Path, into: dict[str, tuple[Hostile, dict[str, Result]]]) -> None:
+class Barrier:
+    """Holds every behaviour until all are ready: building a server (the SDK's tool schemas) is
+    synchronous work on the one event loop all behaviours share, and must not eat into the
+    bounds of calls another behaviour has already started."""
+
+    def __init__(self, parties: int) -> None:
+        self.waiting, self.all_ready = parties, anyio.Event()
+
+    async def wait(self) -> None:
+        self.waiting -= 1
+        if not self.waiting:
+            self.all_ready.set()
+        await self.all_ready.wait()
+
+
+async def run_behaviour(
+    mode: str, tmp_path: Path, into: dict[str, tuple[Hostile, dict[str, Result]]], barrier: Barrier
+) -> None:
     """Every call of CALLS at once against one hostile upstream in `mode`."""
     results: dict[str, Result] = {}
     with Hostile(mode) as server:
         async with Client(build_server(load_settings(hostile_env(server, tmp_path / mode))), mode="legacy") as client:
             agent = Agent(client)
+            await barrier.wait()
 
             async def one(label: str, name: str, arguments: dict[str, Any]) -> None:
                 started = time.monotonic()
@@ -74,9 +92,10 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Hostile,
     tmp_path = tmp_path_factory.mktemp("matrix")
 
     async def main() -> None:
+        barrier = Barrier(len(BEHAVIOURS))
         async with anyio.create_task_group() as group:
             for mode in BEHAVIOURS:
-                group.start_soon(run_behaviour, mode, tmp_path, runs)
+                group.start_soon(run_behaviour, mode, tmp_path, runs, barrier)
 
     anyio.run(main)
     return runs

@@ -6,6 +6,8 @@ Clients are registered with the real `clients` CLI; every request goes over a so
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import socket
 import subprocess
@@ -176,7 +178,10 @@ async def test_metrics_count_tool_calls_by_tool_and_outcome(team: Team, sandbox:
         await client.call_tool("get_solve", {"id": "solve_doesnotexist"})
     async with team.client("viewer") as client:
         await client.call_tool("cancel_solve", {"id": "solve_doesnotexist"})
+        for i in range(3):  # made-up names share one label: a client cannot grow /metrics at will
+            await client.call_tool(f"no_such_tool_{i}_" + "x" * 2000, {})
     text = httpx.get(f"{team.url}/metrics").text
+    assert "no_such_tool" not in text and 'tool="unknown"' in text and len(text) < 64 * 1024
     assert 'nonecap_tool_calls_total{outcome="ok",tool="get_pricing"}' in text
     assert 'nonecap_tool_calls_total{outcome="error",tool="get_solve"}' in text
     assert 'nonecap_tool_calls_total{outcome="refused",tool="cancel_solve"}' in text
@@ -243,3 +248,14 @@ async def test_a_clients_usd_budget_holds_its_x402_payments(team: Team, sandbox:
         assert paid() == 1  # the refused payment was never sent
         assert (await alice.ok("create_solve", page))["status"] == "solved"  # the server's budget still allows
         assert paid() == 2
+        assert (await alice.ok("get_solve", {"id": first["id"]}))["client"] == "frugal"  # read back: still frugal's
+        listed = {s["id"]: s.get("client") for s in (await alice.ok("list_solves", {"rail": "x402"}))["data"]}
+        assert listed[first["id"]] == "frugal"
+    # `spend` gives each client its own x402 row, with its own USD (none left in a client-less row).
+    rows = {r["client"]: r for r in json.loads(_cli(team.env, "spend", "--json").stdout) if r["rail"] == "x402"}
+    assert set(rows) == {"frugal", "alice"}
+    assert all((row["solved"], row["usd_settled"], row["usd_unknown"]) == (1, "0.012", "0") for row in rows.values())
+    table = csv.DictReader(io.StringIO(_cli(team.env, "spend", "--csv").stdout))
+    assert {(r["client"], r["usd_settled"]) for r in table if r["rail"] == "x402"} == {("frugal", "0.012"), ("alice", "0.012")}
+    chart = [line.split() for line in _cli(team.env, "spend").stdout.splitlines() if " x402 " in line]
+    assert sorted((line[2], line[6]) for line in chart) == [("alice", "0.012"), ("frugal", "0.012")]

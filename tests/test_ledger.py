@@ -200,6 +200,43 @@ def test_spent_and_held_are_told_apart(ledger: Ledger) -> None:
     assert ledger.counted_today_atomic() == 3 * AMOUNT
 
 
+def test_each_day_is_split_by_the_client_that_paid(store_target: str) -> None:
+    """The spend report's x402 rows: each team-server client's day carries its own solves and its
+    own USD, and a stdio payment (no client) stays apart from theirs."""
+    ledger = open_ledger(store_target, Clock(datetime(2026, 11, 22, 3, tzinfo=timezone.utc)))
+    for solve_id, client, outcome in (("x402_A1", "alice", "settled"), ("x402_A2", "alice", "unknown"),
+                                      ("x402_F1", "frugal", "failed"), ("x402_S1", None, "settled")):
+        nonce = fresh_nonce()
+        ledger.reserve_payment(nonce=nonce, solve_id=solve_id, amount_atomic=AMOUNT, pay_to=PAY_TO, network="base",
+                               asset=USDC, task_type="hcaptcha", valid_before=2_000_000_000, daily_budget_atomic=10**6,
+                               solve=solve(solve_id, status="solving"), client=client)
+        ledger.record_outcome(nonce, outcome, solve=solve(solve_id, status="solved" if outcome == "settled" else "failed"))
+    rows = {row.pop("client"): row for row in ledger.days_since("2026-11-22")}
+    day = {"day": "2026-11-22"}
+    assert rows == {
+        "alice": {**day, "solves": 2, "solved": 1, "settled": AMOUNT, "held": 0, "unknown": AMOUNT},
+        "frugal": {**day, "solves": 1, "solved": 0, "settled": 0, "held": AMOUNT, "unknown": 0},
+        None: {**day, "solves": 1, "solved": 1, "settled": AMOUNT, "held": 0, "unknown": 0},
+    }
+
+
+def test_budgets_are_checked_before_signing_as_when_reserving(store_target: str) -> None:
+    """`check_budgets` (the check before a signature exists) refuses what `reserve_payment`
+    would: the server's day, and a team-server client's own day, each with its own figures."""
+    ledger = open_ledger(store_target, Clock(datetime(2026, 11, 22, 3, tzinfo=timezone.utc)))
+    ledger.reserve_payment(nonce=fresh_nonce(), solve_id="x402_A1", amount_atomic=AMOUNT, pay_to=PAY_TO, network="base",
+                           asset=USDC, task_type="hcaptcha", valid_before=2_000_000_000, daily_budget_atomic=10**6,
+                           solve=solve("x402_A1", status="solving"), client="alice")
+    ledger.check_budgets(AMOUNT, 10**6, "alice", 2 * AMOUNT)  # fits both
+    ledger.check_budgets(AMOUNT, 10**6, "bob", AMOUNT)  # bob's day is his own
+    with pytest.raises(BudgetExceeded) as theirs:
+        ledger.check_budgets(AMOUNT + 1, 10**6, "alice", 2 * AMOUNT)
+    assert "Client alice's daily" in theirs.value.message
+    with pytest.raises(BudgetExceeded) as ours:
+        ledger.check_budgets(AMOUNT + 1, 2 * AMOUNT)
+    assert ours.value.message.startswith("Daily x402 budget")
+
+
 def test_a_ledger_from_a_newer_version_is_refused(path: Path) -> None:
     Ledger(path)
     conn = sqlite3.connect(path)

@@ -191,8 +191,12 @@ async def test_the_solve_captcha_prompt(agent: Agent) -> None:
     prompts = {p.name: p for p in (await agent.client.list_prompts()).prompts}
     assert [a.name for a in prompts["solve_captcha"].arguments or []] == ["url"]
     text = (await agent.client.get_prompt("solve_captcha", {"url": URL})).messages[0].content.text  # type: ignore[union-attr]
-    for step in (URL, "rqdata", "create_solve", "get_solve", "pending", "h-captcha-response", "guidance", "report_solve"):
+    for step in (URL, "rqdata", "create_solve", "get_solve", "pending", "how_to_use", "guidance", "report_solve"):
         assert step in text
+    for kind in ("hcaptcha", "recaptcha_v2", "turnstile"):  # every token type a rail sells, with its field
+        assert f"`{kind}`" in text
+    for field in ("h-captcha-response", "g-recaptcha-response", "cf-turnstile-response"):
+        assert field in text
 
 
 async def test_resources_are_listed_and_read_as_the_tools_models(agent: Agent) -> None:

@@ -21,7 +21,7 @@ from mcp import Client
 
 from nonecap_mcp.config import load_settings
 from nonecap_mcp.errors import ConfigurationError
-from nonecap_mcp.sandbox import Sandbox
+from nonecap_mcp.sandbox import SANDBOX_WALLET_KEY, Sandbox
 from nonecap_mcp.tools import build_server
 
 pytestmark = pytest.mark.anyio
@@ -49,6 +49,20 @@ async def test_site_not_in_the_allowlist_is_refused_naming_url(sandbox: Sandbox)
         assert (await agent.ok("create_solve", args(url="https://a.b.corp.example/x")))["status"] == "solved"
         assert (await agent.ok("create_solve", args()))["status"] == "solved"
         assert creates(sandbox) == 2
+
+
+async def test_a_url_a_browser_would_read_as_another_host_is_refused_naming_url(sandbox: Sandbox) -> None:
+    """urlsplit and a browser must agree on the host the allowlist checks: a backslash (a browser
+    reads `https://evil.example\\@shop.example/` as evil.example), a user:password@ before the
+    host, or a %-escape inside it are refused before the allowlist is asked, nothing sent."""
+    async with await agent_with(sandbox, NONECAP_ALLOWED_SITES="shop.example,*.corp.example") as client:
+        agent = Agent(client)
+        for url in ("https://evil.example\\@shop.example/", "https://evil.example\\.corp.example/",
+                    "https:/\\evil.example/", "https://evil.example@shop.example/", "https://shop.example@evil.example/",
+                    "https://evil.example%2f.corp.example/", "https://shop.example/a\\b"):  # fmt: skip
+            text = await agent.error("create_solve", args(url=url))
+            assert "invalid_argument" in text and "param: url" in text, (url, text)
+        assert creates(sandbox) == 0
 
 
 async def test_type_not_allowed_is_refused_naming_type(sandbox: Sandbox) -> None:
@@ -123,25 +137,38 @@ def test_bad_operator_settings_name_the_variable(var: str, value: str) -> None:
     assert var in err.value.message
 
 
+def spend(sandbox: Sandbox, *flags: str) -> str:
+    """`nonecap-mcp spend` as an operator runs it, on the test's state dir."""
+    env = child_env(NONECAP_STATE_DIR=sandbox_env(sandbox)["NONECAP_STATE_DIR"])
+    done = subprocess.run([sys.executable, "-m", "nonecap_mcp", "spend", *flags], env=env, capture_output=True,
+                          text=True, timeout=30, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 async def test_spend_reports_credits_per_day_in_three_formats(sandbox: Sandbox) -> None:
     async with await agent_with(sandbox) as client:
         agent = Agent(client)
         await agent.ok("create_solve", args())
         await agent.ok("create_solve", args())
         await agent.ok("create_solve", args("sandbox-fail-proxy_error"))  # refunded: a solve, not a credit
-    env = child_env(NONECAP_STATE_DIR=sandbox_env(sandbox)["NONECAP_STATE_DIR"])
-
-    def spend(*flags: str) -> str:
-        done = subprocess.run([sys.executable, "-m", "nonecap_mcp", "spend", *flags], env=env, capture_output=True,
-                              text=True, timeout=30, cwd=ROOT)
-        assert done.returncode == 0, done.stderr
-        return done.stdout
-
     today = datetime.now(UTC).date().isoformat()
-    rows = json.loads(spend("--json"))
+    rows = json.loads(spend(sandbox, "--json"))
     assert [(r["day"], r["rail"], r["solves"], r["credits"]) for r in rows] == [(today, "credits", 3, 2)]
-    table = list(csv.DictReader(io.StringIO(spend("--csv", "--days", "2"))))
+    table = list(csv.DictReader(io.StringIO(spend(sandbox, "--csv", "--days", "2"))))
     assert [(r["day"], r["solves"], r["credits"]) for r in table] == [(today, "3", "2")]
-    chart = spend()
+    chart = spend(sandbox)
     assert today in chart and "#" * 40 in chart
+
+
+async def test_spend_counts_x402_solves_from_the_ledger_not_refused_starts(sandbox: Sandbox) -> None:
+    """A paid solve is a solve with its USD; a start the policy refused before signing (a 402
+    paying someone else) is neither, though the rate limit saw it start."""
+    async with await agent_with(sandbox, NONECAP_WALLET_PRIVATE_KEY=SANDBOX_WALLET_KEY) as client:
+        agent = Agent(client)
+        assert (await agent.ok("create_solve", args(rail="x402")))["status"] == "solved"
+        sandbox.set_x402(1, {"payTo": "0x000000000000000000000000000000000000bEEF"})
+        assert "x402" in await agent.error("create_solve", args(rail="x402"))
+    [row] = json.loads(spend(sandbox, "--json"))
+    assert (row["rail"], row["solves"], row["solved"], row["usd_settled"]) == ("x402", 1, 1, "0.012"), row
 

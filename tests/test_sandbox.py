@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from conftest import cut_in_flight
 
 from nonecap_mcp.sandbox import LOCKED_API_KEY, SANDBOX_API_KEY, TEST_SITEKEYS, RecordedRequest, Sandbox
 from nonecap_mcp.sandbox.outcomes import FAILURE_MESSAGES, NOT_RETRYABLE, Plan, plan_for
@@ -679,24 +680,8 @@ def test_stop_releases_long_polls_promptly() -> None:
     sandbox = Sandbox().start()
     with open_client(sandbox.url, SANDBOX_API_KEY) as http:
         solve_id = http.post("/v1/solves", json=solve_body("sandbox-hang")).json()["id"]
-    results: list[object] = []
-
-    def poll() -> None:
-        with open_client(sandbox.url, SANDBOX_API_KEY) as own:
-            try:
-                results.append(own.get(f"/v1/solves/{solve_id}", params={"wait": 60}).status_code)
-            except httpx.TransportError as exc:
-                results.append(exc)
-
-    waiter = threading.Thread(target=poll)
-    waiter.start()
-    time.sleep(0.2)
-    started = time.monotonic()
-    sandbox.stop()
-    waiter.join(5)
-    assert time.monotonic() - started < 2
-    assert len(results) == 1
-    assert results[0] == 202 or isinstance(results[0], httpx.TransportError)
+        got = cut_in_flight(lambda: http.get(f"/v1/solves/{solve_id}", params={"wait": 60}), sandbox.stop)
+    assert got == 202 or issubclass(got, httpx.TransportError)  # type: ignore[arg-type]
 
 
 def test_binding_does_no_reverse_dns(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -817,3 +802,21 @@ def test_feedback_batch_resolves_each_item(client: httpx.Client) -> None:
     assert error_of(client.post("/v1/feedback", json={})) == (400, "invalid_request", "feedback")
     too_many = [{"solve_id": solved_id, "outcome": "accepted"}] * 501
     assert error_of(client.post("/v1/feedback", json={"feedback": too_many})) == (422, "validation_error", "feedback")
+
+
+@pytest.mark.parametrize("poll", ["GET ?wait", "POST ?wait"])
+def test_a_reset_interrupts_a_long_poll_in_flight(poll: str) -> None:
+    """A long-poll from before a reset is dropped unanswered when the reset comes: its solve
+    belonged to the sandbox before, and must not be reported solved (nor 404) afterwards."""
+    sandbox = Sandbox().start()
+    try:
+        with open_client(sandbox.url, SANDBOX_API_KEY) as client:
+            if poll == "GET ?wait":
+                solve_id = create(client, "sandbox-solve-5s").json()["id"]
+                send = lambda: client.get(f"/v1/solves/{solve_id}", params={"wait": 20})  # noqa: E731
+            else:
+                send = lambda: create(client, "sandbox-solve-5s", wait=20)  # noqa: E731
+            assert cut_in_flight(send, sandbox.reset) is httpx.RemoteProtocolError
+            assert balance(client) == 100 and client.get("/v1/solves").json()["data"] == []
+    finally:
+        sandbox.stop()

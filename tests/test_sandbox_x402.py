@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import cut_in_flight
 
 from nonecap_mcp.credentials import Secret
 from nonecap_mcp.sandbox import (
@@ -666,45 +667,26 @@ def test_stop_cuts_a_solve_short_and_settles_nothing() -> None:
     sandbox = Sandbox().start()
     with open_client(sandbox.url) as client:
         header = dict([signed(client)])
-        outcome: list[object] = []
-
-        def send() -> None:
-            try:
-                outcome.append(create(client, "sandbox-hang", header).status_code)
-            except httpx.TransportError as error:
-                outcome.append(type(error))
-
-        thread = threading.Thread(target=send)
-        thread.start()
-        time.sleep(0.2)
-        started = time.monotonic()
-        sandbox.stop()
-        thread.join(5)
-        assert not thread.is_alive() and time.monotonic() - started < 2
+        cut_in_flight(lambda: create(client, "sandbox-hang", header), sandbox.stop)
     assert sandbox.settlements == []
 
 
 @pytest.mark.parametrize("hold", ["delay fault", "slow solve"])
 def test_a_reset_interrupts_a_paid_request_in_flight_and_settles_nothing(hold: str) -> None:
     """The sandbox is shared by many tests and reset between them: a paid request from before a
-    reset must not settle after it (it would show up in the next test's settlements)."""
+    reset must not settle after it (it would show up in the next test's settlements). It is
+    dropped unanswered, not answered 503: a client may retry a 503 with the same payment, and
+    the reset has freed that nonce."""
     sandbox = Sandbox().start()
     try:
         with open_client(sandbox.url) as client:
             header = dict([signed(client)])
             if hold == "delay fault":
                 sandbox.inject_fault(method="POST", path="/x402/createTask", action="delay", seconds=30)
-            outcome: list[int] = []
-            thread = threading.Thread(
-                target=lambda: outcome.append(create(client, "sandbox-solve-20s" if hold == "slow solve" else FAST,
-                                                     header).status_code))  # fmt: skip
-            thread.start()
-            time.sleep(0.3)
-            started = time.monotonic()
-            sandbox.reset()
-            thread.join(5)
-            assert not thread.is_alive() and time.monotonic() - started < 2
-            assert outcome == [503] and sandbox.settlements == []
+            sitekey = "sandbox-solve-20s" if hold == "slow solve" else FAST
+            assert cut_in_flight(lambda: create(client, sitekey, header), sandbox.reset) is httpx.RemoteProtocolError
+            assert sandbox.settlements == [] and sandbox.payment_attempts == []
+            assert [r.status for r in sandbox.requests] == []  # the log starts afresh at the reset
             assert create(client).status_code == 402  # requests after the reset are served as before
     finally:
         sandbox.stop()

@@ -15,10 +15,12 @@ from typing import Any
 import pytest
 from conftest import sandbox_env
 from mcp import Client
+from pydantic import BaseModel, Field
 
 from nonecap_mcp.config import load_settings
 from nonecap_mcp.tools import build_server
 from nonecap_mcp.sandbox import Sandbox
+from nonecap_mcp.tools.schemas import lean
 from nonecap_mcp.tools.server import SURFACE_FILE, GuardedServer
 
 pytestmark = pytest.mark.anyio
@@ -110,3 +112,25 @@ async def test_the_surface_stays_lean() -> None:
         text = json.dumps(tool)
         assert "$ref" not in text and "$defs" not in text, tool["name"]
         assert '{"type": "null"}' not in json.dumps(tool["inputSchema"]), tool["name"]  # optional = left out
+
+
+def test_a_flat_record_is_told_by_its_structure_not_its_text() -> None:
+    """In a result, a model of scalar fields becomes `object`; one with a list or a nested model
+    anywhere in a field (a nullable list included) is kept in full, and words in a description
+    (even "$ref") change nothing."""
+
+    class Note(BaseModel):
+        code: str
+        hint: str | None = Field(None, description='Not a "$ref": only words.')
+
+    class Tags(BaseModel):
+        code: str
+        tags: list[str] | None = None
+
+    class Result(BaseModel):
+        note: Note
+        tags: Tags
+
+    fields = lean(Result.model_json_schema(), nullable=True)["properties"]
+    assert fields["note"] == {"type": "object"}
+    assert fields["tags"]["properties"]["tags"] == {"type": ["array", "null"], "items": {"type": "string"}}

@@ -67,7 +67,10 @@ class TeamServer(GuardedServer):
             outcome = "error" if getattr(result, "is_error", False) else "ok"
             return result
         finally:
-            metrics.tool_call(name, outcome, time.monotonic() - started)
+            # Only our own tools' names become labels: a client calling made-up names must not
+            # grow /metrics (and this process's memory) by a series per name.
+            known = self._tool_manager.get_tool(name) is not None
+            metrics.tool_call(name if known else "unknown", outcome, time.monotonic() - started)
 
 
 def security_for(host: str, extra_hosts: tuple[str, ...] = ()) -> TransportSecuritySettings:

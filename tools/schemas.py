@@ -7,11 +7,12 @@ of tools/list, read by every agent on every session. One rewrite serves every to
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 _NULL = {"type": "null"}
 _DOC_ONLY = ("description", "default", "enum")  # in a result: documentation, not shape
+_STRUCTURE = {"$ref", "properties", "additionalProperties", "items"}  # what makes a field more than a scalar
+_BRANCHES = ("anyOf", "oneOf", "allOf")  # where a field's alternatives are
 
 
 def lean(schema: dict[str, Any], *, nullable: bool) -> dict[str, Any]:
@@ -51,7 +52,12 @@ def _flat_record(node: dict[str, Any]) -> bool:
     shown as `object`, since the result itself names its fields, rather than repeated in full in
     every tool that returns a solve."""
     fields = node.get("properties")
-    return bool(fields) and not any("$ref" in json.dumps(f) or "properties" in f or "items" in f for f in fields.values())
+    return bool(fields) and all(_scalar(field) for field in fields.values())
+
+
+def _scalar(field: dict[str, Any]) -> bool:
+    """A field with no structure of its own: no model reference, object or array, in any branch of it."""
+    return not _STRUCTURE & field.keys() and all(_scalar(branch) for key in _BRANCHES for branch in field.get(key, ()))
 
 
 def _drop_null_branch(node: dict[str, Any], nullable: bool) -> dict[str, Any]:

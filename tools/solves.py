@@ -4,7 +4,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Literal
 
-import anyio
 from mcp.server import MCPServer
 from mcp.server.mcpserver import AcceptedElicitation, CancelledElicitation, Context, ElicitationResult, Resolve
 from pydantic import Field
@@ -85,19 +84,19 @@ async def create_solve(
         client = request_client(ctx.request_context)
         name, budget = (client.name, client.daily_credit_budget) if client else (None, None)
         paid_by = {"client": client} if request.rail == "x402" else {}  # credits budgets are counted above
-        ticket = await anyio.to_thread.run_sync(lambda: state.count(
-            lambda quota: quota.admit(rail=request.rail, client=name, client_credit_budget=budget), limited=budget is not None))
+        ticket = await state.count(lambda quota: quota.admit(rail=request.rail, client=name, client_credit_budget=budget),
+                                   limited=budget is not None)
         try:
             solve = await with_progress(
                 ctx, wait, "solving", lambda: rail_api.create_solve(request.wire_body(), wait=wait, deadline=deadline, **paid_by))
         except Exception as exc:
             if ticket is not None and nothing_created(exc):
-                state.count(lambda quota: quota.refund(ticket=ticket))
+                await state.count(lambda quota: quota.refund(ticket=ticket))
             raise
         if ticket is not None:
-            state.count(lambda quota: quota.attach(ticket, solve.id))
+            await state.count(lambda quota: quota.attach(ticket, solve.id))
         solve = solve.model_copy(update={"client": name}) if name else solve
-        state.observe(solve)
+        await state.observe(solve)
         return solve
 
 
@@ -105,7 +104,7 @@ async def with_clients(ctx: Context[AppState], *solves: Solve) -> list[Solve]:
     """On the team server, each solve with the client that started it (stdio has no clients)."""
     if request_client(ctx.request_context) is None:
         return list(solves)
-    return await anyio.to_thread.run_sync(lambda: ctx.request_context.lifespan_context.with_clients(*solves))
+    return await ctx.request_context.lifespan_context.with_clients(*solves)
 
 
 def solve_source(state: AppState, id: str) -> Callable[..., Awaitable[Solve]]:
@@ -122,7 +121,7 @@ async def get_solve(id: SolveId, ctx: Context[AppState], wait_seconds: WaitSecon
         source = solve_source(state, id)
         try:
             (solve,) = await with_clients(ctx, await with_progress(ctx, wait, "waiting", lambda: source(id, wait=wait)))
-            state.observe(solve)
+            await state.observe(solve)
             return solve
         except NoneCapError as exc:
             if exc.code == "not_found" and state.ephemeral_sandbox:  # not "purged after 30 days": never here
@@ -147,7 +146,7 @@ async def list_solves(
         source = state.x402.list if await state.choose_rail(rail, type) == "x402" else state.credits.list_solves
         page = await source(limit=limit, starting_after=starting_after, status=status, type=type)
         page = page.model_copy(update={"data": await with_clients(ctx, *page.data)})
-        state.observe(*page.data)
+        await state.observe(*page.data)
         return page
 
 
@@ -158,7 +157,7 @@ async def cancel_solve(id: SolveId, ctx: Context[AppState]) -> Solve:
         if is_x402_id(id):
             raise NoneCapError("not_cancellable", "x402 solves cannot be cancelled; nothing is charged unless the solve succeeds.")
         solve = await state.credits.cancel_solve(id)
-        state.observe(solve)
+        await state.observe(solve)
         return solve
 
 

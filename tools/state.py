@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
 import anyio
+import anyio.to_thread
 from anyio.abc import TaskGroup
 from mcp.server import MCPServer
 
@@ -33,6 +34,7 @@ from nonecap_mcp.config import CREATES_FILE, LEDGER_FILE, Settings
 from nonecap_mcp.errors import ConfigurationError, InvalidArgumentError
 from nonecap_mcp.ids import is_x402_id
 from nonecap_mcp.store import Store, store_for
+from nonecap_mcp.store.db import store_errors
 
 if TYPE_CHECKING:  # the models load with the tool layer, not with the lifespan
     from nonecap_mcp.credentials import Secret
@@ -124,27 +126,28 @@ class AppState:
         if "x402" in self.__dict__:
             await self.x402.client.aclose()
 
-    def count(self, step: Callable[[Quota], T], *, limited: bool = False) -> T | None:
-        """Run one step of the operator's counted limits (admit, attach, refund, look-up).
+    async def count(self, step: Callable[[Quota], T], *, limited: bool = False) -> T | None:
+        """Run one step of the operator's counted limits (admit, attach, refund, look-up) in a
+        worker thread, as the ledger's calls are (`X402Rail._db`): a PostgreSQL round trip must
+        not hold up the replica's other requests. Shielded: a step once begun is finished, so a
+        cancelled call never leaves a credit counted without its solve.
 
         With a limit set (the server's, or `limited`: the calling client's), a store that cannot
         be used fails the call: a limit that cannot be checked is not held. Without one, the
         count only feeds `nonecap-mcp spend`, so such a store is logged and skipped rather than
-        failing solves that need no local state."""
-        from nonecap_mcp.quota import QuotaExceeded  # the counted limits load at a call's first need
-
+        failing solves that need no local state. Only the store's own failures are skipped: a
+        bug still surfaces."""
         try:
-            return step(self.quota())
-        except QuotaExceeded:
-            raise
-        except Exception as exc:
+            with anyio.CancelScope(shield=True):
+                return await anyio.to_thread.run_sync(lambda: step(self.quota()))
+        except (*store_errors(), ConfigurationError) as exc:
             if limited or self.settings.daily_credit_budget is not None or self.settings.max_solves_per_minute is not None:
                 raise
             log.warning("could not count this solve for `nonecap-mcp spend` (%s); no limit is set, so it goes ahead",
                         type(exc).__name__)
             return None
 
-    def observe(self, *solves: Solve) -> None:
+    async def observe(self, *solves: Solve) -> None:
         """What a call saw of its solves: give today's credit budget back for credits solves seen
         failed, cancelled or expired (the API refunded them; refunding is idempotent), and, the
         first time a solve is seen finished, its latency and (when solved) its cost in /metrics."""
@@ -152,18 +155,18 @@ class AppState:
 
         for solve in solves:
             if solve.status in REFUNDED_STATUSES and not is_x402_id(solve.id):
-                self.count(lambda quota: quota.refund(solve_id=solve.id))  # noqa: B023 - called at once
+                await self.count(lambda quota: quota.refund(solve_id=solve.id))  # noqa: B023 - called at once
             if metrics.enabled() and solve.is_terminal and solve.id not in self._finished_seen:
                 self._finished_seen[solve.id] = None
                 while len(self._finished_seen) > FINISHED_REMEMBERED:
                     del self._finished_seen[next(iter(self._finished_seen))]
                 metrics.finished(solve)
 
-    def with_clients(self, *solves: Solve) -> list[Solve]:
-        """These solves, each with the team-server client that started it (credits solves: the
-        API does not know our clients, the counted starts do)."""
-        ids = [solve.id for solve in solves if not is_x402_id(solve.id)]
-        known = (self.count(lambda quota: quota.clients_of(ids)) if ids else None) or {}
+    async def with_clients(self, *solves: Solve) -> list[Solve]:
+        """These solves, each with the team-server client that started it: neither rail's
+        upstream knows our clients, the counted starts (which every solve is attached to) do."""
+        ids = [solve.id for solve in solves]
+        known = (await self.count(lambda quota: quota.clients_of(ids)) if ids else None) or {}
         return [solve.model_copy(update={"client": known[solve.id]}) if solve.id in known else solve for solve in solves]
 
     def wait_for(self, wait_seconds: int | None) -> int:

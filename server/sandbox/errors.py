@@ -10,6 +10,12 @@ from dataclasses import dataclass
 
 BILLING_URL = "https://dashboard.nonecap.com/billing"
 
+
+class Interrupted(Exception):
+    """The sandbox was reset or stopped while this request was in flight: it is dropped
+    unanswered and changes nothing. Not an error answer: a client may retry an error (a 503
+    with the same payment, after the reset freed its nonce), but not an answer that never came."""
+
 STATUS_BY_CODE: dict[str, int] = {
     "invalid_request": 400,
     "unauthorized": 401,

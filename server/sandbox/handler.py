@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl, urlsplit
 from nonecap_mcp.sandbox.api import V1_ROUTES, ApiRequest, dispatch
 from nonecap_mcp.sandbox.chain import rpc_error_response
 from nonecap_mcp.sandbox.control import CONTROL_ROUTES, is_control_path
-from nonecap_mcp.sandbox.errors import CODE_BY_STATUS, ApiError, Response
+from nonecap_mcp.sandbox.errors import CODE_BY_STATUS, ApiError, Interrupted, Response
 from nonecap_mcp.sandbox.faults import Fault
 from nonecap_mcp.sandbox.state import SandboxState
 from nonecap_mcp.sandbox.x402 import is_x402_path, rail_error
@@ -117,7 +117,12 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             self._discard_body()
             self._drop(fault)
             return
-        response = self._answer(lambda body: self._process(fault, self._api_request(path, query, body, interrupted)))
+        try:
+            response = self._answer(lambda body: self._process(fault, self._api_request(path, query, body, interrupted)))
+        except Interrupted:
+            log.debug("interrupted by a reset or stop: dropping %s %s", self.command, self.path)
+            self.close_connection = True
+            return
         if fault is not None and fault.action == "drop_after":
             self._drop(fault)
             return
@@ -132,7 +137,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         if fault is not None and fault.action == "status":
             raise fault.error()
         if fault is not None and fault.action == "delay" and request.interrupted.wait(fault.seconds):
-            raise ApiError("maintenance", "The sandbox was reset or is stopping; nothing was done.")
+            raise Interrupted
         state, path = self.server.state, request.path
         if is_x402_path(path):
             return state.x402.handle(request)
@@ -162,6 +167,8 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             return produce(self._read_body())
         except ApiError as error:
             return self._error_response(error)
+        except Interrupted:
+            raise
         except Exception:  # a sandbox bug must still answer with the envelope, not a traceback
             log.debug("sandbox failed on %s %s", self.command, self.path, exc_info=True)
             return self._error_response(ApiError("internal_error"))

@@ -14,7 +14,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from nonecap_mcp.sandbox.errors import ApiError, InvalidField, insufficient_credits
+from nonecap_mcp.sandbox.errors import ApiError, Interrupted, InvalidField, insufficient_credits
 from nonecap_mcp.sandbox.faults import Fault
 from nonecap_mcp.sandbox.outcomes import Plan
 from nonecap_mcp.sandbox.solves import IN_FLIGHT, TERMINAL, FeedbackRecord, Solve, UlidGenerator, now_ms, rfc3339
@@ -106,9 +106,10 @@ class SandboxState:
         Requests still in flight (a delay fault, a paid x402 solve) are interrupted and change
         nothing: a request that arrived before a reset must not settle a payment after it.
         """
-        with self._lock:
-            interrupted, self._interrupt = self._interrupt, threading.Event()
-        interrupted.set()
+        with self._changed:
+            self._interrupt.set()
+            self._interrupt = threading.Event()
+            self._changed.notify_all()  # long-polls wake up, see their interruption and give up
         self.x402.reset()
         with self._lock:
             self._accounts.clear()
@@ -434,10 +435,13 @@ class SandboxState:
         }
 
     def _wait_and_render(self, solve: Solve, wait_s: int | None, now: int) -> dict[str, object]:
-        """Block (releasing the lock) until terminal, `wait_s` elapsed, or closing; render then."""
+        """Block (releasing the lock) until terminal, `wait_s` elapsed, or closing; render then.
+        A reset meanwhile raises Interrupted: the solve belonged to the sandbox before it."""
         if wait_s is not None:
-            deadline = time.monotonic() + wait_s
+            deadline, interrupt = time.monotonic() + wait_s, self._interrupt
             while not self._closing and solve.status_at(now) not in TERMINAL:
+                if interrupt.is_set():
+                    raise Interrupted
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break

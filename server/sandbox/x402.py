@@ -62,7 +62,7 @@ from decimal import Decimal
 from typing import Any
 
 from nonecap_mcp.sandbox.chain import SandboxChain, Settlement, SettleRefused, is_address, is_base_usdc
-from nonecap_mcp.sandbox.errors import ApiError, InvalidField, Response
+from nonecap_mcp.sandbox.errors import ApiError, Interrupted, InvalidField, Response
 from nonecap_mcp.sandbox.outcomes import FAILURE_MESSAGES, Plan, plan_for
 from nonecap_mcp.sandbox.request import ApiRequest
 from nonecap_mcp.sandbox.solves import sandbox_token
@@ -112,7 +112,7 @@ class PaymentAttempt:
     """One payment header the rail received and what became of it.
 
     `status` is the HTTP status answered (200 settled, 402 refused or not settled, 422 solve
-    failed, 504 too slow, 503 sandbox stopping); `reason` the 402's error reason. The fields
+    failed, 504 too slow); `reason` the 402's error reason. The fields
     of the authorization are None when the header could not be decoded.
     """
 
@@ -293,9 +293,7 @@ class X402Rail:
         plan, payment = spec.plan, verified.payment
         waited_ms = min(plan.total_ms, int(self.solve_timeout * 1000))
         if interrupted.wait(waited_ms / 1000):
-            self._record(version, spec.type, payment, 503, None, None)
-            return Response(503, {"error": "The sandbox was reset or is stopping; nothing was settled.",
-                                  "errorCode": "stopping"})  # fmt: skip
+            raise Interrupted  # nothing settled, nothing recorded: the sandbox it belonged to is gone
         if plan.outcome == "failed":
             code = str(plan.error_code)
             self._record(version, spec.type, payment, 422, None, None)

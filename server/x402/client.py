@@ -31,7 +31,7 @@ from nonecap_mcp.errors import (
 )
 from nonecap_mcp.errors import NoneCapError
 from nonecap_mcp.deadline import detached, seconds_left
-from nonecap_mcp.http_io import Redirected, Reply, ResponseTooLarge, exchange
+from nonecap_mcp.http_io import Redirected, Reply, ResponseTooLarge, exchange, tls_context
 from nonecap_mcp.redaction import redact
 from nonecap_mcp.retry import NEVER_SENT, RetryPolicy, call_with_retries, parse_retry_after
 from nonecap_mcp.x402.signing import SignedPayment
@@ -160,6 +160,7 @@ class X402Client:
             base_url=self.base_url,
             headers={"User-Agent": f"nonecap-mcp/{__version__}", "Accept": "application/json"},
             follow_redirects=False,
+            verify=tls_context(),
         )
 
     @property

@@ -296,18 +296,7 @@ class Ledger:
             raise ValueError("amount_atomic must be positive")
         day, stamp = self._stamp()
         with self._db.transaction(exclusive=WRITE_LOCK) as cur:
-            spent = sum(self._day_figures(cur, day))
-            if spent + amount_atomic > daily_budget_atomic:
-                raise BudgetExceeded(
-                    spent_usd=atomic_to_usd(spent),
-                    budget_usd=atomic_to_usd(daily_budget_atomic),
-                    amount_usd=atomic_to_usd(amount_atomic),
-                )
-            if client and client_budget_atomic is not None:
-                theirs = sum(self._day_figures(cur, day, client))
-                if theirs + amount_atomic > client_budget_atomic:
-                    raise BudgetExceeded(spent_usd=atomic_to_usd(theirs), budget_usd=atomic_to_usd(client_budget_atomic),
-                                         amount_usd=atomic_to_usd(amount_atomic), client=client)
+            self._check_budgets(cur, day, amount_atomic, daily_budget_atomic, client, client_budget_atomic)
             if cur.execute("SELECT 1 AS found FROM payments WHERE nonce = ?", (nonce,)).fetchone():
                 # A repeated nonce means a signing bug; recording it twice would
                 # also count the same money twice.
@@ -372,6 +361,26 @@ class Ledger:
                 self._upsert_solve(cur, solve)
         return stored
 
+    def check_budgets(self, amount_atomic: int, daily_budget_atomic: int, client: str | None = None,
+                      client_budget_atomic: int | None = None) -> None:
+        """Raise :class:`BudgetExceeded` if paying `amount_atomic` now would pass today's budget
+        or the client's: the check before signing (`reserve_payment` repeats it atomically)."""
+        day, _ = self._stamp()
+        with self._db.transaction() as cur:
+            self._check_budgets(cur, day, amount_atomic, daily_budget_atomic, client, client_budget_atomic)
+
+    def _check_budgets(self, cur: Any, day: str, amount_atomic: int, daily_budget_atomic: int, client: str | None,
+                       client_budget_atomic: int | None) -> None:
+        spent = sum(self._day_figures(cur, day))
+        if spent + amount_atomic > daily_budget_atomic:
+            raise BudgetExceeded(spent_usd=atomic_to_usd(spent), budget_usd=atomic_to_usd(daily_budget_atomic),
+                                 amount_usd=atomic_to_usd(amount_atomic))
+        if client and client_budget_atomic is not None:
+            theirs = sum(self._day_figures(cur, day, client))
+            if theirs + amount_atomic > client_budget_atomic:
+                raise BudgetExceeded(spent_usd=atomic_to_usd(theirs), budget_usd=atomic_to_usd(client_budget_atomic),
+                                     amount_usd=atomic_to_usd(amount_atomic), client=client)
+
     def counted_today_atomic(self) -> int:
         """Atomic units counted against today's (UTC) budget: spent plus held."""
         return sum(self.today_atomic())
@@ -400,23 +409,26 @@ class Ledger:
         return self._payments("solve_id = ?", (solve_id,))
 
     def days_since(self, since: str) -> list[dict[str, Any]]:
-        """Per UTC day from `since` (ISO date): solves, solved, and atomic units settled,
-        held (failed but still valid) and unresolved, for the spend report."""
+        """Per UTC day from `since` (ISO date) and team-server client (None: stdio, or no client):
+        solves, solved, and atomic units settled, held (failed but still valid) and unresolved,
+        for the spend report. A solve's client is that of its payments (the solves table has none)."""
         with self._db.transaction() as cur:
             payments = cur.execute(
-                "SELECT utc_day AS day, SUM(CASE WHEN state = 'settled' THEN amount_atomic ELSE 0 END) AS settled, "
+                "SELECT utc_day AS day, client, SUM(CASE WHEN state = 'settled' THEN amount_atomic ELSE 0 END) AS settled, "
                 "SUM(CASE WHEN state = 'failed' AND valid_before > ? THEN amount_atomic ELSE 0 END) AS held, "
                 "SUM(CASE WHEN state IN ('signed', 'sent', 'unknown') THEN amount_atomic ELSE 0 END) AS unknown "
-                "FROM payments WHERE utc_day >= ? GROUP BY utc_day", (int(self._now().timestamp()), since)).fetchall()
+                "FROM payments WHERE utc_day >= ? GROUP BY utc_day, client", (int(self._now().timestamp()), since)).fetchall()
             solves = cur.execute(
-                "SELECT substr(created_at, 1, 10) AS day, COUNT(*) AS solves, "
-                "SUM(CASE WHEN status = 'solved' THEN 1 ELSE 0 END) AS solved FROM solves "
-                "WHERE substr(created_at, 1, 10) >= ? GROUP BY substr(created_at, 1, 10)", (since,)).fetchall()
-        days: dict[str, dict[str, Any]] = {}
-        for row in [*solves, *payments]:
-            days.setdefault(row["day"], {"day": row["day"], "solves": 0, "solved": 0, "settled": 0, "held": 0,
-                                         "unknown": 0}).update({k: int(v or 0) for k, v in row.items() if k != "day"})
-        return sorted(days.values(), key=lambda d: d["day"])
+                "SELECT substr(s.created_at, 1, 10) AS day, p.client AS client, COUNT(*) AS solves, "
+                "SUM(CASE WHEN s.status = 'solved' THEN 1 ELSE 0 END) AS solved FROM solves s "
+                "LEFT JOIN (SELECT DISTINCT solve_id, client FROM payments) p ON p.solve_id = s.id "
+                "WHERE substr(s.created_at, 1, 10) >= ? GROUP BY substr(s.created_at, 1, 10), p.client", (since,)).fetchall()
+        days: dict[tuple[str, str | None], dict[str, Any]] = {}
+        for row in map(dict, [*solves, *payments]):
+            days.setdefault((row["day"], row["client"]), {
+                "day": row["day"], "client": row["client"], "solves": 0, "solved": 0, "settled": 0, "held": 0, "unknown": 0,
+            }).update({k: int(v or 0) for k, v in row.items() if k not in ("day", "client")})
+        return sorted(days.values(), key=lambda d: (d["day"], d["client"] or ""))
 
     def import_from(self, source: Ledger) -> int:
         """Copy `source`'s payments and solves that are not here yet (by nonce and id), in one

@@ -47,9 +47,9 @@ from nonecap_mcp.models import Solve, SolveError, SolveList
 from nonecap_mcp.store import Store
 from nonecap_mcp.store.db import store_errors
 from nonecap_mcp.x402.client import TaskAnswer, X402Client
-from nonecap_mcp.x402.ledger import BudgetExceeded, Ledger, X402Solve, new_x402_id, open_ledger
+from nonecap_mcp.x402.ledger import Ledger, X402Solve, new_x402_id, open_ledger
 from nonecap_mcp.x402.networks import NETWORKS, atomic_to_usd, usd_to_atomic
-from nonecap_mcp.x402.policy import PaymentRequirement, SpendPolicy, parse_payment_required
+from nonecap_mcp.x402.policy import SpendPolicy, parse_payment_required
 from nonecap_mcp.x402.signing import SignedPayment, authorize_payment, decode_receipt
 from nonecap_mcp.x402.wallet import Wallet, usdc_call
 
@@ -57,7 +57,20 @@ log = logging.getLogger("nonecap_mcp.x402")
 T = TypeVar("T")
 
 WalletLoader = Callable[[], Awaitable[Wallet | None]]
-ORPHAN_AFTER_SECONDS = 300  # far beyond the paid request's 75 s timeout: no live process still owns it
+# When a solve still "solving" in the ledger is taken to belong to a process that died mid-payment,
+# so that another process (or replica) may write its outcome. Until then only the payment is
+# resolved (the chain's word is final for money) and the solve reads "solving", even when the
+# chain already shows the authorization used: the rail settles right *before* it answers, so a
+# used authorization also means "the owner may be reading its paid answer (the token) right
+# now", and a rail that stalls after settling can keep it reading for the rest of PAID_SECONDS.
+# Writing "failed: result lost" then would be read by agents as final, they would pay again, and
+# the owner's answer would overwrite it. Nothing in the ledger tells a dead owner from a live one,
+# so age is the only safe test: from the solve's creation, the setup (≤ MAX_WAIT_SECONDS 55 s) +
+# the paid request (≤ PAID_SECONDS 75 s) + the outcome write and its retries (~20 s) ≈ 150 s, and
+# as much again for clocks that differ between replicas (created_at is the owner's clock, the age
+# the reader's) and an owner stalled for a while. Sooner would need a liveness signal per owner
+# (a lock that dies with its process), which this store does not have.
+ORPHAN_AFTER_SECONDS = 300
 SETUP_FLOOR_SECONDS = 10  # even with wait_seconds=0, time to ask the rail for its price and 402
 TIME_RAN_OUT_SECONDS = 0.5  # a connection error this close to the call's deadline is the deadline's doing
 CHAIN_CHECK_SECONDS = 5.0  # the most one call spends asking the chain about payments
@@ -184,20 +197,22 @@ class X402Rail:
             raise ConfigurationError("missing_wallet", "No x402 wallet is configured (NONECAP_WALLET_PRIVATE_KEY or `nonecap-mcp wallet create`).")
         return wallet
 
-    def _check_budget(self, requirement: PaymentRequirement) -> None:
-        """The daily budget before signing (the ledger re-checks it atomically when reserving)."""
-        spent = self.ledger.counted_today_atomic()
-        if spent + requirement.amount_atomic > usd_to_atomic(self.policy.daily_budget_usd):
-            raise BudgetExceeded(spent_usd=atomic_to_usd(spent), budget_usd=self.policy.daily_budget_usd,
-                                 amount_usd=atomic_to_usd(requirement.amount_atomic))
+    def _budgets(self, client: Client | None) -> dict[str, Any]:
+        """The daily budgets a payment must fit: the server's, and a team-server client's own."""
+        limit = client.daily_budget_usd if client else None
+        return {"daily_budget_atomic": usd_to_atomic(self.policy.daily_budget_usd), "client": client.name if client else None,
+                "client_budget_atomic": None if limit is None else usd_to_atomic(limit)}
 
-    async def _authorize(self, answer: TaskAnswer, price: Decimal, wallet: Wallet) -> SignedPayment:
-        """Steps 2-3: policy and budget, and only then a signature (in a worker thread)."""
+    async def _authorize(self, answer: TaskAnswer, price: Decimal, wallet: Wallet, client: Client | None) -> SignedPayment:
+        """Steps 2-3: policy and budgets (the server's and the client's), and only then a
+        signature (in a worker thread); the ledger re-checks the budgets atomically when reserving."""
         required = parse_payment_required(answer.body, answer.headers.get("PAYMENT-REQUIRED"))
         pricing = await self.client.pricing()
+        budgets = self._budgets(client)
         return await anyio.to_thread.run_sync(lambda: authorize_payment(
             required, policy=self.policy, price_usd=price, pricing_pay_to=pricing.pay_to,
-            resource_url=self.client.create_task_url, private_key=wallet.private_key, before_signing=self._check_budget))
+            resource_url=self.client.create_task_url, private_key=wallet.private_key,
+            before_signing=lambda requirement: self.ledger.check_budgets(requirement.amount_atomic, **budgets)))
 
     async def create_solve(self, body: dict[str, Any], *, wait: int = 0, deadline: float, client: Client | None = None) -> Solve:
         """Pay for one solve and wait for it, within one deadline, like `CreditsAPI.create_solve`.
@@ -238,15 +253,12 @@ class X402Rail:
         answer = await self.client.create_task(body)
         if answer.status != 402:
             raise X402ResponseError(f"The x402 rail answered HTTP {answer.status} to an unpaid request instead of 402.")
-        payment = await self._authorize(answer, price, wallet)
+        payment = await self._authorize(answer, price, wallet, client)
         with anyio.CancelScope(shield=True):  # once reserved, the payment must also be sent and tracked
             await self._db(lambda ledger: ledger.reserve_payment(
                 nonce=payment.nonce, solve_id=record.id, amount_atomic=payment.value_atomic, pay_to=payment.pay_to,
                 network=self.policy.network, asset=NETWORKS[self.policy.network].asset, task_type=task_type,
-                valid_before=payment.valid_before, daily_budget_atomic=usd_to_atomic(self.policy.daily_budget_usd),
-                payer=payment.payer, solve=record, client=client.name if client else None,
-                client_budget_atomic=usd_to_atomic(client.daily_budget_usd) if client and client.daily_budget_usd is not None
-                else None))
+                valid_before=payment.valid_before, payer=payment.payer, solve=record, **self._budgets(client)))
             done = self._inflight[record.id] = anyio.Event()
             self._background.start_soon(self._pay, record, body, payment, done)
         return record.id

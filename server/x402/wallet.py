@@ -27,7 +27,7 @@ from nonecap_mcp import guidance as g
 from nonecap_mcp import keystore
 from nonecap_mcp.credentials import Secret
 from nonecap_mcp.errors import ConfigurationError, InvalidArgumentError, NoneCapError
-from nonecap_mcp.http_io import RPC_BODY_LIMIT, Redirected, ResponseTooLarge, exchange
+from nonecap_mcp.http_io import RPC_BODY_LIMIT, Redirected, ResponseTooLarge, exchange, tls_context
 from nonecap_mcp.x402.networks import UsdcNetwork, atomic_to_usd
 
 __all__ = [
@@ -235,7 +235,7 @@ async def usdc_call(
     payload = {"jsonrpc": "2.0", "id": 1, "method": "eth_call", "params": [call, "latest"]}
     where = _endpoint(rpc_url)
     try:
-        async with httpx.AsyncClient() if http is None else nullcontext(http) as client:
+        async with httpx.AsyncClient(verify=tls_context()) if http is None else nullcontext(http) as client:
             response = await exchange(client, "POST", rpc_url, json=payload, seconds=RPC_TIMEOUT_SECONDS, limit=RPC_BODY_LIMIT)
     except (httpx.HTTPError, httpx.InvalidURL, Redirected, ResponseTooLarge) as exc:
         # The exception text can contain the full URL; the type is enough.
