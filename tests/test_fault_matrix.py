@@ -50,9 +50,10 @@ Result = tuple[float, bool, str]
 
 
 class Barrier:
-    """Holds every behaviour until all are ready: building a server (the SDK's tool schemas) is
-    synchronous work on the one event loop all behaviours share, and must not eat into the
-    bounds of calls another behaviour has already started."""
+    """Holds every behaviour until all are ready: building a server's tools (the SDK's tool
+    schemas, at a stdio server's first call; here eagerly, before the barrier) is synchronous
+    work on the one event loop all behaviours share, and must not eat into the bounds of calls
+    another behaviour has already started."""
 
     def __init__(self, parties: int) -> None:
         self.waiting, self.all_ready = parties, anyio.Event()
@@ -70,7 +71,7 @@ async def run_behaviour(
     """Every call of CALLS at once against one hostile upstream in `mode`."""
     results: dict[str, Result] = {}
     with Hostile(mode) as server:
-        async with Client(build_server(load_settings(hostile_env(server, tmp_path / mode))), mode="legacy") as client:
+        async with Client(build_server(load_settings(hostile_env(server, tmp_path / mode)), eager=True), mode="legacy") as client:
             agent = Agent(client)
             await barrier.wait()
 
