@@ -134,3 +134,16 @@ def test_a_flat_record_is_told_by_its_structure_not_its_text() -> None:
     fields = lean(Result.model_json_schema(), nullable=True)["properties"]
     assert fields["note"] == {"type": "object"}
     assert fields["tags"]["properties"]["tags"] == {"type": ["array", "null"], "items": {"type": "string"}}
+
+
+async def test_a_resource_or_a_prompt_as_the_first_request_registers_the_surface(sandbox: Sandbox) -> None:
+    """Not only tools/call: a host's first resources/read or prompts/get finds what was listed
+    (the static resources read the request's state, bound by middleware installed with the server)."""
+    server = build_server(load_settings(sandbox_env(sandbox)))
+    async with Client(server, mode="legacy") as client:
+        pricing = await client.read_resource("nonecap://pricing")
+        assert server.surface_built and "hcaptcha" in pricing.contents[0].text  # type: ignore[union-attr]
+    server = build_server(load_settings(sandbox_env(sandbox)))
+    async with Client(server, mode="auto") as client:
+        prompt = await client.get_prompt("solve_captcha", {"url": "https://a.example/"})
+        assert server.surface_built and "https://a.example/" in prompt.messages[0].content.text  # type: ignore[union-attr]
