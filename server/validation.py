@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -108,9 +108,22 @@ def check_http_url(param: str, value: str) -> str:
         raise InvalidArgumentError(param, f"{param} must not contain spaces; percent-encode them (%20).")
     if "\\" in url:
         raise InvalidArgumentError(param, f"{param} must not contain a backslash; write / or percent-encode it (%5C).")
-    if "@" in parts.netloc or "%" in parts.netloc:
-        raise InvalidArgumentError(param, f"{param} must name its host plainly: no user:password@ and no %-escapes before the path.")
+    if "@" in parts.netloc or "%" in parts.netloc or (("[" in parts.netloc or "]" in parts.netloc) and not _ipv6_netloc(parts)):
+        raise InvalidArgumentError(param, f"{param} must name its host plainly: no user:password@, no %-escapes and no "
+                                          "brackets but around an IPv6 address.")
     return url
+
+
+def _ipv6_netloc(parts: SplitResult) -> bool:
+    """`[v6 address]` or `[v6 address]:port` and nothing else: urlsplit takes the bracket's
+    content as the host even after other text (`evil.example[v1.ok.example]`)."""
+    if not re.fullmatch(r"\[[0-9A-Fa-f:.]+\](?::[0-9]+)?", parts.netloc):
+        return False
+    try:
+        ipaddress.IPv6Address(parts.hostname or "")
+    except ValueError:
+        return False
+    return True
 
 
 def _proxy_string(value: str) -> str:

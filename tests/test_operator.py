@@ -54,15 +54,19 @@ async def test_site_not_in_the_allowlist_is_refused_naming_url(sandbox: Sandbox)
 async def test_a_url_a_browser_would_read_as_another_host_is_refused_naming_url(sandbox: Sandbox) -> None:
     """urlsplit and a browser must agree on the host the allowlist checks: a backslash (a browser
     reads `https://evil.example\\@shop.example/` as evil.example), a user:password@ before the
-    host, or a %-escape inside it are refused before the allowlist is asked, nothing sent."""
+    host, a %-escape inside it, or brackets around anything but an IPv6 address (urlsplit takes
+    `evil.example[v1.a.corp.example]` for the bracket's content) are refused before the allowlist
+    is asked, nothing sent; an IPv6 literal still passes validation."""
     async with await agent_with(sandbox, NONECAP_ALLOWED_SITES="shop.example,*.corp.example") as client:
         agent = Agent(client)
         for url in ("https://evil.example\\@shop.example/", "https://evil.example\\.corp.example/",
                     "https:/\\evil.example/", "https://evil.example@shop.example/", "https://shop.example@evil.example/",
-                    "https://evil.example%2f.corp.example/", "https://shop.example/a\\b"):  # fmt: skip
+                    "https://evil.example%2f.corp.example/", "https://shop.example/a\\b",
+                    "https://evil.example[v1.a.corp.example]/", "https://[v1.shop.example]/"):  # fmt: skip
             text = await agent.error("create_solve", args(url=url))
             assert "invalid_argument" in text and "param: url" in text, (url, text)
         assert creates(sandbox) == 0
+        assert "site_not_allowed" in await agent.error("create_solve", args(url="https://[2001:db8::1]:8443/"))
 
 
 async def test_type_not_allowed_is_refused_naming_type(sandbox: Sandbox) -> None:

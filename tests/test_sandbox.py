@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import json
 import re
 import socket
 import threading
@@ -817,6 +818,26 @@ def test_a_reset_interrupts_a_long_poll_in_flight(poll: str) -> None:
             else:
                 send = lambda: create(client, "sandbox-solve-5s", wait=20)  # noqa: E731
             assert cut_in_flight(send, sandbox.reset) is httpx.RemoteProtocolError
+            assert balance(client) == 100 and client.get("/v1/solves").json()["data"] == []
+    finally:
+        sandbox.stop()
+
+
+def test_a_request_whose_body_arrives_after_a_reset_changes_nothing() -> None:
+    """Logged on arrival, before the reset; its body comes after: it is dropped, and creates no
+    solve and holds no credit in the fresh sandbox."""
+    sandbox = Sandbox().start()
+    try:
+        body = json.dumps(solve_body()).encode()
+        host, port = sandbox.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=5) as raw:
+            raw.sendall(f"POST /v1/solves HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {SANDBOX_API_KEY}\r\n"
+                        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode())
+            time.sleep(0.3)
+            sandbox.reset()
+            raw.sendall(body)
+            assert raw.recv(65536) == b""  # closed unanswered
+        with open_client(sandbox.url, SANDBOX_API_KEY) as client:
             assert balance(client) == 100 and client.get("/v1/solves").json()["data"] == []
     finally:
         sandbox.stop()

@@ -136,7 +136,9 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         during it ends the request with nothing done (it belonged to the sandbox before)."""
         if fault is not None and fault.action == "status":
             raise fault.error()
-        if fault is not None and fault.action == "delay" and request.interrupted.wait(fault.seconds):
+        if fault is not None and fault.action == "delay":
+            request.interrupted.wait(fault.seconds)
+        if request.interrupted.is_set():  # reset while it waited, or while its body was still arriving
             raise Interrupted
         state, path = self.server.state, request.path
         if is_x402_path(path):

@@ -305,6 +305,8 @@ class X402Rail:
                 "errorCode": "timeout",
             })  # fmt: skip
         task_id = str(uuid.uuid4())
+        if interrupted.is_set():  # a reset between the solve and now: the chain it would pay on is a new one
+            raise Interrupted
         try:
             settlement = self._settle(verified, task_id)
         except SettleRefused as refused:
