@@ -8,6 +8,7 @@ eth-account) are imported inside the subcommand that needs them.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -31,10 +32,11 @@ METAVARS = {"x402_pay_to": "ADDRESS", "daily_credit_budget": "CREDITS", "max_sol
 
 
 def _serve_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per setting, named after it; a flag wins over its environment variable."""
-    defaults = Settings()
+    """One flag per setting, named after it; a flag wins over its environment variable. The
+    defaults shown are the dataclass's own (no Settings is built and validated just for --help)."""
+    defaults = {spec.name: spec.default for spec in dataclasses.fields(Settings)}
     for name, (var, text) in OPTIONS.items():
-        default = getattr(defaults, name)
+        default = defaults[name]
         flag = "--" + name.replace("_", "-")
         help_text = f"{text} ({var}; default {'unset' if default is None else default})"
         if isinstance(default, bool):

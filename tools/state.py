@@ -34,7 +34,6 @@ from nonecap_mcp.config import CREATES_FILE, LEDGER_FILE, Settings
 from nonecap_mcp.errors import ConfigurationError, InvalidArgumentError
 from nonecap_mcp.ids import is_x402_id
 from nonecap_mcp.store import Store, store_for
-from nonecap_mcp.store.db import store_errors
 
 if TYPE_CHECKING:  # the models load with the tool layer, not with the lifespan
     from nonecap_mcp.credentials import Secret
@@ -137,6 +136,8 @@ class AppState:
         count only feeds `nonecap-mcp spend`, so such a store is logged and skipped rather than
         failing solves that need no local state. Only the store's own failures are skipped: a
         bug still surfaces."""
+        from nonecap_mcp.store.db import store_errors  # a call's need, not start-up's
+
         try:
             with anyio.CancelScope(shield=True):
                 return await anyio.to_thread.run_sync(lambda: step(self.quota()))

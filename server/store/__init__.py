@@ -8,16 +8,17 @@ flag), else its SQLite file in the state directory, so a single machine needs no
 from __future__ import annotations
 
 import logging
-import sqlite3
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from nonecap_mcp.config import Settings
 from nonecap_mcp.errors import ConfigurationError
-from nonecap_mcp.store.db import Database, SQLiteDatabase, shared_postgres
+
+if TYPE_CHECKING:  # the drivers load when a store is first opened, not when the server starts
+    from nonecap_mcp.store.db import Database, SQLiteDatabase
 
 log = logging.getLogger("nonecap_mcp.store")
 T = TypeVar("T")
@@ -35,6 +36,8 @@ class Store:
     url: str | None = None
 
     def open(self) -> Database:
+        from nonecap_mcp.store.db import SQLiteDatabase, shared_postgres
+
         if not self.url:
             return SQLiteDatabase(self.path)
         if not self.url.startswith(("postgresql://", "postgres://")):
@@ -45,6 +48,8 @@ class Store:
         """`use(database)`; when this machine cannot use the SQLite file (an unusable state dir),
         `use` a private temporary file instead and log what is `lost` by it. Never for
         PostgreSQL: replicas falling back quietly would stop seeing each other."""
+        import sqlite3
+
         try:
             return use(self.open())
         except (OSError, sqlite3.Error) as exc:
@@ -70,4 +75,6 @@ def database_for(settings: Settings) -> Database:
 
 def private(file_name: str) -> SQLiteDatabase:
     """A SQLite file of this process's own, in a fresh temporary directory."""
+    from nonecap_mcp.store.db import SQLiteDatabase
+
     return SQLiteDatabase(Path(tempfile.mkdtemp(prefix="nonecap-")) / file_name)
