@@ -239,7 +239,9 @@ def run_sandbox(port: int) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script and of `python -m nonecap_mcp`."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    if not argv or argv[0] == "serve":
+    if not argv:  # how hosts launch it: the environment is the whole configuration, nothing to parse
+        args = argparse.Namespace()
+    elif argv[0] == "serve":
         args = serve_parser().parse_args(argv[1:])
     else:
         args = build_parser().parse_args(argv)

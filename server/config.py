@@ -126,10 +126,10 @@ class Settings:
         if not 0 < self.keyring_timeout <= 60:  # also refuses nan and inf, which would let a keyring hang every call
             raise ConfigurationError("invalid_config", "NONECAP_KEYRING_TIMEOUT must be more than 0 and at most 60 seconds.")
         try:
-            self.site_policy()
+            sites = self.site_policy()
         except ValueError as exc:
             raise ConfigurationError("invalid_config", f"{exc}.") from None
-        unknown = set(self.site_policy().allowed_types) - set(CAPTCHA_TYPES)
+        unknown = set(sites.allowed_types) - set(CAPTCHA_TYPES)
         if unknown:
             raise ConfigurationError("invalid_config", f"NONECAP_ALLOWED_TYPES: unknown type(s) {', '.join(sorted(unknown))}; "
                                      f"known: {', '.join(CAPTCHA_TYPES)}.")
@@ -167,8 +167,10 @@ class Settings:
         return self.base_rpc_url or NETWORKS[self.x402_network].default_rpc_url
 
     def with_overrides(self, **overrides: Any) -> Settings:
-        """A copy with the given (non-None) values, e.g. from CLI flags."""
-        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+        """A copy with the given (non-None) values, e.g. from CLI flags (itself when there are none:
+        a copy is validated again)."""
+        changes = {k: v for k, v in overrides.items() if v is not None}
+        return replace(self, **changes) if changes else self
 
 
 # Every setting: its environment variable and what it is for (the CLI makes a flag of each).
