@@ -41,7 +41,6 @@ from nonecap_mcp.config import CREATES_FILE
 from nonecap_mcp.store import Store, private
 from nonecap_mcp.store.db import Database
 
-FILE_NAME = CREATES_FILE
 INTENT_TTL_SECONDS = 180.0  # longer than any create call (55 s wait + slot wait + cancel clean-up)
 LEASE_SECONDS = 125.0  # a claimed solve counts as running at most this long: 120 s budget, plus margin
 RETENTION_SECONDS = 3600.0  # claims outlive every reconciliation window that could meet them
@@ -97,7 +96,7 @@ class CreateLog:
 
         with self._lock:
             if self._db is None:
-                self._db = migrated(private(FILE_NAME)) if self._store is None else self._store.open_or_private(
+                self._db = migrated(private(CREATES_FILE)) if self._store is None else self._store.open_or_private(
                     migrated, "other server processes' creates are invisible to this one")
             return self._db
 

@@ -28,7 +28,7 @@ import anyio
 import anyio.to_thread
 
 from nonecap_mcp import __version__, keystore
-from nonecap_mcp.config import Settings, load_settings
+from nonecap_mcp.config import LEDGER_FILE, Settings, load_settings
 from nonecap_mcp.credentials import (
     API_KEY_ENV,
     API_KEY_NAME,
@@ -41,7 +41,6 @@ from nonecap_mcp.credentials import (
 from nonecap_mcp.errors import ConfigurationError, NoneCapError
 from nonecap_mcp.store import DATABASE_URL_ENV, database_for, store_for
 from nonecap_mcp.store.db import store_errors
-from nonecap_mcp.x402.ledger import FILE_NAME as LEDGER_FILE
 from nonecap_mcp.x402.ledger import open_ledger
 
 __all__ = ["Check", "run_doctor"]

@@ -14,10 +14,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TextIO
 
-from nonecap_mcp.config import Settings
+from nonecap_mcp.config import LEDGER_FILE, Settings
 from nonecap_mcp.quota import COUNTED, Quota
 from nonecap_mcp.store import database_for, store_for
-from nonecap_mcp.x402.ledger import FILE_NAME as LEDGER_FILE
 from nonecap_mcp.x402.ledger import open_ledger
 
 USDC = Decimal(10) ** 6

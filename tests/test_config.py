@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from nonecap_mcp.config import load_settings
+from nonecap_mcp.config import LEDGER_FILE, load_settings, state_dir
 from nonecap_mcp.errors import ConfigurationError
 
 BAD_BASES = [
@@ -45,3 +47,13 @@ def test_keyring_timeout_is_bounded(timeout: str) -> None:
 @pytest.mark.parametrize("timeout", ["0.5", "60"])
 def test_keyring_timeout_in_range_is_kept(timeout: str) -> None:
     assert load_settings({"NONECAP_KEYRING_TIMEOUT": timeout}).keyring_timeout == float(timeout)
+
+
+def test_the_state_dir_is_the_setting_else_xdg_else_home(tmp_path: Path) -> None:
+    home = str(tmp_path)
+    assert state_dir({"NONECAP_STATE_DIR": "/srv/nc", "XDG_STATE_HOME": "/x", "HOME": home}) == Path("/srv/nc")
+    assert state_dir({"XDG_STATE_HOME": "/x", "HOME": home}) == Path("/x/nonecap-mcp")
+    # Relative XDG paths are invalid per the spec; empty values count as unset.
+    assert state_dir({"XDG_STATE_HOME": "rel", "NONECAP_STATE_DIR": " ", "HOME": home}) == tmp_path / ".local/state/nonecap-mcp"
+    settings = load_settings({"NONECAP_STATE_DIR": "/srv/nc"})
+    assert settings.ledger_path() == Path("/srv/nc") / LEDGER_FILE

@@ -246,17 +246,6 @@ def test_a_ledger_from_a_newer_version_is_refused(path: Path) -> None:
         Ledger(path)
 
 
-def test_default_path(tmp_path: Path) -> None:
-    home = str(tmp_path)
-    assert Ledger.default_path({"NONECAP_STATE_DIR": "/srv/nc", "XDG_STATE_HOME": "/x", "HOME": home}) == Path(
-        "/srv/nc/ledger.sqlite3"
-    )
-    assert Ledger.default_path({"XDG_STATE_HOME": "/x", "HOME": home}) == Path("/x/nonecap-mcp/ledger.sqlite3")
-    # Relative XDG paths are invalid per the spec; empty values count as unset.
-    expected = tmp_path / ".local/state/nonecap-mcp/ledger.sqlite3"
-    assert Ledger.default_path({"XDG_STATE_HOME": "rel", "NONECAP_STATE_DIR": " ", "HOME": home}) == expected
-
-
 # --- ids ---------------------------------------------------------------------------
 
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"

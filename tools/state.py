@@ -154,9 +154,10 @@ class AppState:
         first time a solve is seen finished, its latency and (when solved) its cost in /metrics."""
         from nonecap_mcp.quota import REFUNDED_STATUSES
 
+        refunded = [solve.id for solve in solves if solve.status in REFUNDED_STATUSES and not is_x402_id(solve.id)]
+        if refunded:  # a page of them: one trip to the store's thread, not one each
+            await self.count(lambda quota: [quota.refund(solve_id=solve_id) for solve_id in refunded])
         for solve in solves:
-            if solve.status in REFUNDED_STATUSES and not is_x402_id(solve.id):
-                await self.count(lambda quota: quota.refund(solve_id=solve.id))  # noqa: B023 - called at once
             if metrics.enabled() and solve.is_terminal and solve.id not in self._finished_seen:
                 self._finished_seen[solve.id] = None
                 while len(self._finished_seen) > FINISHED_REMEMBERED:

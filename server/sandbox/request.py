@@ -1,9 +1,9 @@
-"""`ApiRequest`: one HTTP request as the endpoints see it (no socket, no stdlib types)."""
+"""`ApiRequest`: one HTTP request as the endpoints see it (no socket; plain values and its interruption event)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 

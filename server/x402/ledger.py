@@ -35,7 +35,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import astuple, dataclass, fields
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -43,7 +43,6 @@ from pathlib import Path
 from typing import Any
 
 from nonecap_mcp import guidance as g
-from nonecap_mcp.config import LEDGER_FILE, state_dir
 from nonecap_mcp.errors import ConfigurationError, NoneCapError
 from nonecap_mcp.ids import X402_PREFIX
 from nonecap_mcp.store import Store
@@ -64,7 +63,6 @@ __all__ = [
 ]
 
 BUDGET_ENV = "NONECAP_DAILY_BUDGET_USD"
-FILE_NAME = LEDGER_FILE
 
 PAYMENT_STATES = ("signed", "sent", "settled", "failed", "unknown")
 # These may have moved money. A "failed" payment counts too while its authorization is
@@ -238,11 +236,6 @@ class Ledger:
         self._db = store if isinstance(store, Database) else SQLiteDatabase(store)
         self._now = now
         self._db.migrate("ledger", _MIGRATIONS, file_version=True)
-
-    @classmethod
-    def default_path(cls, env: Mapping[str, str]) -> Path:
-        """``ledger.sqlite3`` in the state directory (`config.state_dir`)."""
-        return state_dir(env) / FILE_NAME
 
     def _stamp(self) -> tuple[str, str]:
         """(UTC day, ISO timestamp) of now, from the injected clock."""
