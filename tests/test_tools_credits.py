@@ -387,7 +387,9 @@ async def test_a_create_started_during_reconciliation_is_never_adopted(agent: Ag
 
     async with anyio.create_task_group() as group:
         group.start_soon(lost)
-        await anyio.sleep(0.2)  # the lost call is between its two listings now
+        with anyio.fail_after(10):  # the lost call's first listing arrived: it is between its two listings now
+            while not [r for r in sandbox.requests if r.method == "GET" and r.path == "/v1/solves"]:
+                await anyio.sleep(0.01)
         results["other"] = await agent.ok("create_solve", solve_args("sandbox-solve-2s", wait_seconds=10))
     assert results["lost"]["id"] != results["other"]["id"]
     assert results["lost"]["status"] == results["other"]["status"] == "solved"
