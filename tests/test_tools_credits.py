@@ -300,7 +300,7 @@ async def test_cancelling_one_of_two_same_page_calls_cancels_only_its_own(agent:
 
     async with anyio.create_task_group() as group:
         group.start_soon(first)
-        await anyio.sleep(0.3)
+        await first_post_arrived(sandbox)  # the first call's create is in flight
         with pytest.raises(MCPError):
             await agent.client.call_tool("create_solve", solve_args("sandbox-solve-2s", wait_seconds=20), read_timeout_seconds=0.7)
     assert results[0]["status"] == "solved"
@@ -318,7 +318,7 @@ async def test_a_lost_answer_never_adopts_another_calls_solve(agent: Agent, sand
     sandbox.inject_fault(method="POST", path="/v1/solves", action="drop_after", skip=1)
     async with anyio.create_task_group() as group:
         group.start_soon(first)
-        await anyio.sleep(0.3)
+        await first_post_arrived(sandbox)  # the first call's create is in flight
         text = await agent.error("create_solve", solve_args("sandbox-solve-1500ms", wait_seconds=10))
     assert "outcome_unknown" in text and '"action": "check_status_first"' in text
     assert results[0]["status"] == "solved"
@@ -417,7 +417,7 @@ async def test_a_failed_follow_up_wait_still_returns_the_solve_id(agent: Agent, 
     sandbox.inject_fault(method="GET", path="/v1/solves/*", action="status", status=500, code="internal_error", times=3)
     async with anyio.create_task_group() as group:
         group.start_soon(first)
-        await anyio.sleep(0.2)
+        await first_post_arrived(sandbox)  # the first call's create is in flight
         second = await agent.ok("create_solve", solve_args("sandbox-solve-2s", wait_seconds=10))
     assert second["id"].startswith("solve_") and second["status"] in ("pending", "solving")
     assert second["guidance"]["action"] == "poll"
