@@ -56,6 +56,17 @@ async def test_the_shipped_surface_is_what_the_sdk_builds() -> None:
     assert SURFACE_FILE.read_text() == _text(built), "tool surface changed: review, then UPDATE_SNAPSHOTS=1"
 
 
+def test_a_second_server_in_the_process_reuses_the_built_tools() -> None:
+    """Building a tool's models from its signature is most of what registering costs; a process
+    that builds many servers (each test its own) pays it once. Each server still has its own
+    registry: a read-only one holds only the tools that cannot spend."""
+    first, second = (build_server(load_settings({}), eager=True) for _ in range(2))
+    read_only = build_server(load_settings(MODES["read_only"]), eager=True)
+    tools = first._tool_manager.list_tools()
+    assert all(second._tool_manager.get_tool(tool.name) is tool for tool in tools)
+    assert {tool.name for tool in read_only._tool_manager.list_tools()} < {tool.name for tool in tools}
+
+
 async def _listed(client: Client) -> dict[str, list[dict[str, Any]]]:
     return {"tools": _wire((await client.list_tools()).tools), "prompts": _wire((await client.list_prompts()).prompts),
             "resources": _wire((await client.list_resources()).resources),
