@@ -112,37 +112,41 @@ def test_example_host_configs_are_valid_json() -> None:
         json.loads(path.read_text())
 
 
-# --- one call per process, as the Inspector CLI and mcp-cli run it ------------------------------------------
+# --- short-lived server processes, as the Inspector CLI and mcp-cli run them (one call each) ---------------
 
 
-async def call_once(args: list[str], name: str, arguments: dict[str, Any], home: Path) -> CallToolResult:
-    """Start the server, make one call, stop it: what one-call-per-process clients do."""
+async def one_session(args: list[str], home: Path, *calls: tuple[str, dict[str, Any]]) -> list[CallToolResult]:
+    """Start the server, make `calls` in order, stop it: a short-lived client's whole life (the
+    Inspector CLI and mcp-cli make one call per process)."""
     params = StdioServerParameters(command=SCRIPT, args=args, env={"PATH": os.environ["PATH"], "HOME": str(home),
                                                                    "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring"})
     with open(os.devnull, "w") as quiet:
         async with Client(stdio_client(params, errlog=quiet), mode="legacy") as client:
-            return record(await client.call_tool(name, arguments))
+            return [record(await client.call_tool(name, arguments)) for name, arguments in calls]
 
 
 @pytest.mark.anyio
 async def test_sandbox_url_lets_solves_outlive_the_process(sandbox: Sandbox, tmp_path: Path) -> None:
     args = ["serve", "--sandbox-url", sandbox.url, "--state-dir", str(tmp_path / "state")]
     solve = {"type": "hcaptcha", "sitekey": "sandbox-solve-100ms", "url": "https://a.example/", "wait_seconds": 10}
-    for rail in ("credits", "x402"):
-        created = await call_once(args, "create_solve", solve | {"rail": rail}, tmp_path)
-        assert created.structured_content is not None, created.content
-        again = await call_once(args, "get_solve", {"id": created.structured_content["id"], "wait_seconds": 20}, tmp_path)
-        assert again.structured_content is not None, again.content
-        assert again.structured_content["status"] == "solved" and again.structured_content["token"].startswith("P1_SANDBOX_")
+    rails = ("credits", "x402")
+    created = await one_session(args, tmp_path, *(("create_solve", solve | {"rail": rail}) for rail in rails))
+    assert all(result.structured_content is not None for result in created), [result.content for result in created]
+    ids = [result.structured_content["id"] for result in created]  # type: ignore[index]
+    again = await one_session(args, tmp_path, *(("get_solve", {"id": solve_id, "wait_seconds": 20}) for solve_id in ids))
+    for rail, result in zip(rails, again):  # each read by a process that did not create it
+        assert result.structured_content is not None, (rail, result.content)
+        assert result.structured_content["status"] == "solved" and result.structured_content["token"].startswith("P1_SANDBOX_")
+        assert result.structured_content["rail"] == rail
     assert not (tmp_path / "state" / "ledger.sqlite3").exists()  # sandbox payments stay out of the real ledger
 
 
 @pytest.mark.anyio
 async def test_a_per_process_sandbox_says_its_solves_die_with_it(tmp_path: Path) -> None:
     solve = {"type": "hcaptcha", "sitekey": "sandbox-solve-100ms", "url": "https://a.example/", "wait_seconds": 10}
-    created = await call_once(["serve", "--sandbox"], "create_solve", solve, tmp_path)
+    [created] = await one_session(["serve", "--sandbox"], tmp_path, ("create_solve", solve))
     assert created.structured_content is not None
-    gone = await call_once(["serve", "--sandbox"], "get_solve", {"id": created.structured_content["id"]}, tmp_path)
+    [gone] = await one_session(["serve", "--sandbox"], tmp_path, ("get_solve", {"id": created.structured_content["id"]}))
     text = gone.content[0].text  # type: ignore[union-attr]
     assert gone.is_error and "only as long as the process" in text and "--sandbox-url" in text
     assert "30 days" not in text and "30-day" not in text
