@@ -2,7 +2,8 @@
 
 1 and 3 `serve --http` replicas against the sandbox, many concurrent SDK client sessions,
 round-robin across replicas from the client side. Figures go into the benchmark's extra_info
-(run with `--benchmark-enable -n 0 -s` to see the printed line).
+(run with `--benchmark-enable -n 0 -s` to see the printed line). With benchmarks disabled (the
+normal suite) a smoke round of one call per session, two sessions per replica, proves the harness.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from mcp.client.streamable_http import streamable_http_client
 
 from nonecap_mcp.sandbox import Sandbox
 
-SESSIONS, CALLS_PER_SESSION = 12, 5
+SESSIONS, CALLS_PER_SESSION = 12, 5  # the measured load (--benchmark-enable)
+SMOKE_SESSIONS_PER_REPLICA = 2  # benchmarks disabled: one call per session proves the harness, concurrency included
 
 
 def _free_port() -> int:
@@ -61,13 +63,14 @@ def _replicas(env: dict[str, str], count: int) -> Iterator[list[str]]:
             process.wait(timeout=10)
 
 
-def _load(urls: list[str], token: str, tool: str, arguments: dict[str, Any]) -> dict[str, float]:
+def _load(urls: list[str], token: str, tool: str, arguments: dict[str, Any], sessions: int, calls: int) -> dict[str, float]:
+    """`sessions` concurrent SDK sessions round-robin over `urls`, `calls` calls each: throughput and latency."""
     latencies: list[float] = []
 
     async def session(n: int) -> None:
         http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=httpx2.Timeout(30.0, read=60.0))
         async with Client(streamable_http_client(f"{urls[n % len(urls)]}/mcp", http_client=http)) as client:
-            for _ in range(CALLS_PER_SESSION):
+            for _ in range(calls):
                 started = time.perf_counter()
                 result = await client.call_tool(tool, arguments)
                 latencies.append(time.perf_counter() - started)
@@ -76,7 +79,7 @@ def _load(urls: list[str], token: str, tool: str, arguments: dict[str, Any]) -> 
     async def go() -> float:
         started = time.perf_counter()
         async with anyio.create_task_group() as group:
-            for n in range(SESSIONS):
+            for n in range(sessions):
                 group.start_soon(session, n)
         return time.perf_counter() - started
 
@@ -94,8 +97,9 @@ def test_bench_http_throughput(benchmark: Any, _sandbox_server: Sandbox, tmp_pat
     added = subprocess.run([sys.executable, "-m", "nonecap_mcp", "clients", "add", "bench"], env=env,
                            capture_output=True, text=True, timeout=30)
     assert added.returncode == 0, added.stderr
+    load = (SMOKE_SESSIONS_PER_REPLICA * replicas, 1) if benchmark.disabled else (SESSIONS, CALLS_PER_SESSION)
     for urls in _replicas(env, replicas):
-        figures = benchmark.pedantic(_load, args=(urls, added.stdout.strip(), tool, arguments), rounds=1, iterations=1)
+        figures = benchmark.pedantic(_load, args=(urls, added.stdout.strip(), tool, arguments, *load), rounds=1, iterations=1)
         benchmark.extra_info.update(figures)
         print(f"\n{replicas} replica(s) {tool}: {figures['calls_per_s']:.0f} calls/s, "
               f"p50 {figures['p50_ms']:.0f} ms, p99 {figures['p99_ms']:.0f} ms")
