@@ -82,7 +82,8 @@ def distributions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     with open(ROOT / "pyproject.toml") as lock:  # the sdist step writes *.egg-info into the tree: one build at a time
         fcntl.flock(lock, fcntl.LOCK_EX)
         done = subprocess.run(
-            [sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)], capture_output=True, text=True, timeout=300
+            [sys.executable, "-m", "build", "--installer", "uv", "--outdir", str(out), str(ROOT)],
+            capture_output=True, text=True, timeout=300,
         )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     [sdist] = out.glob("*.tar.gz")
