@@ -21,9 +21,10 @@ import anyio
 import pytest
 from conftest import SECRETS, Agent, sandbox_env
 from postgres import open_store, schema_url
-from test_http import _cli, http_client, serve_http
+from test_http import http_client, serve_http
 
 from child_process import child_env
+from nonecap_mcp.clients import ClientRegistry
 from nonecap_mcp.sandbox import SANDBOX_WALLET_KEY, Sandbox
 from nonecap_mcp.x402.ledger import Ledger
 
@@ -59,9 +60,7 @@ def replicas(sandbox: Sandbox, postgres_url: str, tmp_path: Path, count: int = 3
         return child_env(**sandbox_env(sandbox, NONECAP_STATE_DIR=str(tmp_path / state), NONECAP_DATABASE_URL=database_url,
                                        NONECAP_WALLET_PRIVATE_KEY=SANDBOX_WALLET_KEY, NONECAP_CONFIRM_ABOVE_USD="1", **extra))
 
-    added = _cli(env("cli"), "clients", "add", "team")
-    assert added.returncode == 0, added.stderr
-    token = added.stdout.strip()
+    token = ClientRegistry(open_store(database_url)).add("team")  # the `clients` CLI itself: test_http
     logs = [tmp_path / f"replica{i}.log" for i in range(count)]
     started: list[tuple[subprocess.Popen[str], str]] = []
     handles = [log.open("w") for log in logs]

@@ -26,7 +26,10 @@ from conftest import sandbox_env
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
+from nonecap_mcp.clients import ClientRegistry
+from nonecap_mcp.config import load_settings
 from nonecap_mcp.sandbox import Sandbox
+from nonecap_mcp.store import database_for
 
 SESSIONS, CALLS_PER_SESSION = 12, 5  # the measured load (--benchmark-enable)
 SMOKE_SESSIONS_PER_REPLICA = 2  # benchmarks disabled: one call per session proves the harness, concurrency included
@@ -94,12 +97,10 @@ def _load(urls: list[str], token: str, tool: str, arguments: dict[str, Any], ses
 def test_bench_http_throughput(benchmark: Any, _sandbox_server: Sandbox, tmp_path: Path, replicas: int,
                                tool: str, arguments: dict[str, Any]) -> None:
     env = child_env(**sandbox_env(_sandbox_server, NONECAP_STATE_DIR=str(tmp_path)))
-    added = subprocess.run([sys.executable, "-m", "nonecap_mcp", "clients", "add", "bench"], env=env,
-                           capture_output=True, text=True, timeout=30)
-    assert added.returncode == 0, added.stderr
+    token = ClientRegistry(database_for(load_settings(env))).add("bench")  # where the replicas will look
     load = (SMOKE_SESSIONS_PER_REPLICA * replicas, 1) if benchmark.disabled else (SESSIONS, CALLS_PER_SESSION)
     for urls in _replicas(env, replicas):
-        figures = benchmark.pedantic(_load, args=(urls, added.stdout.strip(), tool, arguments, *load), rounds=1, iterations=1)
+        figures = benchmark.pedantic(_load, args=(urls, token, tool, arguments, *load), rounds=1, iterations=1)
         benchmark.extra_info.update(figures)
         print(f"\n{replicas} replica(s) {tool}: {figures['calls_per_s']:.0f} calls/s, "
               f"p50 {figures['p50_ms']:.0f} ms, p99 {figures['p99_ms']:.0f} ms")
