@@ -79,20 +79,17 @@ LAUNCH_REQUESTS = "".join(json.dumps(message) + "\n" for message in (
 ))
 
 
-def _callgrind(module: str, out_dir: Path) -> subprocess.Popen[str]:
-    """`python -m module` under callgrind, answering `out_dir/requests.jsonl` (started, not waited for)."""
+def _callgrind(module: str, out_dir: Path) -> tuple[int, int, int]:
+    """`python -m module` under callgrind, answering `out_dir/requests.jsonl`: (tools listed,
+    instructions of the whole process, of its interpreter teardown at exit)."""
     env = {"PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring", "NONECAP_STATE_DIR": str(out_dir / "state"),
            "HOME": str(out_dir), "PYTHONHASHSEED": "0"}
-    command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_dir / module}", sys.executable, "-m", module]
+    out_file = out_dir / module
+    command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_file}", sys.executable, "-m", module]
     with (out_dir / "requests.jsonl").open() as stdin:
-        return subprocess.Popen(command, cwd=ROOT, env=env, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-
-
-def _instructions(process: subprocess.Popen[str], out_file: Path) -> tuple[int, int, int]:
-    """(tools listed, instructions of the whole process, of its interpreter teardown), once it exited."""
-    stdout, _ = process.communicate(timeout=900)
-    assert process.returncode == 0
-    listed = next(len(answer["result"]["tools"]) for answer in map(json.loads, stdout.splitlines()) if answer.get("id") == 2)
+        answers = subprocess.run(command, cwd=ROOT, env=env, stdin=stdin, capture_output=True, text=True, timeout=900,
+                                 check=True).stdout
+    listed = next(len(answer["result"]["tools"]) for answer in map(json.loads, answers.splitlines()) if answer.get("id") == 2)
     total = int(re.search(r"^totals: (\d+)$", out_file.read_text(), re.M).group(1))  # type: ignore[union-attr]
     annotated = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", str(out_file)],
                                capture_output=True, text=True, check=True).stdout
@@ -114,9 +111,8 @@ def test_bench_startup_instructions_beside_the_reference_server(benchmark: Any, 
     (tmp_path / "requests.jsonl").write_text(LAUNCH_REQUESTS)
     figures: dict[str, tuple[int, int, int]] = {}
 
-    def measure() -> None:
-        started = {module: _callgrind(module, tmp_path) for module in ("nonecap_mcp", "mcp_server_time")}
-        figures.update({module: _instructions(process, tmp_path / module) for module, process in started.items()})
+    def measure() -> None:  # one after the other: two at once would starve the suite's other worker
+        figures.update({module: _callgrind(module, tmp_path) for module in ("nonecap_mcp", "mcp_server_time")})
 
     benchmark.pedantic(measure, rounds=1, iterations=1)
     (ours_tools, ours, ours_teardown), (ref_tools, ref, ref_teardown) = figures["nonecap_mcp"], figures["mcp_server_time"]
