@@ -70,7 +70,7 @@ def test_bench_startup_beside_the_reference_server(benchmark: Any) -> None:
     })
 
 
-# What a host sends at launch, piped in at once; the server answers, reads EOF and exits.
+# What a host sends at launch, all at once.
 LAUNCH_REQUESTS = "".join(json.dumps(message) + "\n" for message in (
     {"jsonrpc": "2.0", "id": 1, "method": "initialize",
      "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}}},
@@ -80,16 +80,22 @@ LAUNCH_REQUESTS = "".join(json.dumps(message) + "\n" for message in (
 
 
 def _callgrind(module: str, out_dir: Path) -> tuple[int, int, int]:
-    """`python -m module` under callgrind, answering `out_dir/requests.jsonl`: (tools listed,
-    instructions of the whole process, of its interpreter teardown at exit)."""
+    """`python -m module` under callgrind, sent LAUNCH_REQUESTS; stdin is closed once tools/list is
+    answered (closed earlier, a server may exit without answering). (tools listed, instructions of
+    the whole process, of its interpreter teardown at exit)."""
     env = {"PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring", "NONECAP_STATE_DIR": str(out_dir / "state"),
            "HOME": str(out_dir), "PYTHONHASHSEED": "0"}
     out_file = out_dir / module
     command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_file}", sys.executable, "-m", module]
-    with (out_dir / "requests.jsonl").open() as stdin:
-        answers = subprocess.run(command, cwd=ROOT, env=env, stdin=stdin, capture_output=True, text=True, timeout=900,
-                                 check=True).stdout
-    listed = next(len(answer["result"]["tools"]) for answer in map(json.loads, answers.splitlines()) if answer.get("id") == 2)
+    with subprocess.Popen(command, cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, text=True) as process:
+        assert process.stdin is not None and process.stdout is not None
+        process.stdin.write(LAUNCH_REQUESTS)
+        process.stdin.flush()
+        answers = map(json.loads, process.stdout)
+        listed = next(len(answer["result"]["tools"]) for answer in answers if answer.get("id") == 2)
+        process.stdin.close()
+        assert process.wait(timeout=300) == 0
     total = int(re.search(r"^totals: (\d+)$", out_file.read_text(), re.M).group(1))  # type: ignore[union-attr]
     annotated = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", str(out_file)],
                                capture_output=True, text=True, check=True).stdout
@@ -108,7 +114,6 @@ def test_bench_startup_instructions_beside_the_reference_server(benchmark: Any, 
         pytest.skip("valgrind (callgrind) is not installed: apt-get install valgrind")
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "server"), str(ROOT / "tools"),
                     str(Path(reference.__file__).parent)], check=True)
-    (tmp_path / "requests.jsonl").write_text(LAUNCH_REQUESTS)
     figures: dict[str, tuple[int, int, int]] = {}
 
     def measure() -> None:  # one after the other: two at once would starve the suite's other worker
