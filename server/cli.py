@@ -220,8 +220,8 @@ def stdio_server(settings: Settings) -> MCPServer:
     that live as long as the process and leave a few hundred of garbage. The collector
     would traverse them some 200 times while they load and once more at exit, 8% of a
     bare start's instructions (callgrind). So it is paused meanwhile, and what was built is
-    frozen (`gc.freeze`: left out of every later collection, as the gc docs advise for
-    long-lived start-up state); whatever a call allocates is collected as usual."""
+    frozen (`gc.freeze`: moved to the permanent generation, left out of every later
+    collection); whatever a call allocates is collected as usual."""
     gc.disable()
     try:
         from nonecap_mcp.tools import build_server
