@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="nonecap-mcp",
-        description="MCP server giving AI agents NoneCap hCaptcha solving as tools.",
+        description="MCP server giving AI agents NoneCap captcha solving as tools.",
         epilog=EPILOG.format(vars=", ".join(sorted(ENV_VARS.values()))),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         argument_default=argparse.SUPPRESS,
