@@ -22,9 +22,17 @@ import pytest
 from mcp import Client
 from mcp.types import CallToolResult
 
-from nonecap_mcp.config import Settings, load_settings
-from nonecap_mcp.sandbox import SANDBOX_API_KEY, SANDBOX_WALLET_KEY, Sandbox
-from nonecap_mcp.tools import build_server
+# The suite runs in compressed time: every delay the server and the sandbox choose for themselves
+# (bounds, margins, backoff, polls, solve durations; see `config.time_scale`) is this fraction of
+# the real one, here and in every server or sandbox process a test starts (`SCALE_ENV`). Set before
+# the product is imported, since each process reads it once. `NONECAP_TIME_SCALE=1 pytest` runs the
+# whole suite in real time; the promises themselves are also proven in real time by the few tests
+# marked `real_time`.
+os.environ.setdefault("NONECAP_TIME_SCALE", "0.2")
+
+from nonecap_mcp.config import TIME_SCALE_ENV, Settings, load_settings, scaled  # noqa: E402
+from nonecap_mcp.sandbox import SANDBOX_API_KEY, SANDBOX_WALLET_KEY, Sandbox  # noqa: E402
+from nonecap_mcp.tools import build_server  # noqa: E402
 
 # The developer's real keyring must never feed the tests (nor the tests write to it).
 os.environ.setdefault("PYTHON_KEYRING_BACKEND", "keyring.backends.null.Keyring")
@@ -33,6 +41,9 @@ os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="nonecap-tests-xdg-state-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # test helpers, e.g. keyring_backends
 
+SCALE_ENV = {TIME_SCALE_ENV: os.environ[TIME_SCALE_ENV]}  # for the environment of every process a test starts
+REAL_TIME_ENV = {TIME_SCALE_ENV: "1"}  # for a `real_time` test's server: the promise at its real values
+__all__ = ["scaled"]  # tests bound their waits with `scaled(real seconds)`, never with numbers that merely pass
 PROXY_PASSWORD = "pr0xy-s3cret-pw"
 SECRETS: list[str] = [SANDBOX_API_KEY, PROXY_PASSWORD, SANDBOX_WALLET_KEY, SANDBOX_WALLET_KEY.removeprefix("0x")]
 CAPTURED: list[str] = []  # every tool result a test produced, as text
@@ -85,6 +96,7 @@ def sandbox_env(sandbox: Sandbox, **extra: str) -> dict[str, str]:
         "NONECAP_X402_BASE": sandbox.url,  # tests never reach past 127.0.0.1
         "NONECAP_BASE_RPC_URL": f"{sandbox.url}/rpc",
         "NONECAP_STATE_DIR": str(STATE_DIR[-1]),  # never the developer's ~/.local/state
+        **SCALE_ENV,
         **extra,
     }
 
