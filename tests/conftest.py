@@ -30,7 +30,7 @@ from mcp.types import CallToolResult
 # marked `real_time`.
 os.environ.setdefault("NONECAP_TIME_SCALE", "0.2")
 
-from nonecap_mcp.config import TIME_SCALE_ENV, Settings, load_settings, scaled  # noqa: E402
+from nonecap_mcp.config import TIME_SCALE_ENV, Settings, load_settings, scaled  # noqa: E402, F401 - tests bound waits with scaled(real seconds)
 from nonecap_mcp.sandbox import SANDBOX_API_KEY, SANDBOX_WALLET_KEY, Sandbox  # noqa: E402
 from nonecap_mcp.tools import build_server  # noqa: E402
 
@@ -43,7 +43,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # test helpers, e.g. k
 
 SCALE_ENV = {TIME_SCALE_ENV: os.environ[TIME_SCALE_ENV]}  # for the environment of every process a test starts
 REAL_TIME_ENV = {TIME_SCALE_ENV: "1"}  # for a `real_time` test's server: the promise at its real values
-__all__ = ["scaled"]  # tests bound their waits with `scaled(real seconds)`, never with numbers that merely pass
+
+
+def unscaled(seconds: float) -> float:
+    """The real-time figure `scaled` turns into `seconds`: e.g. the Retry-After that costs a call
+    `seconds` of compressed time."""
+    return seconds / scaled(1)
+
+
 PROXY_PASSWORD = "pr0xy-s3cret-pw"
 SECRETS: list[str] = [SANDBOX_API_KEY, PROXY_PASSWORD, SANDBOX_WALLET_KEY, SANDBOX_WALLET_KEY.removeprefix("0x")]
 CAPTURED: list[str] = []  # every tool result a test produced, as text

@@ -8,7 +8,7 @@ from typing import Any
 
 import anyio
 import pytest
-from conftest import PROXY_PASSWORD, Agent, sandbox_env
+from conftest import PROXY_PASSWORD, Agent, sandbox_env, scaled, unscaled
 from mcp import Client, MCPError
 
 from nonecap_mcp.config import load_settings
@@ -202,7 +202,7 @@ async def test_pool_exhausted_post_is_retried_after_retry_after(agent: Agent, sa
     started = time.monotonic()
     solve = await agent.ok("create_solve", solve_args("sandbox-solve-100ms", wait_seconds=5))
     assert solve["status"] == "solved"
-    assert time.monotonic() - started >= 1.0
+    assert time.monotonic() - started >= scaled(1.0)  # the server's 1 s, in the suite's time scale
     assert [r.status for r in upstream(sandbox, "POST")] == [503, 200]
 
 
@@ -358,11 +358,11 @@ async def test_a_slot_that_never_frees_is_reported_not_waited_on_forever(sandbox
     async with Client(server, mode="legacy") as client:
         agent = Agent(client)
         async with anyio.create_task_group() as group:
-            group.start_soon(agent.ok, "create_solve", solve_args("sandbox-hang", wait_seconds=12))
-            await first_post_arrived(sandbox)  # the first call holds the only slot
+            group.start_soon(agent.ok, "create_solve", solve_args("sandbox-hang", wait_seconds=1))
+            await first_post_arrived(sandbox)  # the first call holds the only slot, handed back pending or not
             started = time.monotonic()
             text = await agent.error("create_solve", solve_args("sandbox-solve-100ms", wait_seconds=1))
-            assert 8.5 < time.monotonic() - started < 11  # the slot wait's 10 s floor, cut by the call's bound (wait + 10 s)
+            assert scaled(8.5) < time.monotonic() - started < 1 + scaled(10)  # the slot wait's 10 s floor, cut by the call's bound (wait + 10 s)
     assert "concurrency_limit_exceeded" in text and "nothing was sent" in text
     assert len(upstream(sandbox, "POST")) == 1
 
@@ -425,10 +425,11 @@ async def test_a_failed_follow_up_wait_still_returns_the_solve_id(agent: Agent, 
 
 
 async def test_a_retried_create_waits_only_for_what_is_left(agent: Agent, sandbox: Sandbox) -> None:
-    sandbox.inject_fault(method="POST", path="/v1/solves", action="status", status=503, code="pool_exhausted", retry_after=2)
+    retry_after = round(unscaled(2))  # costs the call 2 s whatever the time scale
+    sandbox.inject_fault(method="POST", path="/v1/solves", action="status", status=503, code="pool_exhausted", retry_after=retry_after)
     started = time.monotonic()
     solve = await agent.ok("create_solve", solve_args("sandbox-hang", wait_seconds=5))
-    assert solve["status"] == "solving" and time.monotonic() - started < 6.5
+    assert solve["status"] == "solving" and time.monotonic() - started < 5 + scaled(1.5)
     waits = [int(r.query.get("wait", 0)) for r in upstream(sandbox, "POST")]
     assert waits[0] >= 4 and waits[1] <= 3
     await agent.ok("cancel_solve", {"id": solve["id"]})
