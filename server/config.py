@@ -33,10 +33,13 @@ APP_DIR = "nonecap-mcp"
 LEDGER_FILE = "ledger.sqlite3"  # the x402 ledger; the other state files lie beside it
 CREATES_FILE = "creates.sqlite3"  # the credits rail's create log (`create_log`)
 TIME_SCALE_ENV = "NONECAP_TIME_SCALE"
+# Below this, a call without a wait (10 s, scaled) would have no time left for upstream after the
+# slack our own, uncompressed, work keeps (`tools.errors.INNER_SLACK_SECONDS`).
+MIN_TIME_SCALE = 0.2
 
 
 def time_scale(env: Mapping[str, str]) -> float:
-    """``$NONECAP_TIME_SCALE``: a number in (0, 1], default 1; anything else is `invalid_config`.
+    """``$NONECAP_TIME_SCALE``: a number from 0.2 to 1, default 1; anything else is `invalid_config`.
 
     A testing knob: it compresses every delay the server and its sandbox choose for themselves
     (bounds, margins, backoff, polls, leases, solve durations), so a suite or an agent's own
@@ -50,8 +53,8 @@ def time_scale(env: Mapping[str, str]) -> float:
         scale = float(raw) if raw else 1.0
     except ValueError:
         scale = math.nan
-    if not 0 < scale <= 1:  # also refuses nan and inf
-        raise ConfigurationError("invalid_config", f"{TIME_SCALE_ENV} must be a number more than 0 and at most 1.")
+    if not MIN_TIME_SCALE <= scale <= 1:  # also refuses nan and inf
+        raise ConfigurationError("invalid_config", f"{TIME_SCALE_ENV} must be a number from {MIN_TIME_SCALE} to 1.")
     return scale
 
 

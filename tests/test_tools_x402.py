@@ -15,7 +15,7 @@ from typing import Any
 
 import anyio
 import pytest
-from conftest import Agent
+from conftest import SCALE_ENV, Agent
 from mcp import Client
 from mcp.types import ElicitResult
 
@@ -30,13 +30,16 @@ PRICE = Decimal("0.012")  # the sandbox's published HardCaptchaTokenProxyLess pr
 
 
 def x402_env(sandbox: Sandbox, state_dir: Path, **extra: str) -> dict[str, str]:
-    """A host config for the x402 rail only: a wallet, no API key."""
+    """A host config for the x402 rail only: a wallet, no API key (the credits base is the sandbox's
+    too, so a server started in the suite's compressed time is allowed to start)."""
     return {
+        "NONECAP_API_BASE": sandbox.url,
         "NONECAP_X402_BASE": sandbox.url,
         "NONECAP_BASE_RPC_URL": f"{sandbox.url}/rpc",
         "NONECAP_WALLET_PRIVATE_KEY": SANDBOX_WALLET_KEY,
         "NONECAP_STATE_DIR": str(state_dir),
         "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
+        **SCALE_ENV,
         **extra,
     }
 
