@@ -24,11 +24,14 @@ from mcp.types import CallToolResult
 
 # The suite runs in compressed time: every delay the server and the sandbox choose for themselves
 # (bounds, margins, backoff, polls, solve durations; see `config.time_scale`) is this fraction of
-# the real one, here and in every server or sandbox process a test starts (`SCALE_ENV`). Set before
-# the product is imported, since each process reads it once. `NONECAP_TIME_SCALE=1 pytest` runs the
-# whole suite in real time; the promises themselves are also proven in real time by the few tests
-# marked `real_time`.
-os.environ.setdefault("NONECAP_TIME_SCALE", "0.2")
+# the real one, in this process and in every process a test starts against the sandbox or a hostile
+# upstream (`SCALE_ENV`, in `sandbox_env` and `hostile_env`). Each process reads it once, at import,
+# so it is set just for that and then taken out of the environment: a CLI command or a server a test
+# starts with real upstreams inherits real time, as a user's would. `NONECAP_TIME_SCALE=1 pytest` runs
+# the whole suite in real time (kept for the xdist workers in `_SUITE_SCALE`); the promises themselves
+# are also proven at real values by the few tests marked `real_time`.
+_SUITE_SCALE = "NONECAP_SUITE_TIME_SCALE"
+os.environ["NONECAP_TIME_SCALE"] = os.environ.setdefault(_SUITE_SCALE, os.environ.get("NONECAP_TIME_SCALE") or "0.2")
 
 from nonecap_mcp.config import TIME_SCALE_ENV, Settings, load_settings, scaled  # noqa: E402, F401 - tests bound waits with scaled(real seconds)
 from nonecap_mcp.sandbox import SANDBOX_API_KEY, SANDBOX_WALLET_KEY, Sandbox  # noqa: E402
@@ -41,7 +44,7 @@ os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="nonecap-tests-xdg-state-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # test helpers, e.g. keyring_backends
 
-SCALE_ENV = {TIME_SCALE_ENV: os.environ[TIME_SCALE_ENV]}  # for the environment of every process a test starts
+SCALE_ENV = {TIME_SCALE_ENV: os.environ.pop(TIME_SCALE_ENV)}  # for a process a test starts against the sandbox
 REAL_TIME_ENV = {TIME_SCALE_ENV: "1"}  # for a `real_time` test's server: the promise at its real values
 
 

@@ -344,11 +344,12 @@ async def test_a_call_queues_for_a_local_slot_then_goes_ahead(sandbox: Sandbox, 
     async with Client(server, mode=mode) as client:
         agent = Agent(client)
         async with anyio.create_task_group() as group:
-            group.start_soon(agent.ok, "create_solve", solve_args("sandbox-solve-1500ms", wait_seconds=5))
-            await first_post_arrived(sandbox)  # the first call holds the only slot
+            # The first call holds the only slot for well within the second's slot wait (the 10 s floor, cut by its bound).
+            group.start_soon(agent.ok, "create_solve", solve_args(f"sandbox-solve-{round(scaled(1500))}ms", wait_seconds=5))
+            await first_post_arrived(sandbox)
             started = time.monotonic()
             second = await agent.ok("create_solve", solve_args("sandbox-solve-100ms", wait_seconds=0))
-            assert time.monotonic() - started >= 1.0  # it waited for the slot, not for a 429
+            assert time.monotonic() - started >= scaled(1.0)  # it waited for the slot, not for a 429
     assert second["id"].startswith("solve_")
     assert 429 not in [r.status for r in upstream(sandbox, "POST")]
 
@@ -378,8 +379,10 @@ async def test_malformed_key_says_check_api_key_not_retry(sandbox: Sandbox, mode
 async def test_a_create_started_during_reconciliation_is_never_adopted(agent: Agent, sandbox: Sandbox) -> None:
     """The other call sees the lost call's open intent, so it POSTs without ?wait and claims
     its id at once; the lost call's second listing then cannot take it, finds nothing of
-    its own, and re-sends (its first POST never arrived)."""
+    its own, and re-sends (its first POST never arrived). That second listing is held up
+    upstream (half an exchange's bound), so the other create lands before it under any load."""
     sandbox.inject_fault(method="POST", path="/v1/solves", action="drop_before")
+    sandbox.inject_fault(method="GET", path="/v1/solves", action="delay", seconds=scaled(5), skip=1)
     results: dict[str, Any] = {}
 
     async def lost() -> None:
