@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from typing import Any
 
 import anyio
 import pytest
-from conftest import PROXY_PASSWORD, Agent, sandbox_env, scaled, unscaled
-from mcp import Client, MCPError
+from conftest import PROXY_PASSWORD, REAL_TIME_ENV, Agent, sandbox_env, scaled, unscaled
+from mcp import Client, MCPError, StdioServerParameters
+from mcp.client.stdio import stdio_client
 
 from nonecap_mcp.config import load_settings
 from nonecap_mcp.guidance import API_ERRORS, SOLVE_FAILURES
@@ -436,3 +438,23 @@ async def test_a_retried_create_waits_only_for_what_is_left(agent: Agent, sandbo
     waits = [int(r.query.get("wait", 0)) for r in upstream(sandbox, "POST")]
     assert waits[0] >= 4 and waits[1] <= 3
     await agent.ok("cancel_solve", {"id": solve["id"]})
+
+
+@pytest.mark.real_time
+async def test_the_slot_wait_floor_holds_at_its_real_value(sandbox: Sandbox) -> None:
+    """A server in real time (the suite's is compressed), its only slot held by a solve still
+    running upstream: a call with wait_seconds=1 still queues for the 10 s floor, cut by its
+    1 + 10 s bound, then says wait_for_slot without sending anything."""
+    from child_process import child_env
+
+    env = child_env(**sandbox_env(sandbox, NONECAP_MAX_CONCURRENCY="1") | REAL_TIME_ENV)
+    params = StdioServerParameters(command=sys.executable, args=["-m", "nonecap_mcp", "serve"], env=env)
+    async with Client(stdio_client(params), mode="legacy") as client:
+        agent = Agent(client)
+        await agent.ok("create_solve", solve_args("sandbox-hang", wait_seconds=0))  # handed back pending: keeps the slot
+        started = time.monotonic()
+        text = await agent.error("create_solve", solve_args("sandbox-solve-100ms", wait_seconds=1))
+        took = time.monotonic() - started
+    assert 8.5 < took < 1 + 10, took
+    assert "concurrency_limit_exceeded" in text and '"action": "wait_for_slot"' in text
+    assert len(upstream(sandbox, "POST")) == 1
