@@ -47,6 +47,12 @@ def time_scale(env: Mapping[str, str]) -> float:
     an agent's `wait_seconds`, a test sitekey's explicit duration, the rail's advertised
     `maxTimeoutSeconds` as we sign it (chain time; the sandbox rail scales what it advertises,
     so both sides agree), Retry-After as reported to the agent (only our wait for it shrinks).
+    Nor are those that are not delays: the slack kept for our own CPU work before a bound (it
+    is floored, see `tools.errors`), clock-skew allowances (the Date header's 1 s resolution,
+    validAfter's 10 min), SQLite's lock wait, the rate window and the UTC day, the progress tick.
+
+    Safety: below 1 `Settings` refuses to start unless every upstream is the sandbox or on this
+    machine, so a real API never sees compressed bounds, backoff or Retry-After waits.
     """
     raw = env.get(TIME_SCALE_ENV, "").strip()
     try:
