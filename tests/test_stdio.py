@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -73,6 +75,7 @@ OFF_THE_START_UP_PATH = (
     "nonecap_mcp.tools.prompts", "nonecap_mcp.tools.errors", "nonecap_mcp.models", "nonecap_mcp.validation",
     "nonecap_mcp.guidance", "nonecap_mcp.x402.policy", "nonecap_mcp.x402.ledger", "nonecap_mcp.credentials",
     "nonecap_mcp.quota", "nonecap_mcp.create_log", "nonecap_mcp.hosts",
+    "argparse",  # a bare start (how hosts launch it) has no command line to parse
 )
 
 
@@ -88,3 +91,23 @@ async def test_start_up_to_tools_list_loads_nothing_only_a_call_needs(tmp_path: 
     assert {"mcp.server.mcpserver", "nonecap_mcp.tools", "nonecap_mcp.tools.state"} <= loaded  # the trace is whole
     heavy = sorted(m for m in loaded if any(m == name or m.startswith(name + ".") for name in OFF_THE_START_UP_PATH))
     assert heavy == []
+
+
+def test_the_stdio_server_is_built_without_collections_and_frozen(tmp_path: Path) -> None:
+    """Building the server a host launches runs no garbage collection (unpaused, some 200 ran while
+    the SDK loaded); what it built is frozen out of later ones, and collection is back on for calls."""
+    probe = """if True:
+        import gc, json
+        from nonecap_mcp.cli import stdio_server
+        from nonecap_mcp.config import load_settings
+        settings = load_settings()
+        runs = []
+        gc.callbacks.append(lambda phase, info: runs.append(info["generation"]) if phase == "start" else None)
+        stdio_server(settings)
+        print(json.dumps({"collections": len(runs), "frozen": gc.get_freeze_count(), "enabled": gc.isenabled()}))
+    """
+    env = _base_env(NONECAP_STATE_DIR=str(tmp_path / "state"))
+    out = subprocess.run([sys.executable, "-c", probe], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
+    seen = json.loads(out.stdout)
+    assert seen["collections"] == 0 and seen["enabled"]
+    assert seen["frozen"] > 50_000  # the SDK's and pydantic's objects, not just a few of ours
