@@ -6,6 +6,7 @@ settings: the API key is resolved on first use by `credentials` (env, then OS ke
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,6 +32,53 @@ STATE_DIR_ENV = "NONECAP_STATE_DIR"
 APP_DIR = "nonecap-mcp"
 LEDGER_FILE = "ledger.sqlite3"  # the x402 ledger; the other state files lie beside it
 CREATES_FILE = "creates.sqlite3"  # the credits rail's create log (`create_log`)
+TIME_SCALE_ENV = "NONECAP_TIME_SCALE"
+# Below this, a call without a wait (10 s, scaled) would have no time left for upstream after the
+# slack our own, uncompressed, work keeps (`tools.errors.INNER_SLACK_SECONDS`).
+MIN_TIME_SCALE = 0.2
+
+
+def time_scale(env: Mapping[str, str]) -> float:
+    """``$NONECAP_TIME_SCALE``: a number from 0.2 to 1, default 1; anything else is `invalid_config`.
+
+    A testing knob: it compresses every delay the server and its sandbox choose for themselves
+    (bounds, margins, backoff, polls, leases, solve durations), so a suite or an agent's own
+    tests run the real logic in a fraction of the time. Durations others choose are not scaled:
+    an agent's `wait_seconds`, a test sitekey's explicit duration, the rail's advertised
+    `maxTimeoutSeconds` as we sign it (chain time; the sandbox rail scales what it advertises,
+    so both sides agree), Retry-After as reported to the agent (only our wait for it shrinks).
+    Nor are those that are not delays: the slack kept for our own CPU work before a bound (it
+    is floored, see `tools.errors`), clock-skew allowances (the Date header's 1 s resolution,
+    validAfter's 10 min), SQLite's lock wait, the rate window and the UTC day, the progress tick.
+
+    Safety: below 1 `Settings` refuses to start unless every upstream is the sandbox or on this
+    machine, so a real API never sees compressed bounds, backoff or Retry-After waits.
+    """
+    raw = env.get(TIME_SCALE_ENV, "").strip()
+    try:
+        scale = float(raw) if raw else 1.0
+    except ValueError:
+        scale = math.nan
+    if not MIN_TIME_SCALE <= scale <= 1:  # also refuses nan and inf
+        raise ConfigurationError("invalid_config", f"{TIME_SCALE_ENV} must be a number from {MIN_TIME_SCALE} to 1.")
+    return scale
+
+
+def _process_time_scale() -> float:
+    try:
+        return time_scale(os.environ)
+    except ConfigurationError:
+        return 1.0  # `load_settings` refuses it before this process serves anything
+
+
+# Read once per process, from the environment it was started with: the constants that use it are
+# computed at import. Real time (1) unless the operator set it; see `time_scale`.
+TIME_SCALE: float = _process_time_scale()
+
+
+def scaled(seconds: float) -> float:
+    """`seconds` of the server's (or sandbox's) own choosing, in this process's time scale."""
+    return seconds * TIME_SCALE
 
 
 def state_dir(env: Mapping[str, str]) -> Path:
@@ -137,6 +185,13 @@ class Settings:
             raise ConfigurationError("invalid_config", "NONECAP_DAILY_CREDIT_BUDGET must be 0 or more.")
         if self.max_solves_per_minute is not None and not 1 <= self.max_solves_per_minute <= 10000:
             raise ConfigurationError("invalid_config", "NONECAP_MAX_SOLVES_PER_MINUTE must be 1-10000.")
+        if time_scale(self.env) < 1 and not self.sandbox and self.sandbox_url is None:
+            remote = [ENV_VARS[name] for name in ("api_base", "x402_base") if urlsplit(getattr(self, name)).hostname not in LOCAL_HOSTS]
+            if urlsplit(self.rpc_url()).hostname not in LOCAL_HOSTS:
+                remote.append(ENV_VARS["base_rpc_url"])
+            if remote:  # a real API must never see compressed timings (shorter bounds, faster retries)
+                raise ConfigurationError("invalid_config", f"{TIME_SCALE_ENV} below 1 is for the sandbox or loopback "
+                                         f"upstreams only; {', '.join(remote)} is not on this machine.")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigurationError("invalid_config", "NONECAP_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR.")
 

@@ -37,13 +37,13 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from nonecap_mcp.config import CREATES_FILE
+from nonecap_mcp.config import CREATES_FILE, MAX_WAIT_SECONDS, scaled
 from nonecap_mcp.store import Store, private
 from nonecap_mcp.store.db import Database
 
-INTENT_TTL_SECONDS = 180.0  # longer than any create call (55 s wait + slot wait + cancel clean-up)
-LEASE_SECONDS = 125.0  # a claimed solve counts as running at most this long: 120 s budget, plus margin
-RETENTION_SECONDS = 3600.0  # claims outlive every reconciliation window that could meet them
+INTENT_TTL_SECONDS = MAX_WAIT_SECONDS + scaled(125.0)  # longer than any create call (its wait + slot wait + cancel clean-up)
+LEASE_SECONDS = scaled(125.0)  # a claimed solve counts as running at most this long: 120 s budget, plus margin
+RETENTION_SECONDS = scaled(3600.0)  # claims outlive every reconciliation window that could meet them
 WRITE_LOCK = "creates"  # every write: a slot count and its intent, a claim and its check, see one order
 
 # Minutes of state, not history: a table from before the shared store is rebuilt, not migrated.

@@ -45,6 +45,7 @@ from nonecap_mcp.errors import (
 from nonecap_mcp.ids import CREDITS_PREFIX, SOLVE_ID, check_solve_id
 from nonecap_mcp.models import Account, Feedback, Solve, SolveList
 from nonecap_mcp.deadline import call_deadline, current_deadline
+from nonecap_mcp.config import scaled
 from nonecap_mcp.http_io import EXCHANGE_SECONDS, Redirected, Reply, ResponseTooLarge
 from nonecap_mcp.retry import NEVER_SENT, RetryPolicy, call_with_retries
 from nonecap_mcp.slots import SlotGate
@@ -57,8 +58,8 @@ log = logging.getLogger("nonecap_mcp.http")
 
 T = TypeVar("T")
 KeyProvider = Callable[[], Awaitable[Secret]]
-READ_MARGIN_SECONDS = 4.0  # a long-poll's answer is due by ?wait + this; later, it is treated as lost
-SLOT_WAIT_FLOOR_SECONDS = 10  # even a call that will not wait for its result queues this long for a slot
+READ_MARGIN_SECONDS = scaled(4.0)  # a long-poll's answer is due by ?wait + this; later, it is treated as lost
+SLOT_WAIT_FLOOR_SECONDS = scaled(10)  # even a call that will not wait for its result queues this long for a slot
 UNKNOWN_SKEW_WINDOW = timedelta(minutes=2)  # before any Date header, how far back a lost create may lie
 KNOWN_SKEW_SLACK = timedelta(seconds=2)  # Date has 1 s resolution
 _POST_RETRYABLE = frozenset({"pool_exhausted", "rate_limited", "concurrency_limit_exceeded"})
@@ -253,7 +254,7 @@ class CreditsAPI:
             )
             return await self._create(call, wait, deadline)
         except anyio.get_cancelled_exc_class():
-            with anyio.CancelScope(shield=True), anyio.move_on_after(10):
+            with anyio.CancelScope(shield=True), anyio.move_on_after(EXCHANGE_SECONDS):
                 await self._abandon(call)
             raise
         finally:
@@ -381,7 +382,7 @@ class CreditsAPI:
         try:
             for lookup in range(2):
                 if lookup:
-                    await anyio.sleep(0.5)
+                    await anyio.sleep(scaled(0.5))  # time for a create still in flight to be listed
                 listing, skipped = await self._listing(limit=20, type=call.body["type"])
                 if skipped:
                     raise OutcomeUnknownError(f"{skipped} listed solve(s) could not be read, so the lost answer cannot be matched safely.")

@@ -28,12 +28,13 @@ import anyio
 import httpx
 
 from nonecap_mcp.deadline import current_deadline
+from nonecap_mcp.config import scaled
 
 KIB = 1024
 API_BODY_LIMIT = 1024 * KIB  # JSON answers of the credits API and the x402 rail are a few KiB
 RPC_BODY_LIMIT = 64 * KIB  # an eth_call answer is one 32-byte word
-EXCHANGE_SECONDS = 10.0  # a request without a long-poll: connect, answer and body
-CONNECT_SECONDS = 10.0
+EXCHANGE_SECONDS = scaled(10.0)  # a request without a long-poll: connect, answer and body
+CONNECT_SECONDS = scaled(10.0)
 
 
 @functools.cache

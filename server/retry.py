@@ -22,6 +22,7 @@ import anyio
 import httpx
 
 from nonecap_mcp.deadline import current_deadline
+from nonecap_mcp.config import scaled
 
 T = TypeVar("T")
 log = logging.getLogger("nonecap_mcp.http")
@@ -38,7 +39,11 @@ RETRY_AFTER_CAP = 3600.0  # longest Retry-After we repeat to the agent, in secon
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Backoff `min(base * 2**attempt, max_delay)` jittered into [d/2, d]."""
+    """Backoff `min(base * 2**attempt, max_delay)` jittered into [d/2, d].
+
+    The policy speaks real seconds, as servers do in Retry-After; the sleep it returns is in the
+    process's time scale (`config.scaled`), so a compressed test run backs off in proportion.
+    """
 
     max_retries: int = 2
     base_delay: float = 0.5
@@ -55,6 +60,7 @@ class RetryPolicy:
             if retry_after > self.max_retry_after:
                 return None
             wait = max(wait, retry_after)
+        wait = scaled(wait)
         if deadline is not None and time.monotonic() + wait > deadline:
             return None
         return wait

@@ -19,10 +19,11 @@ from collections.abc import Awaitable, Callable
 import anyio
 
 from nonecap_mcp.errors import NoneCapError
+from nonecap_mcp.config import scaled
 from nonecap_mcp.guidance import API_ERRORS
 
-POLL_SECONDS = 0.5  # how soon a slot freed by another process is noticed
-REFRESH_SECONDS = 1.0  # while calls wait, how often the running solves are looked at again
+POLL_SECONDS = scaled(0.5)  # how soon a slot freed by another process is noticed
+REFRESH_SECONDS = scaled(1.0)  # while calls wait, how often the running solves are looked at again
 
 
 class SlotGate:

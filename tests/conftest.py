@@ -22,9 +22,20 @@ import pytest
 from mcp import Client
 from mcp.types import CallToolResult
 
-from nonecap_mcp.config import Settings, load_settings
-from nonecap_mcp.sandbox import SANDBOX_API_KEY, SANDBOX_WALLET_KEY, Sandbox
-from nonecap_mcp.tools import build_server
+# The suite runs in compressed time: every delay the server and the sandbox choose for themselves
+# (bounds, margins, backoff, polls, solve durations; see `config.time_scale`) is this fraction of
+# the real one, in this process and in every process a test starts against the sandbox or a hostile
+# upstream (`SCALE_ENV`, in `sandbox_env` and `hostile_env`). Each process reads it once, at import,
+# so it is set just for that and then taken out of the environment: a CLI command or a server a test
+# starts with real upstreams inherits real time, as a user's would. `NONECAP_TIME_SCALE=1 pytest` runs
+# the whole suite in real time (kept for the xdist workers in `_SUITE_SCALE`); the promises themselves
+# are also proven at real values by the few tests marked `real_time`.
+_SUITE_SCALE = "NONECAP_SUITE_TIME_SCALE"
+os.environ["NONECAP_TIME_SCALE"] = os.environ.setdefault(_SUITE_SCALE, os.environ.get("NONECAP_TIME_SCALE") or "0.2")
+
+from nonecap_mcp.config import TIME_SCALE_ENV, Settings, load_settings, scaled  # noqa: E402, F401 - tests bound waits with scaled(real seconds)
+from nonecap_mcp.sandbox import SANDBOX_API_KEY, SANDBOX_WALLET_KEY, Sandbox  # noqa: E402
+from nonecap_mcp.tools import build_server  # noqa: E402
 
 # The developer's real keyring must never feed the tests (nor the tests write to it).
 os.environ.setdefault("PYTHON_KEYRING_BACKEND", "keyring.backends.null.Keyring")
@@ -32,6 +43,16 @@ os.environ.setdefault("PYTHON_KEYRING_BACKEND", "keyring.backends.null.Keyring")
 os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="nonecap-tests-xdg-state-")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # test helpers, e.g. keyring_backends
+
+SCALE_ENV = {TIME_SCALE_ENV: os.environ.pop(TIME_SCALE_ENV)}  # for a process a test starts against the sandbox
+REAL_TIME_ENV = {TIME_SCALE_ENV: "1"}  # for a `real_time` test's server: the promise at its real values
+
+
+def unscaled(seconds: float) -> float:
+    """The real-time figure `scaled` turns into `seconds`: e.g. the Retry-After that costs a call
+    `seconds` of compressed time."""
+    return seconds / scaled(1)
+
 
 PROXY_PASSWORD = "pr0xy-s3cret-pw"
 SECRETS: list[str] = [SANDBOX_API_KEY, PROXY_PASSWORD, SANDBOX_WALLET_KEY, SANDBOX_WALLET_KEY.removeprefix("0x")]
@@ -85,6 +106,7 @@ def sandbox_env(sandbox: Sandbox, **extra: str) -> dict[str, str]:
         "NONECAP_X402_BASE": sandbox.url,  # tests never reach past 127.0.0.1
         "NONECAP_BASE_RPC_URL": f"{sandbox.url}/rpc",
         "NONECAP_STATE_DIR": str(STATE_DIR[-1]),  # never the developer's ~/.local/state
+        **SCALE_ENV,
         **extra,
     }
 

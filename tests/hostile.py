@@ -12,6 +12,7 @@ import time
 from email.utils import formatdate
 from pathlib import Path
 
+from conftest import SCALE_ENV
 from nonecap_mcp.sandbox import SANDBOX_API_KEY, SANDBOX_WALLET_KEY
 
 MIB = 1024 * 1024
@@ -175,4 +176,5 @@ def hostile_env(server: Hostile, state_dir: Path) -> dict[str, str]:
         "NONECAP_BASE_RPC_URL": f"{server.url}/rpc",
         "NONECAP_STATE_DIR": str(state_dir),
         "NONECAP_CONFIRM_ABOVE_USD": "1",
+        **SCALE_ENV,
     }

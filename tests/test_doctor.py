@@ -97,7 +97,7 @@ def test_a_rejected_key_fails_with_a_fix_and_exit_1(tmp_path: Path, sandbox: San
 
 def test_credits_only_is_green_and_the_unconfigured_x402_rail_is_not_contacted(tmp_path: Path, sandbox: Sandbox) -> None:
     env = sandbox_env(sandbox)
-    env["NONECAP_X402_BASE"] = "https://x402.invalid"  # would fail if it were contacted
+    env["NONECAP_X402_BASE"] = "http://127.0.0.1:9"  # nothing listens there: would fail if it were contacted
     result = doctor(tmp_path, **env)
     assert result.returncode == 0, result.stdout
     assert lines(result, "wallet") == ["– wallet: not configured: the x402 rail is off"]

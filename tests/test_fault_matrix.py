@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import anyio
 import pytest
-from conftest import PROXY_PASSWORD, SECRETS, Agent
+from conftest import PROXY_PASSWORD, SECRETS, Agent, scaled
 from hostile import SOLVE_ID, Hostile, hostile_env
 from mcp import Client
 
@@ -34,16 +34,16 @@ ALL_SECRETS = [*SECRETS, PROXY_PASSWORD + "/%", quote(PROXY_PASSWORD + "/%", saf
 WAIT = 2
 BEHAVIOURS = ["stall", "trickle", "reset", "html502", "redirect", "throttle", "storm", "odd", "skew", "echo"]
 
-# label: (tool, arguments, bound in seconds)
+# label: (tool, arguments, bound in seconds): the server's own figures in the suite's time scale, the agent's wait as given
 CALLS: dict[str, tuple[str, dict[str, Any], float]] = {
-    "create_solve credits": ("create_solve", {**PAGE, "proxy": PROXY, "wait_seconds": WAIT}, WAIT + 10),
-    "create_solve x402": ("create_solve", {**PAGE, "wait_seconds": WAIT, "rail": "x402"}, WAIT + 10),
-    "get_solve": ("get_solve", {"id": SOLVE_ID, "wait_seconds": WAIT}, WAIT + 10),
-    "list_solves": ("list_solves", {}, 20),
-    "cancel_solve": ("cancel_solve", {"id": SOLVE_ID}, 20),
-    "get_balance": ("get_balance", {}, 20),
-    "get_pricing": ("get_pricing", {}, 20),
-    "report_solve": ("report_solve", {"id": SOLVE_ID, "outcome": "accepted"}, 20),
+    "create_solve credits": ("create_solve", {**PAGE, "proxy": PROXY, "wait_seconds": WAIT}, WAIT + scaled(10)),
+    "create_solve x402": ("create_solve", {**PAGE, "wait_seconds": WAIT, "rail": "x402"}, WAIT + scaled(10)),
+    "get_solve": ("get_solve", {"id": SOLVE_ID, "wait_seconds": WAIT}, WAIT + scaled(10)),
+    "list_solves": ("list_solves", {}, scaled(20)),
+    "cancel_solve": ("cancel_solve", {"id": SOLVE_ID}, scaled(20)),
+    "get_balance": ("get_balance", {}, scaled(20)),
+    "get_pricing": ("get_pricing", {}, scaled(20)),
+    "report_solve": ("report_solve", {"id": SOLVE_ID, "outcome": "accepted"}, scaled(20)),
 }
 
 Result = tuple[float, bool, str]

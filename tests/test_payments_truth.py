@@ -25,7 +25,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from conftest import Agent
+from conftest import Agent, scaled
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from test_tools_x402 import orphan, solve_args, x402_env
@@ -343,11 +343,11 @@ async def test_an_unreadable_credits_balance_names_the_field_and_keeps_the_walle
 
 
 async def test_the_setup_timeout_has_its_own_code(sandbox: Sandbox, tmp_path: Path) -> None:
-    sandbox.inject_fault(method="POST", path="/x402/createTask", action="delay", seconds=14)
+    sandbox.inject_fault(method="POST", path="/x402/createTask", action="delay", seconds=scaled(14))  # past the set-up's floor
     async with payer_through(sandbox, tmp_path, None) as agent:
         began = time.monotonic()
         text = await agent.error("create_solve", solve_args("sandbox-solve-100ms", wait_seconds=0))
-    assert time.monotonic() - began < 13
+    assert time.monotonic() - began < scaled(13)
     assert "x402_setup_timeout: " in text and "nothing was signed or paid" in text
     assert '"action": "retry"' in text and sandbox.payment_attempts == []
 

@@ -160,7 +160,7 @@ async def test_a_replica_killed_mid_payment_leaves_it_counted_resolved_and_never
             assert "budget_exceeded" in refused  # the dead replica's payment still counts
             with anyio.fail_after(45):  # the sandbox settles the delayed payment; the chain shows it
                 while team.ledger().payments_for(lost["id"])[0]["state"] != "settled":
-                    seen = await Agent(two).ok("get_solve", {"id": lost["id"]})
+                    seen = await Agent(two).ok("get_solve", {"id": lost["id"], "wait_seconds": 0})  # a look, not the default wait
                     assert seen["id"] == lost["id"] and seen["status"] in ("solving", "failed")
                     await anyio.sleep(0.5)
         assert [p["nonce"] for p in team.ledger().payments_for(lost["id"])] == [payment["nonce"]]  # never re-signed

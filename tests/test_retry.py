@@ -12,6 +12,7 @@ from email.utils import formatdate
 
 import pytest
 
+from conftest import scaled
 from nonecap_mcp.credits_api import CreditsAPI
 from nonecap_mcp.errors import APIError, api_error_class
 from nonecap_mcp.guidance import for_api_error
@@ -32,13 +33,13 @@ def test_sleep_time_grows_exponentially_with_jitter_in_the_upper_half() -> None:
     policy = RetryPolicy(max_retries=5, base_delay=0.5, max_delay=100.0)
     for attempt, backoff in enumerate([0.5, 1.0, 2.0, 4.0, 8.0]):
         delays = [policy.delay(attempt) for _ in range(SAMPLES)]
-        assert all(d is not None and backoff / 2 <= d <= backoff for d in delays), (attempt, min(delays), max(delays))  # type: ignore[operator]
+        assert all(d is not None and scaled(backoff / 2) <= d <= scaled(backoff) for d in delays), (attempt, min(delays), max(delays))  # type: ignore[operator]
         assert len(set(delays)) > 1  # jittered, so many clients do not retry in step
 
 
 def test_sleep_time_is_capped_at_max_delay() -> None:
     policy = RetryPolicy(max_retries=20, base_delay=0.5, max_delay=2.0)
-    assert all(policy.delay(attempt) <= 2.0 for attempt in range(3, 20) for _ in range(20))  # type: ignore[operator]
+    assert all(policy.delay(attempt) <= scaled(2.0) for attempt in range(3, 20) for _ in range(20))  # type: ignore[operator]
 
 
 def test_no_sleep_after_the_last_retry() -> None:
@@ -50,22 +51,22 @@ def test_no_sleep_after_the_last_retry() -> None:
 
 def test_retry_after_is_a_floor_over_the_backoff() -> None:
     policy = RetryPolicy(base_delay=0.5, max_retry_after=20.0)
-    assert all(policy.delay(0, retry_after=3.0) == 3.0 for _ in range(SAMPLES))
-    assert all(0.25 <= policy.delay(0, retry_after=0.1) <= 0.5 for _ in range(SAMPLES))  # type: ignore[operator]
+    assert all(policy.delay(0, retry_after=3.0) == scaled(3.0) for _ in range(SAMPLES))
+    assert all(scaled(0.25) <= policy.delay(0, retry_after=0.1) <= scaled(0.5) for _ in range(SAMPLES))  # type: ignore[operator]
 
 
 def test_a_retry_after_longer_than_we_hold_a_call_means_no_retry() -> None:
     policy = RetryPolicy(max_retry_after=20.0)
-    assert policy.delay(0, retry_after=20.0) == 20.0
+    assert policy.delay(0, retry_after=20.0) == scaled(20.0)  # the policy speaks real seconds; it sleeps scaled ones
     assert policy.delay(0, retry_after=21.0) is None
     assert policy.delay(0, retry_after=RETRY_AFTER_CAP) is None
 
 
 def test_no_sleep_that_would_end_past_the_deadline() -> None:
     policy = RetryPolicy(base_delay=0.5)
-    assert policy.delay(0, deadline=time.monotonic() + 0.1) is None  # the backoff alone is ≥ 0.25 s
-    assert policy.delay(0, retry_after=5.0, deadline=time.monotonic() + 4.0) is None
-    assert policy.delay(0, retry_after=5.0, deadline=time.monotonic() + 6.0) == 5.0
+    assert policy.delay(0, deadline=time.monotonic() + scaled(0.1)) is None  # the backoff alone is ≥ 0.25 s
+    assert policy.delay(0, retry_after=5.0, deadline=time.monotonic() + scaled(4.0)) is None
+    assert policy.delay(0, retry_after=5.0, deadline=time.monotonic() + scaled(6.0)) == scaled(5.0)
 
 
 # -- Retry-After ---------------------------------------------------------------------
@@ -183,13 +184,13 @@ async def test_a_failure_the_rail_refuses_to_repeat_is_raised_at_once() -> None:
 async def test_sleeps_at_least_retry_after_between_attempts() -> None:
     attempt = Flaky(api_error(429, "rate_limited", retry_after=0.3))
     await call_with_retries(attempt, policy=FAST, retry_after_if_retryable=retry_all)
-    assert attempt.calls[1] - attempt.calls[0] >= 0.3
+    assert attempt.calls[1] - attempt.calls[0] >= scaled(0.3)
 
 
 @pytest.mark.anyio
 async def test_no_retry_past_the_tool_calls_deadline() -> None:
     attempt = Flaky(api_error(429, "rate_limited", retry_after=1.0))
-    with call_deadline(0.5), pytest.raises(APIError):
+    with call_deadline(scaled(0.5)), pytest.raises(APIError):
         await call_with_retries(attempt, policy=FAST, retry_after_if_retryable=retry_all)
     assert len(attempt.calls) == 1
     # The same failure outside any call's deadline is retried after its Retry-After.
@@ -201,5 +202,5 @@ async def test_no_retry_past_the_tool_calls_deadline() -> None:
 async def test_the_earlier_of_the_two_deadlines_wins() -> None:
     attempt = Flaky(api_error(429, "rate_limited", retry_after=1.0))
     with call_deadline(30), pytest.raises(APIError):
-        await call_with_retries(attempt, policy=FAST, retry_after_if_retryable=retry_all, deadline=time.monotonic() + 0.5)
+        await call_with_retries(attempt, policy=FAST, retry_after_if_retryable=retry_all, deadline=time.monotonic() + scaled(0.5))
     assert len(attempt.calls) == 1

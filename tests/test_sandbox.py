@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import cut_in_flight
+from conftest import cut_in_flight, scaled
 
 from nonecap_mcp.sandbox import LOCKED_API_KEY, SANDBOX_API_KEY, TEST_SITEKEYS, RecordedRequest, Sandbox
 from nonecap_mcp.sandbox.outcomes import FAILURE_MESSAGES, NOT_RETRYABLE, Plan, plan_for
@@ -26,6 +26,13 @@ SOLVE_FIELDS = {
 RFC3339_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 SOLVE_ID = re.compile(r"solve_[0-9A-HJKMNP-TV-Z]{26}")
 OTHER_KEY = "nc_test_" + "o" * 32
+
+
+def ms(real: int) -> int:
+    """One of the sandbox's own durations (milliseconds), in the suite's time scale; a test
+    sitekey's explicit N is taken as given."""
+    return round(scaled(real))
+
 
 
 def open_client(url: str, api_key: str | None = None) -> httpx.Client:
@@ -151,7 +158,7 @@ def test_wait_that_runs_out_is_202_still_solving(client: httpx.Client) -> None:
     body = response.json()
     assert (body["status"], body["queue_ms"], body["resolve_ms"], body["credits_charged"]) == (
         "solving",
-        200,
+        ms(200),
         None,
         None,
     )
@@ -266,13 +273,13 @@ def test_expired_while_queued_was_never_picked_up(client: httpx.Client) -> None:
 
 
 def test_sitekey_plans() -> None:
-    assert plan_for("0x4AAAA-real-sitekey") == Plan("solved", 300, 1500)
+    assert plan_for("0x4AAAA-real-sitekey") == Plan("solved", ms(300), ms(1500))
     assert plan_for("sandbox-solve-2s") == Plan("solved", 400, 2000)
     assert plan_for("sandbox-solve-999s") == Plan("solved", 18_000, 90_000)
-    assert plan_for("sandbox-fail-vision_error") == Plan("failed", 60, 300, "vision_error")
-    assert plan_for("sandbox-expire") == Plan("expired", None, 2000, "expired")
-    assert plan_for("sandbox-expire-1000s") == Plan("expired", None, 120_000, "expired")
-    assert plan_for("sandbox-hang") == Plan("expired", 200, 120_000, "expired")
+    assert plan_for("sandbox-fail-vision_error") == Plan("failed", ms(60), ms(300), "vision_error")
+    assert plan_for("sandbox-expire") == Plan("expired", None, ms(2000), "expired")
+    assert plan_for("sandbox-expire-1000s") == Plan("expired", None, ms(120_000), "expired")
+    assert plan_for("sandbox-hang") == Plan("expired", ms(200), ms(120_000), "expired")
     assert "sandbox-hang" in TEST_SITEKEYS and "<any other sitekey>" in TEST_SITEKEYS
 
 
@@ -354,7 +361,7 @@ def test_other_accounts_solves_are_invisible(sandbox: Sandbox, client: httpx.Cli
 
 def test_cancel_refunds_then_second_cancel_is_409(client: httpx.Client) -> None:
     solve_id = create(client, "sandbox-hang").json()["id"]
-    time.sleep(0.25)  # picked up at 200 ms
+    time.sleep(scaled(0.25))  # picked up at 200 ms
     assert balance(client) == 99
     cancelled = client.delete(f"/v1/solves/{solve_id}")
     assert cancelled.status_code == 200
@@ -362,7 +369,7 @@ def test_cancel_refunds_then_second_cancel_is_409(client: httpx.Client) -> None:
     assert (body["status"], body["credits_charged"], body["token"]) == ("cancelled", 0, None)
     assert body["error"] == {"code": "cancelled", "message": "The caller cancelled the job.", "reason": None,
                              "retryable": True}  # fmt: skip
-    assert body["queue_ms"] == 200 and body["resolve_ms"] >= 50 and body["started_at"] is not None
+    assert body["queue_ms"] == ms(200) and body["resolve_ms"] >= ms(50) and body["started_at"] is not None
     assert balance(client) == 100
     assert error_of(client.delete(f"/v1/solves/{solve_id}")) == (409, "conflict", None)
     assert client.get(f"/v1/solves/{solve_id}").status_code == 200
@@ -700,8 +707,8 @@ def test_binding_does_no_reverse_dns(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_live_sitekey_plans() -> None:
     assert plan_for("sandbox-fail-proxy_error-proxy_tls-1s") == Plan("failed", 200, 1000, "proxy_error", "proxy_tls")
-    assert plan_for("sandbox-fail-capacity_exhausted") == Plan("failed", 60, 300, "capacity_exhausted")
-    assert plan_for("sandbox-warn-proxy_recommended") == Plan("solved", 300, 1500, warning="proxy_recommended")
+    assert plan_for("sandbox-fail-capacity_exhausted") == Plan("failed", ms(60), ms(300), "capacity_exhausted")
+    assert plan_for("sandbox-warn-proxy_recommended") == Plan("solved", ms(300), ms(1500), warning="proxy_recommended")
     for typo in ("sandbox-fail-proxy_error-proxy_rejectd", "sandbox-warn-nope", "sandbox-refuse-teapot"):
         with pytest.raises(Exception, match="Unknown sandbox test sitekey"):
             plan_for(typo)

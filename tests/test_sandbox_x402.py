@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import cut_in_flight
+from conftest import cut_in_flight, scaled
 
 from nonecap_mcp.credentials import Secret
 from nonecap_mcp.sandbox import (
@@ -153,7 +153,7 @@ def test_402_v1_body_is_the_seeds_shape(sandbox: Sandbox, client: httpx.Client) 
                 "description": f"NoneCap sandbox solve: {HARD}",
                 "mimeType": "application/json",
                 "payTo": SANDBOX_PAY_TO,
-                "maxTimeoutSeconds": 90,
+                "maxTimeoutSeconds": round(scaled(90)),  # the rail's 90 s, in the suite's time scale
                 "asset": USDC,
                 "extra": {"name": "USD Coin", "version": "2"},
             }
@@ -182,7 +182,7 @@ def test_402_v2_is_a_payment_required_header(sandbox: Sandbox, client: httpx.Cli
                 "amount": "12000",
                 "asset": USDC,
                 "payTo": SANDBOX_PAY_TO,
-                "maxTimeoutSeconds": 90,
+                "maxTimeoutSeconds": round(scaled(90)),  # the rail's 90 s, in the suite's time scale
                 "extra": {"name": "USD Coin", "version": "2"},
             }
         ],

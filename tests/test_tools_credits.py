@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from typing import Any
 
 import anyio
 import pytest
-from conftest import PROXY_PASSWORD, Agent, sandbox_env
-from mcp import Client, MCPError
+from conftest import PROXY_PASSWORD, REAL_TIME_ENV, Agent, sandbox_env, scaled, unscaled
+from mcp import Client, MCPError, StdioServerParameters
+from mcp.client.stdio import stdio_client
 
 from nonecap_mcp.config import load_settings
 from nonecap_mcp.guidance import API_ERRORS, SOLVE_FAILURES
@@ -202,7 +204,7 @@ async def test_pool_exhausted_post_is_retried_after_retry_after(agent: Agent, sa
     started = time.monotonic()
     solve = await agent.ok("create_solve", solve_args("sandbox-solve-100ms", wait_seconds=5))
     assert solve["status"] == "solved"
-    assert time.monotonic() - started >= 1.0
+    assert time.monotonic() - started >= scaled(1.0)  # the server's 1 s, in the suite's time scale
     assert [r.status for r in upstream(sandbox, "POST")] == [503, 200]
 
 
@@ -344,11 +346,12 @@ async def test_a_call_queues_for_a_local_slot_then_goes_ahead(sandbox: Sandbox, 
     async with Client(server, mode=mode) as client:
         agent = Agent(client)
         async with anyio.create_task_group() as group:
-            group.start_soon(agent.ok, "create_solve", solve_args("sandbox-solve-1500ms", wait_seconds=5))
-            await first_post_arrived(sandbox)  # the first call holds the only slot
+            # The first call holds the only slot for well within the second's slot wait (the 10 s floor, cut by its bound).
+            group.start_soon(agent.ok, "create_solve", solve_args(f"sandbox-solve-{round(scaled(1500))}ms", wait_seconds=5))
+            await first_post_arrived(sandbox)
             started = time.monotonic()
             second = await agent.ok("create_solve", solve_args("sandbox-solve-100ms", wait_seconds=0))
-            assert time.monotonic() - started >= 1.0  # it waited for the slot, not for a 429
+            assert time.monotonic() - started >= scaled(1.0)  # it waited for the slot, not for a 429
     assert second["id"].startswith("solve_")
     assert 429 not in [r.status for r in upstream(sandbox, "POST")]
 
@@ -358,11 +361,11 @@ async def test_a_slot_that_never_frees_is_reported_not_waited_on_forever(sandbox
     async with Client(server, mode="legacy") as client:
         agent = Agent(client)
         async with anyio.create_task_group() as group:
-            group.start_soon(agent.ok, "create_solve", solve_args("sandbox-hang", wait_seconds=12))
-            await first_post_arrived(sandbox)  # the first call holds the only slot
+            group.start_soon(agent.ok, "create_solve", solve_args("sandbox-hang", wait_seconds=1))
+            await first_post_arrived(sandbox)  # the first call holds the only slot, handed back pending or not
             started = time.monotonic()
             text = await agent.error("create_solve", solve_args("sandbox-solve-100ms", wait_seconds=1))
-            assert 8.5 < time.monotonic() - started < 11  # the slot wait's 10 s floor, cut by the call's bound (wait + 10 s)
+            assert scaled(8.5) < time.monotonic() - started < 1 + scaled(10)  # the slot wait's 10 s floor, cut by the call's bound (wait + 10 s)
     assert "concurrency_limit_exceeded" in text and "nothing was sent" in text
     assert len(upstream(sandbox, "POST")) == 1
 
@@ -378,8 +381,10 @@ async def test_malformed_key_says_check_api_key_not_retry(sandbox: Sandbox, mode
 async def test_a_create_started_during_reconciliation_is_never_adopted(agent: Agent, sandbox: Sandbox) -> None:
     """The other call sees the lost call's open intent, so it POSTs without ?wait and claims
     its id at once; the lost call's second listing then cannot take it, finds nothing of
-    its own, and re-sends (its first POST never arrived)."""
+    its own, and re-sends (its first POST never arrived). That second listing is held up
+    upstream (half an exchange's bound), so the other create lands before it under any load."""
     sandbox.inject_fault(method="POST", path="/v1/solves", action="drop_before")
+    sandbox.inject_fault(method="GET", path="/v1/solves", action="delay", seconds=scaled(5), skip=1)
     results: dict[str, Any] = {}
 
     async def lost() -> None:
@@ -425,10 +430,31 @@ async def test_a_failed_follow_up_wait_still_returns_the_solve_id(agent: Agent, 
 
 
 async def test_a_retried_create_waits_only_for_what_is_left(agent: Agent, sandbox: Sandbox) -> None:
-    sandbox.inject_fault(method="POST", path="/v1/solves", action="status", status=503, code="pool_exhausted", retry_after=2)
+    retry_after = round(unscaled(2))  # costs the call 2 s whatever the time scale
+    sandbox.inject_fault(method="POST", path="/v1/solves", action="status", status=503, code="pool_exhausted", retry_after=retry_after)
     started = time.monotonic()
     solve = await agent.ok("create_solve", solve_args("sandbox-hang", wait_seconds=5))
-    assert solve["status"] == "solving" and time.monotonic() - started < 6.5
+    assert solve["status"] == "solving" and time.monotonic() - started < 5 + scaled(1.5)
     waits = [int(r.query.get("wait", 0)) for r in upstream(sandbox, "POST")]
     assert waits[0] >= 4 and waits[1] <= 3
     await agent.ok("cancel_solve", {"id": solve["id"]})
+
+
+@pytest.mark.real_time
+async def test_the_slot_wait_floor_holds_at_its_real_value(sandbox: Sandbox) -> None:
+    """A server in real time (the suite's is compressed), its only slot held by a solve still
+    running upstream: a call with wait_seconds=1 still queues for the 10 s floor, cut by its
+    1 + 10 s bound, then says wait_for_slot without sending anything."""
+    from child_process import child_env
+
+    env = child_env(**sandbox_env(sandbox, NONECAP_MAX_CONCURRENCY="1") | REAL_TIME_ENV)
+    params = StdioServerParameters(command=sys.executable, args=["-m", "nonecap_mcp", "serve"], env=env)
+    async with Client(stdio_client(params), mode="legacy") as client:
+        agent = Agent(client)
+        await agent.ok("create_solve", solve_args("sandbox-hang", wait_seconds=0))  # handed back pending: keeps the slot
+        started = time.monotonic()
+        text = await agent.error("create_solve", solve_args("sandbox-solve-100ms", wait_seconds=1))
+        took = time.monotonic() - started
+    assert 8.5 < took < 1 + 10, took
+    assert "concurrency_limit_exceeded" in text and '"action": "wait_for_slot"' in text
+    assert len(upstream(sandbox, "POST")) == 1

@@ -7,6 +7,7 @@ refuses replays, and can be told to send hostile 402s or lose a paid response.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,7 +16,7 @@ from typing import Any
 
 import anyio
 import pytest
-from conftest import Agent
+from conftest import SCALE_ENV, Agent, scaled
 from mcp import Client
 from mcp.types import ElicitResult
 
@@ -30,13 +31,16 @@ PRICE = Decimal("0.012")  # the sandbox's published HardCaptchaTokenProxyLess pr
 
 
 def x402_env(sandbox: Sandbox, state_dir: Path, **extra: str) -> dict[str, str]:
-    """A host config for the x402 rail only: a wallet, no API key."""
+    """A host config for the x402 rail only: a wallet, no API key (the credits base is the sandbox's
+    too, so a server started in the suite's compressed time is allowed to start)."""
     return {
+        "NONECAP_API_BASE": sandbox.url,
         "NONECAP_X402_BASE": sandbox.url,
         "NONECAP_BASE_RPC_URL": f"{sandbox.url}/rpc",
         "NONECAP_WALLET_PRIVATE_KEY": SANDBOX_WALLET_KEY,
         "NONECAP_STATE_DIR": str(state_dir),
         "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
+        **SCALE_ENV,
         **extra,
     }
 
@@ -88,6 +92,25 @@ async def test_slow_paid_solve_continues_in_the_background(payer: Agent, sandbox
     assert pending["status"] == "solving" and pending["guidance"]["action"] == "poll"
     done = await payer.ok("get_solve", {"id": pending["id"], "wait_seconds": 10})
     assert done["status"] == "solved" and done["token"].startswith("P1_") and len(sandbox.settlements) == 1
+
+
+async def test_the_paid_request_is_cut_at_its_cap_and_then_counted_as_spent(
+        x402_settings_env: dict[str, str], sandbox: Sandbox, tmp_path: Path) -> None:
+    """The paid request goes on in the background after the call, but not forever: at its cap
+    (the rail's 60 s solve cap plus margin: 75 s, in the suite's time scale) it ends, and the
+    payment, which may have settled, stays counted: payment_outcome_unknown, never re-sent."""
+    sandbox.inject_fault(method="POST", path="/x402/createTask", action="delay", seconds=scaled(75) + 30, skip=1)
+    async with Client(build_server(load_settings(x402_settings_env)), mode="legacy") as client:
+        payer = Agent(client)
+        started = time.monotonic()
+        pending = await payer.ok("create_solve", solve_args("sandbox-solve-100ms", wait_seconds=1))
+        assert pending["status"] == "solving" and time.monotonic() - started < 1 + scaled(10)
+        done = await payer.ok("get_solve", {"id": pending["id"], "wait_seconds": 55})
+        took = time.monotonic() - started
+    assert done["status"] == "failed" and done["error"]["code"] == "payment_outcome_unknown"
+    assert scaled(75) - 1 < took < scaled(75) + scaled(10), took
+    assert [p["state"] for p in Ledger(tmp_path / "ledger.sqlite3").payments_for(pending["id"])] == ["unknown"]
+    assert paid_posts(sandbox) == 2  # the probe and the one paid request: never re-sent
 
 
 async def test_after_a_restart_results_are_refetched_for_free(x402_settings_env: dict[str, str], sandbox: Sandbox, mode: str) -> None:

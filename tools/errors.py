@@ -21,16 +21,20 @@ from mcp.types import CallToolResult
 from pydantic import ValidationError
 
 from nonecap_mcp.errors import APIError, InvalidArgumentError, NoneCapError
+from nonecap_mcp.config import scaled
 from nonecap_mcp.store.db import store_errors
 from nonecap_mcp.redaction import redact, redact_tree
 from nonecap_mcp.validation import check_strings
 from nonecap_mcp.deadline import call_deadline
 
 log = logging.getLogger("nonecap_mcp")
-WAIT_MARGIN_SECONDS = 10  # a call with wait_seconds returns within wait_seconds + this
-NO_WAIT_BUDGET_SECONDS = 20  # a call without one (balance, pricing, list, cancel) within this
-INNER_SLACK_SECONDS = 2.0  # every exchange ends this long before the bound, to report what happened
-BACKSTOP_SLACK_SECONDS = 1.0  # the cancel scope fires this long before it
+WAIT_MARGIN_SECONDS = scaled(10)  # a call with wait_seconds returns within wait_seconds + this
+NO_WAIT_BUDGET_SECONDS = scaled(20)  # a call without one (balance, pricing, list, cancel) within this
+# Room for our own work once upstream has run out of time: every exchange ends this long before the
+# bound, to report what happened; the cancel scope fires the second long before it. Our work is CPU
+# time, which a time scale does not compress: never below what a loaded machine needs.
+INNER_SLACK_SECONDS = max(scaled(2.0), 1.0)
+BACKSTOP_SLACK_SECONDS = max(scaled(1.0), 0.5)
 
 
 def error_text(exc: NoneCapError) -> str:

@@ -30,7 +30,7 @@ from mcp.server import MCPServer
 
 from nonecap_mcp import metrics
 from nonecap_mcp.catalogue import PaidRail, rails_selling
-from nonecap_mcp.config import CREATES_FILE, LEDGER_FILE, Settings
+from nonecap_mcp.config import CREATES_FILE, LEDGER_FILE, Settings, scaled
 from nonecap_mcp.errors import ConfigurationError, InvalidArgumentError
 from nonecap_mcp.ids import is_x402_id
 from nonecap_mcp.store import Store, store_for
@@ -46,7 +46,7 @@ if TYPE_CHECKING:  # the models load with the tool layer, not with the lifespan
 log = logging.getLogger("nonecap_mcp")
 T = TypeVar("T")
 FINISHED_REMEMBERED = 4096  # solves already counted in /metrics (a solve is seen by many calls)
-SHUTDOWN_GRACE_SECONDS = 3.0  # how long background payments may still finish once the host has gone
+SHUTDOWN_GRACE_SECONDS = scaled(3.0)  # how long background payments may still finish once the host has gone
 NO_PAYMENT_METHOD = (
     "No NoneCap API key and no x402 wallet are configured. For credits, set NONECAP_API_KEY in the MCP server's env "
     "or run `nonecap-mcp auth login` in a terminal; for x402, run `nonecap-mcp wallet create` (or set "

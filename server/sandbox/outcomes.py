@@ -16,14 +16,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from nonecap_mcp.config import scaled
 from nonecap_mcp.sandbox.errors import STATUS_BY_CODE, ApiError
 
-BUDGET_MS = 120_000  # the time budget after which a solve that is still running expires
+# The sandbox's own durations, in the process's time scale (`config.scaled`); a test sitekey's
+# explicit N is the caller's choice and is taken as given, like an agent's wait_seconds.
+BUDGET_MS = round(scaled(120_000))  # the time budget after which a solve that is still running expires
 MAX_SOLVE_MS = 90_000  # test durations are capped at the longest ?wait
-NORMAL_MS = 1_500
-FAIL_MS = 300
-EXPIRE_MS = 2_000
-HANG_PICKUP_MS = 200
+NORMAL_MS = round(scaled(1_500))
+FAIL_MS = round(scaled(300))
+EXPIRE_MS = round(scaled(2_000))
+HANG_PICKUP_MS = round(scaled(200))
 
 # Solve-failure codes with the seed's own descriptions, used as Solve.error.message.
 FAILURE_MESSAGES: dict[str, str] = {
@@ -125,11 +128,11 @@ TEST_SITEKEYS: dict[str, str] = {
         + ", ".join(f"{code} ({STATUS_BY_CODE[code]})" for code in REFUSALS) + ", each with Retry-After but the 402"
     ),
     "sandbox-expire[-<N>ms|s]": (
-        f"expired after {EXPIRE_MS // 1000} s (or N, max {BUDGET_MS // 1000} s) while still queued: "
+        f"expired after {EXPIRE_MS / 1000:g} s (or N, max {BUDGET_MS / 1000:g} s) while still queued: "
         "started_at and resolve_ms null, queue_ms the full wait"
     ),
     "sandbox-hang": (
-        f"picked up after {HANG_PICKUP_MS} ms, then solving until the {BUDGET_MS // 1000} s budget runs out, "
+        f"picked up after {HANG_PICKUP_MS} ms, then solving until the {BUDGET_MS / 1000:g} s budget runs out, "
         "then expired (for timeout and cancel tests)"
     ),
     "sandbox-<anything else>": "422 validation_error (param sitekey), so a mistyped test sitekey is caught",

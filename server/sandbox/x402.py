@@ -61,6 +61,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from nonecap_mcp.config import scaled
 from nonecap_mcp.sandbox.chain import SandboxChain, Settlement, SettleRefused, is_address, is_base_usdc
 from nonecap_mcp.sandbox.errors import ApiError, Interrupted, InvalidField, Response
 from nonecap_mcp.sandbox.outcomes import FAILURE_MESSAGES, Plan, plan_for
@@ -69,6 +70,7 @@ from nonecap_mcp.sandbox.solves import sandbox_token
 from nonecap_mcp.sandbox.validation import is_http_url, parse_json_object
 from nonecap_mcp.sandbox.x402_verify import (
     CANONICAL_DOMAIN,
+    MIN_VALIDITY_S,
     Payment,
     PaymentRejected,
     Verified,
@@ -95,8 +97,10 @@ _TEST_IMAGE_KEY = re.compile(rb"sandbox-[a-z0-9_-]+")  # a test sitekey written 
 FORBIDDEN_FIELDS = ("appId", "softId", "devId")
 DEFAULT_RATE_LIMIT = 60
 RATE_WINDOW_S = 60
-SOLVE_CAP_S = 60.0
-MAX_TIMEOUT_SECONDS = 90
+SOLVE_CAP_S = scaled(60.0)  # the rail's solve cap, in the process's time scale
+# The validity the rail advertises (maxTimeoutSeconds): chain time, which the client signs as given;
+# scaled here so a compressed run's authorizations expire in proportion, never below what settling needs.
+MAX_TIMEOUT_SECONDS = max(2 * MIN_VALIDITY_S, round(scaled(90)))
 COST_USD = 0.0028  # the rail's "internal provider cost", shown for transparency only
 MAX_TASKS = 10_000
 MAX_ATTEMPTS = 10_000

@@ -30,13 +30,14 @@ from nonecap_mcp.errors import (
     X402StatusError,
 )
 from nonecap_mcp.errors import NoneCapError
+from nonecap_mcp.config import scaled
 from nonecap_mcp.deadline import detached, seconds_left
 from nonecap_mcp.http_io import Redirected, Reply, ResponseTooLarge, exchange, tls_context
 from nonecap_mcp.redaction import redact
 from nonecap_mcp.retry import NEVER_SENT, RetryPolicy, call_with_retries, parse_retry_after
 from nonecap_mcp.x402.signing import SignedPayment
 
-PAID_SECONDS = 75.0  # the paid request, answer included: the rail's 60 s solve cap plus margin
+PAID_SECONDS = scaled(75.0)  # the paid request, answer included: the rail's 60 s solve cap plus margin
 RECEIPT_HEADERS = ("PAYMENT-RESPONSE", "X-PAYMENT-RESPONSE")
 # The failure statuses the rail documents ("Failure modes"); with its JSON envelope, none was settled.
 DOCUMENTED_FAILURES = frozenset({400, 402, 422, 429, 503, 504})

@@ -31,6 +31,7 @@ from anyio.abc import TaskGroup
 
 from nonecap_mcp.catalogue import IMAGE_TYPES, X402_TASK_TYPES, rails_selling
 from nonecap_mcp.clients import Client
+from nonecap_mcp.config import MAX_WAIT_SECONDS, scaled
 from nonecap_mcp.errors import (
     ConfigurationError,
     InvalidArgumentError,
@@ -70,13 +71,15 @@ WalletLoader = Callable[[], Awaitable[Wallet | None]]
 # as much again for clocks that differ between replicas (created_at is the owner's clock, the age
 # the reader's) and an owner stalled for a while. Sooner would need a liveness signal per owner
 # (a lock that dies with its process), which this store does not have.
-ORPHAN_AFTER_SECONDS = 300
-SETUP_FLOOR_SECONDS = 10  # even with wait_seconds=0, time to ask the rail for its price and 402
-TIME_RAN_OUT_SECONDS = 0.5  # a connection error this close to the call's deadline is the deadline's doing
-CHAIN_CHECK_SECONDS = 5.0  # the most one call spends asking the chain about payments
-EXPIRY_MARGIN_SECONDS = 30  # our clock against the chain's before "expired unused" is final
-OUTCOME_WRITE_RETRIES = (0.2, 0.5, 1.0)  # seconds between attempts to write a payment's outcome
-POLL_SECONDS = 0.5  # how often a wait re-reads a solve another process is paying for
+ORPHAN_AFTER_SECONDS = 2 * (MAX_WAIT_SECONDS + scaled(95))  # 300 s in real time; the agent's wait is never scaled
+SETUP_FLOOR_SECONDS = scaled(10)  # even with wait_seconds=0, time to ask the rail for its price and 402
+TIME_RAN_OUT_SECONDS = scaled(0.5)  # a connection error this close to the call's deadline is the deadline's doing
+CHAIN_CHECK_SECONDS = scaled(5.0)  # the most one call spends asking the chain about payments
+# Our clock against the chain's before "expired unused" is final. Scaled with the rest: below 1 the
+# chain is the sandbox's, on this machine's clock.
+EXPIRY_MARGIN_SECONDS = scaled(30)
+OUTCOME_WRITE_RETRIES = tuple(scaled(s) for s in (0.2, 0.5, 1.0))  # seconds between attempts to write a payment's outcome
+POLL_SECONDS = scaled(0.5)  # how often a wait re-reads a solve another process is paying for
 AUTHORIZATION_STATE = "0xe94a0102"  # authorizationState(address,bytes32)
 # Solve failures whose payment may still be unresolved (every other outcome is written final).
 UNRESOLVED_CODES = frozenset({"payment_outcome_unknown", "x402_no_solution"})

@@ -26,6 +26,7 @@ import httpx
 from nonecap_mcp import guidance as g
 from nonecap_mcp import keystore
 from nonecap_mcp.credentials import Secret
+from nonecap_mcp.config import scaled
 from nonecap_mcp.errors import ConfigurationError, InvalidArgumentError, NoneCapError
 from nonecap_mcp.http_io import RPC_BODY_LIMIT, Redirected, ResponseTooLarge, exchange, tls_context
 from nonecap_mcp.x402.networks import UsdcNetwork, atomic_to_usd
@@ -50,7 +51,7 @@ RPC_URL_ENV = "NONECAP_BASE_RPC_URL"
 
 # Public RPCs answer in well under a second; a stuck one must not hold a tool call (and
 # never past its deadline: see http_io).
-RPC_TIMEOUT_SECONDS = 10.0
+RPC_TIMEOUT_SECONDS = scaled(10.0)
 BALANCE_OF_SELECTOR = "0x70a08231"  # keccak("balanceOf(address)")[:4]
 
 # Valid secp256k1 private keys are 1 .. n-1.
