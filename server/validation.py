@@ -61,14 +61,20 @@ def check_strings(arguments: Any, param: str = "arguments") -> None:
             check_strings(value, f"{param}[{index}]")
 
 
+def is_ip_address(host: str) -> bool:
+    """An IPv4 or IPv6 address, written bare (`2001:db8::1`, not bracketed)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def check_host(param: str, host: str) -> str:
     """A hostname (RFC 1123 labels) or an IP literal, nothing else: no `/`, `@`, `:`
     port or spaces smuggled into what the API will dial."""
-    try:
-        ipaddress.ip_address(host)
+    if is_ip_address(host):
         return host
-    except ValueError:
-        pass
     name = host[:-1] if host.endswith(".") else host
     if not 0 < len(name) <= 253 or not all(_HOST_LABEL.fullmatch(label) for label in name.split(".")):
         raise InvalidArgumentError(param, f"{param} must be a hostname (letters, digits, hyphens and dots) or an IP address.")

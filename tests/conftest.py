@@ -145,6 +145,24 @@ class Agent:
         return result.content[0].text  # type: ignore[union-attr]
 
 
+PAGE_URL = "https://shop.example/login"
+
+
+def solve_args(sitekey: str, **extra: Any) -> dict[str, Any]:
+    """create_solve's arguments for an hCaptcha on one page, the sandbox's behaviour picked by `sitekey`."""
+    return {"type": "hcaptcha", "sitekey": sitekey, "url": PAGE_URL, **extra}
+
+
+def upstream(sandbox: Sandbox, method: str | None = None, path: str | None = None) -> list[Any]:
+    """What the sandbox received, optionally only one method and path."""
+    return [r for r in sandbox.requests if (method is None or r.method == method) and (path is None or r.path == path)]
+
+
+async def balance(agent: Agent) -> int:
+    """The account's credits, through get_balance."""
+    return (await agent.ok("get_balance"))["credits_balance"]
+
+
 @pytest.fixture(params=["auto", "legacy"])
 def mode(request: pytest.FixtureRequest) -> str:
     """Both protocol eras: 2026-07-28 (the SDK default) and 2025-11-25 (today's desktop hosts)."""

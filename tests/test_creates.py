@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import anyio
 import pytest
-from conftest import Agent, sandbox_env
+from conftest import Agent, sandbox_env, solve_args
 from mcp import Client, MCPError
 from test_stdio import _base_env, stdio_agent
 
@@ -31,12 +31,6 @@ from nonecap_mcp.tools import build_server
 from nonecap_mcp.tools.state import lifespan_for
 
 pytestmark = pytest.mark.anyio
-URL = "https://shop.example/login"
-
-
-def solve_args(sitekey: str, **extra: Any) -> dict[str, Any]:
-    return {"type": "hcaptcha", "sitekey": sitekey, "url": URL, **extra}
-
 
 def posts(sandbox: Sandbox) -> list[Any]:
     return [r for r in sandbox.requests if r.method == "POST" and r.path == "/v1/solves"]

@@ -7,6 +7,7 @@ Order matters to clients that test it: malformed JSON or a missing required fiel
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from dataclasses import dataclass
@@ -179,6 +180,15 @@ def _check_proxy_string(value: str) -> None:
         _bad_proxy("proxy has a password but no username.")
 
 
+def _ip_literal(host: str) -> bool:
+    """An IP address as the object form may carry it bare, e.g. IPv6 `2001:db8::1`."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def _check_proxy_object(value: dict[str, object]) -> None:
     """Validate the object form; unknown keys are refused so a typo cannot drop the auth."""
     unknown = sorted(set(value) - PROXY_KEYS)
@@ -187,8 +197,8 @@ def _check_proxy_object(value: dict[str, object]) -> None:
             "proxy has unknown key(s): " + ", ".join(unknown) + "; allowed: " + ", ".join(sorted(PROXY_KEYS)) + "."
         )
     host, port, scheme = value.get("host"), value.get("port"), value.get("scheme", "http")
-    if not isinstance(host, str) or not host.strip() or any(c in host for c in "/@: \t"):
-        _bad_proxy("proxy.host must be a host name or IPv4 address.")
+    if not isinstance(host, str) or not host.strip() or (any(c in host for c in "/@: \t") and not _ip_literal(host)):
+        _bad_proxy("proxy.host must be a host name or IP address.")
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         _bad_proxy("proxy.port must be an integer from 1 to 65535.")
     if scheme not in PROXY_SCHEMES:
