@@ -163,6 +163,12 @@ async def balance(agent: Agent) -> int:
     return (await agent.ok("get_balance"))["credits_balance"]
 
 
+# For tests of the rails' own logic (slots, reconciliation, payments), which the protocol era cannot
+# change: one era suffices, that of today's desktop hosts. Both eras are proven wherever the era
+# matters (the tools' surface, results, errors, progress and host cancellation).
+one_era = pytest.mark.parametrize("mode", ["legacy"])
+
+
 @pytest.fixture(params=["auto", "legacy"])
 def mode(request: pytest.FixtureRequest) -> str:
     """Both protocol eras: 2026-07-28 (the SDK default) and 2025-11-25 (today's desktop hosts)."""
@@ -225,3 +231,19 @@ def cut_in_flight(send: Callable[[], httpx.Response], cut: Callable[[], None]) -
     thread.join(5)
     assert not thread.is_alive() and time.monotonic() - started < 2
     return outcome[0]
+
+
+# The modules that take longest (real waits and spawned processes, the first run's npm installs
+# included), longest first: xdist hands out whole modules (--dist loadscope) in collection order,
+# so starting the long ones first lets the workers finish together instead of one running a long
+# module alone at the end. Measured with `--durations`; a module missing here only runs later.
+LONGEST_FIRST = (
+    "test_credits_concurrency", "test_replicas", "test_real_clients", "test_tools_x402", "test_bounds",
+    "test_creates", "test_tools_credits", "test_payments_truth", "test_bundle", "test_cli", "test_doctor",
+    "test_x402_signing", "test_http",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))  # stable: each module keeps its order

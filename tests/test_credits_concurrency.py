@@ -10,7 +10,7 @@ from typing import Any
 
 import anyio
 import pytest
-from conftest import REAL_TIME_ENV, Agent, balance, sandbox_env, scaled, solve_args, unscaled, upstream
+from conftest import REAL_TIME_ENV, Agent, balance, one_era, sandbox_env, scaled, solve_args, unscaled, upstream
 from mcp import Client, MCPError, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
@@ -21,6 +21,7 @@ from nonecap_mcp.tools import build_server
 pytestmark = pytest.mark.anyio
 
 
+@one_era
 async def test_parallel_calls_beyond_the_cap_queue_locally(agent: Agent, sandbox: Sandbox) -> None:
     results: list[dict[str, Any]] = []
 
@@ -35,6 +36,7 @@ async def test_parallel_calls_beyond_the_cap_queue_locally(agent: Agent, sandbox
     assert len(statuses) == 8 and 429 not in statuses  # queued locally, never refused upstream
 
 
+@one_era
 async def test_solves_handed_back_pending_keep_their_slots(agent: Agent, sandbox: Sandbox) -> None:
     """The gate counts what runs upstream: a sixth create waits locally, then says wait_for_slot
     without sending anything the account would refuse with 429."""
@@ -66,6 +68,7 @@ async def test_cancelling_one_of_two_same_page_calls_cancels_only_its_own(agent:
     assert len(listed) == 2 and await balance(agent) == 99
 
 
+@one_era
 async def test_a_lost_answer_never_adopts_another_calls_solve(agent: Agent, sandbox: Sandbox) -> None:
     results: list[Any] = []
 
@@ -89,6 +92,7 @@ async def first_post_arrived(sandbox: Sandbox) -> None:
             await anyio.sleep(0.02)
 
 
+@one_era
 async def test_a_call_queues_for_a_local_slot_then_goes_ahead(sandbox: Sandbox, mode: str) -> None:
     server = build_server(load_settings(sandbox_env(sandbox, NONECAP_MAX_CONCURRENCY="1")))
     async with Client(server, mode=mode) as client:
@@ -118,6 +122,7 @@ async def test_a_slot_that_never_frees_is_reported_not_waited_on_forever(sandbox
     assert len(upstream(sandbox, "POST")) == 1
 
 
+@one_era
 async def test_a_create_started_during_reconciliation_is_never_adopted(agent: Agent, sandbox: Sandbox) -> None:
     """The other call sees the lost call's open intent, so it POSTs without ?wait and claims
     its id at once; the lost call's second listing then cannot take it, finds nothing of
@@ -143,6 +148,7 @@ async def test_a_create_started_during_reconciliation_is_never_adopted(agent: Ag
     assert await balance(agent) == 98
 
 
+@one_era
 async def test_another_clients_earlier_solve_is_never_adopted(agent: Agent, sandbox: Sandbox, settings: Any, mode: str) -> None:
     earlier = await agent.ok("create_solve", solve_args("sandbox-solve-100ms", wait_seconds=5))
     await anyio.sleep(3)
@@ -153,6 +159,7 @@ async def test_another_clients_earlier_solve_is_never_adopted(agent: Agent, sand
     assert len((await agent.ok("list_solves"))["data"]) == 2
 
 
+@one_era
 async def test_a_failed_follow_up_wait_still_returns_the_solve_id(agent: Agent, sandbox: Sandbox) -> None:
     results: list[dict[str, Any]] = []
 
@@ -169,6 +176,7 @@ async def test_a_failed_follow_up_wait_still_returns_the_solve_id(agent: Agent, 
     assert results[0]["status"] == "solved" and len(upstream(sandbox, "POST")) == 2
 
 
+@one_era
 async def test_a_retried_create_waits_only_for_what_is_left(agent: Agent, sandbox: Sandbox) -> None:
     retry_after = round(unscaled(2))  # costs the call 2 s whatever the time scale
     sandbox.inject_fault(method="POST", path="/v1/solves", action="status", status=503, code="pool_exhausted", retry_after=retry_after)

@@ -16,7 +16,7 @@ from typing import Any
 
 import anyio
 import pytest
-from conftest import SCALE_ENV, Agent, scaled
+from conftest import SCALE_ENV, Agent, one_era, scaled
 from mcp import Client
 from mcp.types import ElicitResult
 
@@ -415,6 +415,7 @@ async def test_a_failed_free_refetch_still_shows_the_paid_solve(x402_settings_en
     assert again["guidance"]["action"] == "retry" and "get_solve" in again["guidance"]["hint"]
 
 
+@one_era
 async def test_a_ledger_failing_mid_payment_does_not_take_the_server_down(
     payer: Agent, sandbox: Sandbox, tmp_path: Path
 ) -> None:
