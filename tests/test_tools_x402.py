@@ -113,6 +113,28 @@ async def test_the_paid_request_is_cut_at_its_cap_and_then_counted_as_spent(
     assert paid_posts(sandbox) == 2  # the probe and the one paid request: never re-sent
 
 
+async def test_the_paid_request_with_its_retries_is_cut_at_the_same_cap(
+        x402_settings_env: dict[str, str], sandbox: Sandbox, tmp_path: Path) -> None:
+    """The cap bounds the paid request as a whole, not each exchange: after two 503s that ask
+    for the longest wait we honour (Retry-After 20 s, 8 s in all), the same payment is sent a
+    third time and the rail stalls. That last exchange is cut at what is left of the 75 s, not
+    75 s of its own; the payment, signed once, stays counted as spent."""
+    sandbox.inject_fault(method="POST", path="/x402/createTask", action="status", status=503, retry_after=20, skip=1, times=2)
+    sandbox.inject_fault(method="POST", path="/x402/createTask", action="delay", seconds=scaled(75) + 30)  # the third send
+    async with Client(build_server(load_settings(x402_settings_env)), mode="legacy") as client:
+        payer = Agent(client)
+        started = time.monotonic()
+        pending = await payer.ok("create_solve", solve_args("sandbox-solve-100ms", wait_seconds=1))
+        assert pending["status"] == "solving"
+        done = await payer.ok("get_solve", {"id": pending["id"], "wait_seconds": 55})
+        took = time.monotonic() - started
+    assert done["status"] == "failed" and done["error"]["code"] == "payment_outcome_unknown"
+    assert paid_posts(sandbox) == 4  # the probe, two 503s and the stalled third send of the same header
+    # 75 s from the first paid send: each exchange's own cap alone would end it at 2 x 20 + 75 s.
+    assert scaled(75) - 1 < took < scaled(75) + scaled(10), took
+    assert [p["state"] for p in Ledger(tmp_path / "ledger.sqlite3").payments_for(pending["id"])] == ["unknown"]  # signed once
+
+
 async def test_after_a_restart_results_are_refetched_for_free(x402_settings_env: dict[str, str], sandbox: Sandbox, mode: str) -> None:
     async with Client(build_server(load_settings(x402_settings_env)), mode=mode) as client:
         first = await Agent(client).ok("create_solve", solve_args("sandbox-solve-100ms"))
