@@ -24,7 +24,8 @@ from typing import Any
 
 import anyio
 import pytest
-from conftest import REAL_TIME_ENV, ROOT, SECRETS, Agent, sandbox_env, scaled
+from child_process import TESTS_DIR
+from conftest import REAL_TIME_ENV, ROOT, SECRETS, Agent, sandbox_env, scaled, upstream
 from hostile import MIB, SOLVE_ID, Hostile, hostile_env
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
@@ -165,6 +166,24 @@ async def test_an_absurd_retry_after_is_capped_and_never_slept(hostile: Hostile,
     assert time.monotonic() - started < scaled(3)
     assert '"retry_after_seconds": 3600.0' in text and "Infinity" not in text
     assert hostile.requests.count(("GET", "/v1/solves")) == 1  # asked to wait that long: not retried
+
+
+@pytest.mark.anyio
+async def test_a_hang_that_is_no_http_exchange_is_stopped_at_the_call_bound(sandbox: Sandbox) -> None:
+    """The cancel scope behind every call is what bounds one when something other than an
+    HTTP exchange hangs: here an OS keyring that never answers (the key is not in the env),
+    with the keyring's own timeout (30 s) set longer than the call's 20 s bound."""
+    env = {key: value for key, value in sandbox_env(sandbox).items() if key != "NONECAP_API_KEY"}
+    env |= {"PYTHON_KEYRING_BACKEND": "keyring_backends.HangingKeyring", "PYTHONPATH": str(TESTS_DIR),
+            "NONECAP_KEYRING_TIMEOUT": "30"}
+    params = StdioServerParameters(command=sys.executable, args=["-m", "nonecap_mcp", "serve"], cwd=str(ROOT), env=server_env(**env))
+    async with Client(stdio_client(params), mode="legacy") as client:
+        started = time.monotonic()
+        text = await Agent(client).error("list_solves")
+        took = time.monotonic() - started
+    assert took < scaled(20), (took, text)
+    assert "deadline_exceeded: " in text  # not the keyring's own timeout, 30 s on
+    assert upstream(sandbox) == []  # stopped while still reading the key: nothing was sent
 
 
 class RawStdio:
