@@ -63,6 +63,7 @@ def _verified(key: str, console: Console) -> bool:
     from .config import load_settings
     from .errors import NoneCapError
 
+    api_base = "the configured API"
     try:
         api_base = load_settings(console.env).api_base
         account = anyio.run(partial(check_key_online, key, api_base))

@@ -276,6 +276,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     command = getattr(args, "command", None) or "serve"
     try:
+        if command in ("auth", "wallet") or (command == "doctor" and not args.sandbox):
+            load_settings().check_time_scale(sandboxed=False)  # these reach the configured upstreams themselves
         if command == "auth":
             from nonecap_mcp import auth_cli
 

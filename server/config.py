@@ -185,13 +185,8 @@ class Settings:
             raise ConfigurationError("invalid_config", "NONECAP_DAILY_CREDIT_BUDGET must be 0 or more.")
         if self.max_solves_per_minute is not None and not 1 <= self.max_solves_per_minute <= 10000:
             raise ConfigurationError("invalid_config", "NONECAP_MAX_SOLVES_PER_MINUTE must be 1-10000.")
-        if time_scale(self.env) < 1 and not self.sandbox and self.sandbox_url is None:
-            remote = [ENV_VARS[name] for name in ("api_base", "x402_base") if urlsplit(getattr(self, name)).hostname not in LOCAL_HOSTS]
-            if urlsplit(self.rpc_url()).hostname not in LOCAL_HOSTS:
-                remote.append(ENV_VARS["base_rpc_url"])
-            if remote:  # a real API must never see compressed timings (shorter bounds, faster retries)
-                raise ConfigurationError("invalid_config", f"{TIME_SCALE_ENV} below 1 is for the sandbox or loopback "
-                                         f"upstreams only; {', '.join(remote)} is not on this machine.")
+        time_scale(self.env)  # a malformed value is refused whatever else is set
+        self.check_time_scale(sandboxed=self.sandbox or self.sandbox_url is not None)
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigurationError("invalid_config", "NONECAP_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR.")
 
@@ -214,6 +209,28 @@ class Settings:
     def ledger_path(self) -> Path:
         """Where the x402 ledger lives: `state_dir` when set, else the XDG state directory."""
         return state_dir({**self.env, STATE_DIR_ENV: self.state_dir or ""}) / LEDGER_FILE
+
+    def check_time_scale(self, *, sandboxed: bool) -> None:
+        """Refuse compressed time (`time_scale`) toward anything but this machine.
+
+        It checks the scale of the env these settings were loaded from, which is the process's
+        (`TIME_SCALE`, read at import) for every command line; a program embedding the server
+        with settings from another env must not set the variable in its own. `sandboxed` is true only where every
+        upstream is replaced by the sandbox's (`serve --sandbox`, `--sandbox-url`); a command that
+        uses the configured upstreams itself (doctor, auth, wallet) passes False. A compressed
+        process must also keep its own state: at a fifth of real time its orphan and lease ages
+        would misjudge the payments of a real server sharing the ledger."""
+        if time_scale(self.env) >= 1 or sandboxed:
+            return
+        remote = [ENV_VARS[name] for name in ("api_base", "x402_base") if urlsplit(getattr(self, name)).hostname not in LOCAL_HOSTS]
+        if urlsplit(self.rpc_url()).hostname not in LOCAL_HOSTS:
+            remote.append(ENV_VARS["base_rpc_url"])
+        if remote:  # a real API must never see compressed timings (shorter bounds, faster retries)
+            raise ConfigurationError("invalid_config", f"{TIME_SCALE_ENV} below 1 is for the sandbox or loopback "
+                                     f"upstreams only; {', '.join(remote)} is not on this machine.")
+        if not self.state_dir:
+            raise ConfigurationError("invalid_config", f"{TIME_SCALE_ENV} below 1 needs its own {STATE_DIR_ENV}: a "
+                                     "compressed process must not share the state of real servers.")
 
     def rpc_url(self) -> str:
         """The JSON-RPC endpoint for the wallet's USDC balance: `base_rpc_url`, else the network's public one."""

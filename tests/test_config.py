@@ -88,9 +88,27 @@ def test_a_compressed_time_scale_is_refused_while_any_upstream_is_real(upstream:
     assert load_settings({**env, "NONECAP_TIME_SCALE": "1"}).api_base  # real time goes anywhere
 
 
-@pytest.mark.parametrize("env", [SANDBOX_UPSTREAMS, {"NONECAP_SANDBOX": "1"}, {"NONECAP_SANDBOX_URL": "http://127.0.0.1:8787"}])
+@pytest.mark.parametrize("env", [SANDBOX_UPSTREAMS | {"NONECAP_STATE_DIR": "/tmp/compressed-state"},
+                                 {"NONECAP_SANDBOX": "1"}, {"NONECAP_SANDBOX_URL": "http://127.0.0.1:8787"}])
 def test_a_compressed_time_scale_is_accepted_against_the_sandbox_or_loopback(env: dict[str, str]) -> None:
     load_settings({**env, "NONECAP_TIME_SCALE": "0.2"})
+
+
+def test_a_compressed_time_scale_against_loopback_keeps_its_own_state() -> None:
+    """At a fifth of real time, orphan and lease ages would misjudge a real server's payments in a shared ledger."""
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings({**SANDBOX_UPSTREAMS, "NONECAP_TIME_SCALE": "0.2"})
+    assert "NONECAP_STATE_DIR" in caught.value.message
+
+
+@pytest.mark.parametrize("command", [["doctor"], ["auth", "status"], ["wallet", "show"]])
+def test_commands_that_reach_the_upstreams_themselves_refuse_compressed_time(command: list[str], tmp_path: Path) -> None:
+    """Sandbox mode exempts only `serve`, which swaps every upstream for the sandbox's: doctor, auth and
+    wallet use the configured ones, so NONECAP_SANDBOX=1 must not let a real API see compressed time."""
+    env = {**os.environ, "NONECAP_TIME_SCALE": "0.2", "NONECAP_SANDBOX": "1", "NONECAP_STATE_DIR": str(tmp_path),
+           "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring"}
+    done = subprocess.run([sys.executable, "-m", "nonecap_mcp", *command], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "NONECAP_TIME_SCALE below 1 is for the sandbox or loopback" in done.stderr, done
 
 
 def test_one_knob_scales_every_duration_the_server_chooses_and_none_the_agent_gives() -> None:

@@ -174,11 +174,12 @@ async def test_host_cancellation_cancels_the_solve_upstream(agent: Agent, sandbo
 
 
 async def test_pool_exhausted_post_is_retried_after_retry_after(agent: Agent, sandbox: Sandbox) -> None:
-    sandbox.inject_fault(method="POST", path="/v1/solves", action="status", status=503, code="pool_exhausted", retry_after=1)
+    retry_after = 5  # 1 s in the suite's time scale: far beyond the backoff's own 0.05-0.1 s there
+    sandbox.inject_fault(method="POST", path="/v1/solves", action="status", status=503, code="pool_exhausted", retry_after=retry_after)
     started = time.monotonic()
     solve = await agent.ok("create_solve", solve_args("sandbox-solve-100ms", wait_seconds=5))
     assert solve["status"] == "solved"
-    assert time.monotonic() - started >= scaled(1.0)  # the server's 1 s, in the suite's time scale
+    assert time.monotonic() - started >= scaled(retry_after)  # the server's Retry-After, honoured (scaled)
     assert [r.status for r in upstream(sandbox, "POST")] == [503, 200]
 
 
