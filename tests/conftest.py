@@ -247,3 +247,14 @@ LONGEST_FIRST = (
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))  # stable: each module keeps its order
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Compile the package once, before any worker starts: the suite spawns ~150 server and CLI
+    processes, and where PYTHONDONTWRITEBYTECODE is set (this CI's environment) each would compile
+    our sources again, as no installed copy ever does (pip compiles a wheel at install)."""
+    if not hasattr(config, "workerinput"):  # the xdist controller (or a run without xdist)
+        import compileall
+
+        for package in ("server", "tools"):
+            compileall.compile_dir(ROOT / package, quiet=1)
