@@ -32,9 +32,10 @@ WAIT_MARGIN_SECONDS = scaled(10)  # a call with wait_seconds returns within wait
 NO_WAIT_BUDGET_SECONDS = scaled(20)  # a call without one (balance, pricing, list, cancel) within this
 # Room for our own work once upstream has run out of time: every exchange ends this long before the
 # bound, to report what happened; the cancel scope fires the second long before it. Our work is CPU
-# time, which a time scale does not compress: never below what a loaded machine needs.
-INNER_SLACK_SECONDS = max(scaled(2.0), 1.0)
-BACKSTOP_SLACK_SECONDS = max(scaled(1.0), 0.5)
+# time, which a time scale does not compress: never below what a loaded machine needs (the
+# suite on 6 workers over 2 cores once took 0.53 s past a 0.5 s backstop to deliver a result).
+INNER_SLACK_SECONDS = max(scaled(2.0), 1.5)
+BACKSTOP_SLACK_SECONDS = max(scaled(1.0), 1.0)
 
 
 def error_text(exc: NoneCapError) -> str:
