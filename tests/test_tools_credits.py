@@ -9,7 +9,7 @@ from typing import Any
 
 import anyio
 import pytest
-from conftest import PROXY_PASSWORD, Agent, balance, sandbox_env, scaled, solve_args, upstream
+from conftest import PROXY_PASSWORD, Agent, balance, sandbox_env, scaled, solve_args, unscaled, upstream
 from mcp import Client, MCPError
 
 from nonecap_mcp.config import load_settings
@@ -174,7 +174,7 @@ async def test_host_cancellation_cancels_the_solve_upstream(agent: Agent, sandbo
 
 
 async def test_pool_exhausted_post_is_retried_after_retry_after(agent: Agent, sandbox: Sandbox) -> None:
-    retry_after = 5  # 1 s in the suite's time scale: far beyond the backoff's own 0.05-0.1 s there
+    retry_after = round(unscaled(1))  # costs 1 s in any time scale: beyond the backoff's own (at most half of it)
     sandbox.inject_fault(method="POST", path="/v1/solves", action="status", status=503, code="pool_exhausted", retry_after=retry_after)
     started = time.monotonic()
     solve = await agent.ok("create_solve", solve_args("sandbox-solve-100ms", wait_seconds=5))
