@@ -48,8 +48,9 @@ def time_scale(env: Mapping[str, str]) -> float:
     `maxTimeoutSeconds` as we sign it (chain time; the sandbox rail scales what it advertises,
     so both sides agree), Retry-After as reported to the agent (only our wait for it shrinks).
     Nor are those that are not delays: the slack kept for our own CPU work before a bound (it
-    is floored, see `tools.errors`), clock-skew allowances (the Date header's 1 s resolution,
-    validAfter's 10 min), SQLite's lock wait, the rate window and the UTC day, the progress tick.
+    is floored, see `tools.errors`), clock-skew allowances against other machines (the Date
+    header's 1 s resolution, validAfter's 10 min; the x402 expiry margin is scaled, as below 1
+    the chain is the sandbox's, on this machine's clock), SQLite's lock wait, the rate window and the UTC day, the progress tick.
 
     Safety: below 1 `Settings` refuses to start unless every upstream is the sandbox or on this
     machine, so a real API never sees compressed bounds, backoff or Retry-After waits.
@@ -185,7 +186,6 @@ class Settings:
             raise ConfigurationError("invalid_config", "NONECAP_DAILY_CREDIT_BUDGET must be 0 or more.")
         if self.max_solves_per_minute is not None and not 1 <= self.max_solves_per_minute <= 10000:
             raise ConfigurationError("invalid_config", "NONECAP_MAX_SOLVES_PER_MINUTE must be 1-10000.")
-        time_scale(self.env)  # a malformed value is refused whatever else is set
         self.check_time_scale(sandboxed=self.sandbox or self.sandbox_url is not None)
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigurationError("invalid_config", "NONECAP_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR.")
@@ -220,7 +220,7 @@ class Settings:
         uses the configured upstreams itself (doctor, auth, wallet) passes False. A compressed
         process must also keep its own state: at a fifth of real time its orphan and lease ages
         would misjudge the payments of a real server sharing the ledger."""
-        if time_scale(self.env) >= 1 or sandboxed:
+        if time_scale(self.env) >= 1 or sandboxed:  # read first: a malformed value is refused whatever else is set
             return
         remote = [ENV_VARS[name] for name in ("api_base", "x402_base") if urlsplit(getattr(self, name)).hostname not in LOCAL_HOSTS]
         if urlsplit(self.rpc_url()).hostname not in LOCAL_HOSTS:
