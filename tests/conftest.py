@@ -14,6 +14,7 @@ import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,11 @@ import httpx
 import pytest
 from mcp import Client
 from mcp.types import CallToolResult
+
+# Keep pytest's assertion-rewritten test modules on disk (`__pycache__`), as pytest does unless told
+# not to write bytecode: where PYTHONDONTWRITEBYTECODE is set (this CI's environment) each xdist worker,
+# which imports every test module, rewrote them all on every run (~3 s of CPU per worker).
+sys.dont_write_bytecode = False
 
 # The suite runs in compressed time: every delay the server and the sandbox choose for themselves
 # (bounds, margins, backoff, polls, solve durations; see `config.time_scale`) is this fraction of
@@ -36,6 +42,11 @@ os.environ["NONECAP_TIME_SCALE"] = os.environ.setdefault(_SUITE_SCALE, os.enviro
 from nonecap_mcp.config import TIME_SCALE_ENV, Settings, load_settings, scaled  # noqa: E402, F401 - tests bound waits with scaled(real seconds)
 from nonecap_mcp.sandbox import SANDBOX_API_KEY, SANDBOX_WALLET_KEY, Sandbox  # noqa: E402
 from nonecap_mcp.tools import build_server  # noqa: E402
+
+# The in-process servers share this process's imports. A server imports eth_account (~1 s of CPU)
+# at its wallet's first use, by design not at start-up; imported here once, that cost never falls
+# inside one test's compressed bound (4 s) on a busy box. Servers the tests spawn still pay it.
+import eth_account  # noqa: E402, F401
 
 # The developer's real keyring must never feed the tests (nor the tests write to it).
 os.environ.setdefault("PYTHON_KEYRING_BACKEND", "keyring.backends.null.Keyring")
@@ -73,9 +84,14 @@ def _sandbox_server() -> Iterator[Sandbox]:
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    """One real PostgreSQL for the session (skipped with a reason where its binaries are missing)."""
-    from postgres import postgres_cluster
+    """One real PostgreSQL for the session (skipped with a reason where its binaries are missing):
+    under xdist, the controller's, shared by every worker."""
+    from postgres import postgres_cluster, shared_cluster_url
 
+    shared = shared_cluster_url()
+    if shared is not None:
+        yield shared
+        return
     with postgres_cluster() as url:
         yield url
 
@@ -143,6 +159,40 @@ class Agent:
         result = await self.call(name, arguments, **kwargs)
         assert result.is_error, result.structured_content
         return result.content[0].text  # type: ignore[union-attr]
+
+
+def starved_seconds() -> float:
+    """Seconds this process's main thread (the event loop of every in-process test) has spent ready
+    to run but waiting for a CPU: the kernel's scheduler statistics, 0 where it keeps none."""
+    try:
+        return int(Path(f"/proc/{os.getpid()}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+@dataclass(frozen=True)
+class Timed:
+    """One tool call's outcome and how long it took, and how much of that the box denied it a CPU."""
+
+    seconds: float
+    starved: float
+    is_error: bool
+    text: str
+
+    def within(self, bound: float) -> bool:
+        """Whether the call came back within `bound` in the time it was given to run. In compressed
+        time a bound is a few seconds, and a box running more workers than cores can starve the event
+        loop for as long: that wait is the box's, not the server's. A missing bound still fails (an
+        upstream stall outlasts any bound), and on an idle box this is the bound itself; the figures
+        at their real values are proven by the `real_time` tests."""
+        return self.seconds - self.starved < bound
+
+
+async def timed(agent: Agent, name: str, arguments: dict[str, Any]) -> Timed:
+    """Call a tool, timing it (see `Timed`)."""
+    started, starved = time.monotonic(), starved_seconds()
+    result = await agent.call(name, arguments)
+    return Timed(time.monotonic() - started, starved_seconds() - starved, bool(result.is_error), result.content[0].text)  # type: ignore[union-attr]
 
 
 PAGE_URL = "https://shop.example/login"
@@ -252,9 +302,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     """Compile the package once, before any worker starts: the suite spawns ~150 server and CLI
     processes, and where PYTHONDONTWRITEBYTECODE is set (this CI's environment) each would compile
-    our sources again, as no installed copy ever does (pip compiles a wheel at install)."""
+    our sources again, as no installed copy ever does (pip compiles a wheel at install). Under
+    xdist, start the one PostgreSQL the workers share."""
     if not hasattr(config, "workerinput"):  # the xdist controller (or a run without xdist)
         import compileall
 
         for package in ("server", "tools"):
             compileall.compile_dir(ROOT / package, quiet=1)
+        if getattr(config.option, "numprocesses", None):
+            from postgres import SHARED_ENV, SharedCluster
+
+            cluster = SharedCluster()
+            os.environ[SHARED_ENV] = str(cluster.file)  # inherited by the workers, which start after this
+            config.add_cleanup(cluster.close)

@@ -14,6 +14,8 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -66,6 +68,55 @@ def postgres_cluster() -> Iterator[str]:
                            capture_output=True, timeout=60)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+SHARED_ENV = "NONECAP_TEST_POSTGRES_FILE"  # where the xdist controller writes its cluster's DSN for the workers
+
+
+class SharedCluster:
+    """One cluster for every xdist worker: the controller starts it in the background while the
+    workers start up (a cluster per worker cost each its own initdb and server), and stops it at
+    the end. Tests stay apart by schema (`schema_url`), as they did on a cluster of their own."""
+
+    def __init__(self) -> None:
+        self.file = Path(tempfile.mkdtemp(prefix="nonecap-pg-dsn-")) / "dsn"
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="shared-postgres", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            with postgres_cluster() as url:
+                self._publish(url)
+                self._done.wait()
+        except (Exception, pytest.skip.Exception) as exc:  # the workers skip with the reason
+            self._publish(f"skip: {exc}")
+
+    def _publish(self, text: str) -> None:
+        partial = self.file.with_suffix(".partial")
+        partial.write_text(text)
+        partial.rename(self.file)
+
+    def close(self) -> None:
+        self._done.set()
+        self._thread.join(60)
+        shutil.rmtree(self.file.parent, ignore_errors=True)
+
+
+def shared_cluster_url(timeout: float = 120) -> str | None:
+    """The controller's shared cluster, once it is up (None outside xdist: start one of your own)."""
+    name = os.environ.get(SHARED_ENV)
+    if not name:
+        return None
+    path, give_up = Path(name), time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > give_up:
+            raise TimeoutError(f"the shared PostgreSQL did not start within {timeout:.0f} s")
+        time.sleep(0.05)
+    text = path.read_text()
+    if text.startswith("skip: "):
+        pytest.skip(text.removeprefix("skip: "))
+    return text
 
 
 def schema_url(url: str, name: str) -> str:

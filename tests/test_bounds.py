@@ -25,11 +25,13 @@ from typing import Any
 import anyio
 import pytest
 from child_process import TESTS_DIR
-from conftest import REAL_TIME_ENV, ROOT, SECRETS, Agent, sandbox_env, scaled, upstream
+from conftest import REAL_TIME_ENV, ROOT, SECRETS, Agent, Timed, sandbox_env, scaled, timed, upstream
 from hostile import MIB, SOLVE_ID, Hostile, hostile_env
+from keyring_backends import HangingKeyring
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
+from nonecap_mcp import keystore
 from nonecap_mcp.config import load_settings
 from nonecap_mcp.sandbox import SANDBOX_WALLET_KEY, Sandbox
 from nonecap_mcp.tools import build_server
@@ -56,14 +58,12 @@ CALLS: dict[str, tuple[str, dict[str, Any], float]] = {
 }
 
 
-async def call_all(agent: Agent) -> dict[str, tuple[float, bool, str]]:
-    """Every call of CALLS at once: label -> (seconds taken, is_error, text)."""
-    results: dict[str, tuple[float, bool, str]] = {}
+async def call_all(agent: Agent) -> dict[str, Timed]:
+    """Every call of CALLS at once, by label."""
+    results: dict[str, Timed] = {}
 
     async def one(label: str, name: str, arguments: dict[str, Any]) -> None:
-        started = time.monotonic()
-        result = await agent.call(name, arguments)
-        results[label] = (time.monotonic() - started, bool(result.is_error), result.content[0].text)  # type: ignore[union-attr]
+        results[label] = await timed(agent, name, arguments)
 
     async with anyio.create_task_group() as group:
         for label, (name, arguments, _) in CALLS.items():
@@ -71,7 +71,7 @@ async def call_all(agent: Agent) -> dict[str, tuple[float, bool, str]]:
     return results
 
 
-async def hostile_calls(mode: str, tmp_path: Path, into: dict[str, tuple[Hostile, dict[str, tuple[float, bool, str]]]]) -> None:
+async def hostile_calls(mode: str, tmp_path: Path, into: dict[str, tuple[Hostile, dict[str, Timed]]]) -> None:
     with Hostile(mode) as server:
         async with Client(build_server(load_settings(hostile_env(server, tmp_path / mode))), mode="legacy") as client:
             into[mode] = (server, await call_all(Agent(client)))
@@ -79,7 +79,7 @@ async def hostile_calls(mode: str, tmp_path: Path, into: dict[str, tuple[Hostile
 
 @pytest.mark.anyio
 async def test_every_call_returns_within_its_bound_when_upstream_stalls_or_trickles(tmp_path: Path) -> None:
-    runs: dict[str, tuple[Hostile, dict[str, tuple[float, bool, str]]]] = {}
+    runs: dict[str, tuple[Hostile, dict[str, Timed]]] = {}
     async with anyio.create_task_group() as group:  # side by side: each takes its calls' full bounds
         for mode in ("stall", "trickle"):
             group.start_soon(hostile_calls, mode, tmp_path, runs)
@@ -111,12 +111,12 @@ async def test_the_bounds_hold_at_their_real_values(hostile: Hostile, tmp_path: 
     assert 2 + 10 - 4 < taken["create_solve"] < 2 + 10, taken
 
 
-def check_bounded(hostile: Hostile, results: dict[str, tuple[float, bool, str]]) -> None:
-    for label, (seconds, _, text) in results.items():  # none got an answer, none outlived its bound
-        assert seconds < CALLS[label][2], (label, seconds, text)
-    text = {label: result[2] for label, result in results.items()}
+def check_bounded(hostile: Hostile, results: dict[str, Timed]) -> None:
+    for label, call in results.items():  # none got an answer, none outlived its bound
+        assert call.within(CALLS[label][2]), (label, call)
+    text = {label: call.text for label, call in results.items()}
     # get_balance degrades rather than fails: each missing figure is named with its reason.
-    assert not results["get_balance"][1] and "connection_error" in text["get_balance"] and "rpc_error" in text["get_balance"]
+    assert not results["get_balance"].is_error and "connection_error" in text["get_balance"] and "rpc_error" in text["get_balance"]
     assert "x402 price table unavailable (x402_connection_error)" in text["get_pricing"]
     for label in ("list_solves", "cancel_solve", "get_solve"):
         assert "connection_error: " in text[label] and "No complete answer within" in text[label]
@@ -184,6 +184,26 @@ async def test_a_hang_that_is_no_http_exchange_is_stopped_at_the_call_bound(sand
     assert took < scaled(20), (took, text)
     assert "deadline_exceeded: " in text  # not the keyring's own timeout, 30 s on
     assert upstream(sandbox) == []  # stopped while still reading the key: nothing was sent
+
+
+@pytest.mark.anyio
+async def test_a_silent_keyring_costs_get_balance_only_the_wallets_figures(sandbox: Sandbox) -> None:
+    """Degrade, don't drop, whatever hangs: the wallet key's keyring read never answers (its own
+    timeout, 30 s, is past the call's bound), and the credits already read still come back, with
+    a note naming the wallet figures the call ran out of time for."""
+    backend = HangingKeyring()
+    keystore.set_backend(backend)
+    try:
+        settings = load_settings(sandbox_env(sandbox, NONECAP_KEYRING_TIMEOUT="30"))
+        async with Client(build_server(settings), mode="legacy") as client:
+            call = await timed(Agent(client), "get_balance", {})
+    finally:
+        backend.release.set()
+        keystore.set_backend(None)
+    assert not call.is_error and call.within(scaled(20)), call
+    balance = json.loads(call.text)
+    assert balance["credits_balance"] == 100 and balance["wallet_address"] is None
+    assert any(note.startswith("x402: wallet_address") and "(deadline_exceeded)" in note for note in balance["notes"]), balance
 
 
 class RawStdio:

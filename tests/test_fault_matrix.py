@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import anyio
 import pytest
-from conftest import PROXY_PASSWORD, SECRETS, Agent, scaled
+from conftest import PROXY_PASSWORD, SECRETS, Agent, Timed, scaled, timed
 from hostile import SOLVE_ID, Hostile, hostile_env
 from mcp import Client
 
@@ -46,9 +45,6 @@ CALLS: dict[str, tuple[str, dict[str, Any], float]] = {
     "report_solve": ("report_solve", {"id": SOLVE_ID, "outcome": "accepted"}, scaled(20)),
 }
 
-Result = tuple[float, bool, str]
-
-
 class Barrier:
     """Holds every behaviour until all are ready: building a server's tools (the SDK's tool
     schemas, at a stdio server's first call; here eagerly, before the barrier) is synchronous
@@ -66,19 +62,17 @@ class Barrier:
 
 
 async def run_behaviour(
-    mode: str, tmp_path: Path, into: dict[str, tuple[Hostile, dict[str, Result]]], barrier: Barrier
+    mode: str, tmp_path: Path, into: dict[str, tuple[Hostile, dict[str, Timed]]], barrier: Barrier
 ) -> None:
     """Every call of CALLS at once against one hostile upstream in `mode`."""
-    results: dict[str, Result] = {}
+    results: dict[str, Timed] = {}
     with Hostile(mode) as server:
         async with Client(build_server(load_settings(hostile_env(server, tmp_path / mode)), eager=True), mode="legacy") as client:
             agent = Agent(client)
             await barrier.wait()
 
             async def one(label: str, name: str, arguments: dict[str, Any]) -> None:
-                started = time.monotonic()
-                result = await agent.call(name, arguments)
-                results[label] = (time.monotonic() - started, bool(result.is_error), result.content[0].text)  # type: ignore[union-attr]
+                results[label] = await timed(agent, name, arguments)
 
             async with anyio.create_task_group() as group:
                 for label, (name, arguments, _) in CALLS.items():
@@ -87,9 +81,9 @@ async def run_behaviour(
 
 
 @pytest.fixture(scope="module")
-def matrix(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Hostile, dict[str, Result]]]:
+def matrix(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Hostile, dict[str, Timed]]]:
     """All behaviours side by side, once for the module (a few bounds' time, not their sum)."""
-    runs: dict[str, tuple[Hostile, dict[str, Result]]] = {}
+    runs: dict[str, tuple[Hostile, dict[str, Timed]]] = {}
     tmp_path = tmp_path_factory.mktemp("matrix")
 
     async def main() -> None:
@@ -111,11 +105,12 @@ def guidance(text: str) -> dict[str, Any]:
 @pytest.mark.parametrize("label", list(CALLS))
 @pytest.mark.parametrize("mode", BEHAVIOURS)
 def test_every_tool_holds_its_promises_against_every_behaviour(
-    matrix: dict[str, tuple[Hostile, dict[str, Result]]], mode: str, label: str, caplog: pytest.LogCaptureFixture
+    matrix: dict[str, tuple[Hostile, dict[str, Timed]]], mode: str, label: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     server, results = matrix[mode]
-    seconds, is_error, text = results[label]
-    assert seconds < CALLS[label][2], (mode, label, seconds, text)
+    call = results[label]
+    is_error, text = call.is_error, call.text
+    assert call.within(CALLS[label][2]), (mode, label, call)
     for secret in ALL_SECRETS:
         assert secret not in text, (mode, label)
     if is_error:
@@ -134,7 +129,7 @@ def test_every_tool_holds_its_promises_against_every_behaviour(
     assert not any(secret in caplog.text for secret in ALL_SECRETS)
 
 
-def test_the_matrix_ran_every_behaviour_against_every_tool(matrix: dict[str, tuple[Hostile, dict[str, Result]]]) -> None:
+def test_the_matrix_ran_every_behaviour_against_every_tool(matrix: dict[str, tuple[Hostile, dict[str, Timed]]]) -> None:
     """The matrix cannot pass empty: every behaviour ran and every upstream saw requests."""
     assert sorted(matrix) == sorted(BEHAVIOURS)
     for mode, (server, results) in matrix.items():

@@ -11,9 +11,10 @@ from pydantic import ValidationError
 from nonecap_mcp import metrics
 from nonecap_mcp.catalogue import CREDITS_TYPES, X402_TASK_TYPES, types_by_rail
 from nonecap_mcp.credentials import key_mode
+from nonecap_mcp.deadline import seconds_left
 from nonecap_mcp.errors import ConfigurationError, NoneCapError
 from nonecap_mcp.models import Balance, Pricing, RailPrice
-from nonecap_mcp.tools.errors import tool_errors
+from nonecap_mcp.tools.errors import STEP_GRACE_SECONDS, tool_errors
 from nonecap_mcp.tools.registration import READ_ONLY, add_tool
 from nonecap_mcp.tools.state import NOT_CONFIGURED_CODES, AppState, no_payment_method
 from nonecap_mcp.x402.networks import NETWORKS, UsdcNetwork
@@ -61,9 +62,16 @@ async def _usdc_figure(state: AppState, balance: Balance, address: str, network:
 
 
 async def _fill(balance: Balance, rail: str, figures: tuple[str, ...], work: Awaitable[None]) -> NoneCapError | None:
-    """Run one step of the balance; on failure note which figures it left missing and why."""
+    """Run one step of the balance; on failure note which figures it left missing and why.
+
+    The step stops at the call's deadline whatever it waits on (an exchange ends there anyway;
+    a silent keyring or the first derivation of the wallet's address would not), so the figures
+    already read are returned rather than lost to the call's backstop."""
     try:
-        await work
+        with anyio.move_on_after(seconds_left() + STEP_GRACE_SECONDS) as scope:
+            await work
+        if scope.cancelled_caught:
+            raise NoneCapError("deadline_exceeded", "No answer within this call's limit.")
     except NoneCapError as exc:
         if exc.code in NOT_CONFIGURED_CODES:
             return exc  # a rail the user never set up is not news in every balance

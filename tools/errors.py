@@ -36,6 +36,10 @@ NO_WAIT_BUDGET_SECONDS = scaled(20)  # a call without one (balance, pricing, lis
 # suite on 6 workers over 2 cores once took 0.53 s past a 0.5 s backstop to deliver a result).
 INNER_SLACK_SECONDS = max(scaled(2.0), 1.5)
 BACKSTOP_SLACK_SECONDS = max(scaled(1.0), 1.0)
+# A step that waits on something other than an exchange (a silent keyring, a worker thread) is given
+# up halfway between the two: after the exchanges' deadline, so an exchange's own error (what upstream
+# did) wins, and before the backstop, so the call can still report what it has.
+STEP_GRACE_SECONDS = (INNER_SLACK_SECONDS - BACKSTOP_SLACK_SECONDS) / 2
 
 
 def error_text(exc: NoneCapError) -> str:

@@ -161,7 +161,8 @@ async def load_wallet(env: Mapping[str, str], *, timeout: float = keystore.READ_
             return None
         key = check_private_key(stored, source="the OS keyring")
     secret = Secret(key)
-    address = await anyio.to_thread.run_sync(address_of, secret)
+    # Pure computation: a call that runs out of time leaves the thread to finish on its own.
+    address = await anyio.to_thread.run_sync(address_of, secret, abandon_on_cancel=True)
     return Wallet(address=address, private_key=secret)
 
 
