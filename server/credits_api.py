@@ -62,6 +62,7 @@ READ_MARGIN_SECONDS = scaled(4.0)  # a long-poll's answer is due by ?wait + this
 SLOT_WAIT_FLOOR_SECONDS = scaled(10)  # even a call that will not wait for its result queues this long for a slot
 UNKNOWN_SKEW_WINDOW = timedelta(minutes=2)  # before any Date header, how far back a lost create may lie
 KNOWN_SKEW_SLACK = timedelta(seconds=2)  # Date has 1 s resolution
+FEEDBACK_REASON_CHARS, FEEDBACK_CONTEXT_CHARS = 512, 2000  # what NoneCap keeps of a report's texts
 _POST_RETRYABLE = frozenset({"pool_exhausted", "rate_limited", "concurrency_limit_exceeded"})
 
 
@@ -491,8 +492,11 @@ class CreditsAPI:
 
     async def report_feedback(self, solve_id: str, outcome: str, *, reason: str | None = None, context: str | None = None) -> Feedback:
         """POST /v1/solves/{id}/feedback: free, and idempotent per solve (a repeat corrects the
-        verdict), so a lost answer is safe to report again; `_request` retries rate limits and pool_exhausted."""
+        verdict), so a lost answer is safe to report again; `_request` retries rate limits and pool_exhausted.
+        `reason` and `context` are cut to what NoneCap keeps, as NoneCap itself would: a site's long
+        rejection text is still worth reporting."""
         path = f"/v1/solves/{check_solve_id(solve_id)}/feedback"
+        reason, context = reason and reason[:FEEDBACK_REASON_CHARS], context and context[:FEEDBACK_CONTEXT_CHARS]
         try:
             data = await self._request(
                 "POST", path, lambda client, _: client.feedback.report(solve_id, outcome=outcome, reason=reason, context=context)

@@ -70,7 +70,7 @@ API_ERRORS: dict[str, Guidance] = {
     "proxy_unavailable": _g("fix_proxy", True, "Nearly every recent solve through this proxy failed because it refused connections, so submits through it are shed; nothing was charged. Fix the proxy or use another one; the same proxy is re-checked after retry_after_seconds."),
     "rate_capped": _g("wait_and_retry", True, "The account's submit rate cap on this sitekey (or its own-proxy sessions for it) is reached; nothing was charged. Wait retry_after_seconds, then retry."),
     "maintenance": _g("wait_and_retry", True, "NoneCap paused new solves for maintenance; nothing was created or charged. Wait retry_after_seconds (or a minute), then retry."),
-    "not_eligible": _g("check_solve_id", False, "Only your own solves that produced a token (status solved) can be reported. Check the id with get_solve."),
+    "not_eligible": _g("check_solve_id", False, "Only your own solves that produced a token (status solved) can be reported. If the solve is still pending, report it once get_solve shows it solved; otherwise check the id."),
     "expired_window": _g("none", False, "This solve is too old to report (about 30 days); nothing to do."),
 }
 
@@ -177,6 +177,18 @@ _BY_STATUS_FALLBACK: dict[bool, Guidance] = {
     True: _g("retry", True, "The service had a server-side problem; retry shortly."),
     False: _g("fix_parameter", False, "The request was refused; read the message and fix the call before retrying."),
 }
+# An API code this client does not know yet (the API adds codes) still has a status that says what kind
+# of refusal it is: a new throttle is not the agent's input to fix.
+_BY_STATUS: dict[int, Guidance] = {
+    401: API_ERRORS["unauthorized"],
+    402: API_ERRORS["insufficient_credits"],
+    403: API_ERRORS["forbidden"],
+    429: _g("wait_and_retry", True, "NoneCap is limiting requests; wait retry_after_seconds (or a minute), then retry."),
+}
+
+
+def _by_status(status: int) -> Guidance:
+    return _BY_STATUS.get(status) or _BY_STATUS_FALLBACK[status >= 500]
 
 
 class UnregisteredCodeWarning(RuntimeWarning):
@@ -200,7 +212,7 @@ def for_code(code: str) -> Guidance:
 def for_api_error(code: str, http_status: int, retry_after: float | None = None) -> Guidance:
     """Guidance for an API error: the API's own codes, then ours (a 200 this client cannot read
     is `unexpected_response`, not a refusal); unknown codes fall back on the status class."""
-    base = API_ERRORS.get(code) or LOCAL.get(code) or _BY_STATUS_FALLBACK[http_status >= 500]
+    base = API_ERRORS.get(code) or LOCAL.get(code) or _by_status(http_status)
     return base.model_copy(update={"retry_after_seconds": retry_after}) if retry_after is not None else base
 
 
@@ -231,6 +243,8 @@ def for_solve(status: str, error_code: str | None, reason: str | None = None) ->
 # that the site checks the submitting client against the solve. Lifetimes are the captcha
 # vendors' own (hCaptcha and reCAPTCHA v2: 120 s; Turnstile: 300 s).
 _SAME_CLIENT = "Submit it with the solve's user_agent (and through its proxy, if one was given), or the site may reject it."
+# The x402 rail solves proxyless and does not echo the user agent: the agent's own is the one to match.
+_SAME_CLIENT_X402 = "Submit it with the user_agent you gave create_solve (if you gave one), or the site may reject it."
 _TOKEN_FIELDS: dict[str, tuple[str, int]] = {
     "hcaptcha": ("h-captcha-response", 120),
     "hcaptcha_enterprise": ("h-captcha-response", 120),
@@ -244,8 +258,8 @@ _IMAGE_TEXT = ("The token is the picture's text: type it into the site's text fi
                "It answers only that image; no user agent or proxy needs to match.")
 
 
-def how_to_use(type: str | None) -> str | None:
-    """Short guidance for using a solved token of this type; None for a type we do not know."""
+def how_to_use(type: str | None, rail: str | None = None) -> str | None:
+    """Short guidance for using a solved token of this type (on this rail); None for a type we do not know."""
     if type in IMAGE_TYPES:
         return _IMAGE_TEXT
     if type not in _TOKEN_FIELDS:
@@ -253,5 +267,5 @@ def how_to_use(type: str | None) -> str | None:
     field, lifetime = _TOKEN_FIELDS[type]
     return (
         f"Put the token in the form field {field} and submit at once: it is single use and "
-        f"expires about {lifetime} s after solving. {_SAME_CLIENT}"
+        f"expires about {lifetime} s after solving. {_SAME_CLIENT_X402 if rail == 'x402' else _SAME_CLIENT}"
     )

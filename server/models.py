@@ -102,7 +102,7 @@ class Solve(_Lenient):
         return self.model_copy(
             update={
                 "guidance": for_solve(self.status, error.code if error else None, error.reason if error else None),
-                "how_to_use": how_to_use(self.type) if self.status == "solved" else None,
+                "how_to_use": how_to_use(self.type, self.rail) if self.status == "solved" else None,
             }
         )
 

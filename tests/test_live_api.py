@@ -7,10 +7,11 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, get_args
 
+import nonecap
 import pytest
-from conftest import Agent, record, sandbox_env
+from conftest import Agent, one_era, record, sandbox_env
 from mcp import Client, MCPDeprecationWarning, MCPError
 from mcp.types import INVALID_PARAMS, LoggingMessageNotificationParams
 
@@ -127,6 +128,28 @@ async def test_new_error_classes_carry_guidance(agent: Agent, sandbox: Sandbox, 
     assert guidance_of(text) == API_ERRORS[code].model_dump()
 
 
+@one_era
+@pytest.mark.parametrize(
+    ("status", "action"),
+    [(429, "wait_and_retry"), (401, "check_api_key"), (402, "top_up"), (403, "check_api_key"), (409, "fix_parameter")],
+)
+async def test_a_code_this_client_does_not_know_is_guided_by_its_status(
+    agent: Agent, sandbox: Sandbox, status: int, action: str
+) -> None:
+    """NoneCap adds codes (the official client passes new ones through as plain strings): a new
+    throttle must read "wait", not "fix your call"; only a plain 4xx falls back on fix_parameter."""
+    sandbox.inject_fault(method="POST", path="/v1/solves", action="status", status=status, code="ext_new_code", retry_after=1)
+    text = await agent.error("create_solve", solve_args("sandbox-solve-50ms"))
+    assert message(text).startswith(f"ext_new_code (HTTP {status}, request req_")
+    assert guidance_of(text)["action"] == action
+
+
+def test_every_code_and_reason_of_the_official_client_has_guidance() -> None:
+    """Pinned to the client's own lists, so a `nonecap` upgrade that adds one fails here."""
+    assert set(get_args(nonecap.SolveErrorCode)) <= set(SOLVE_FAILURES)
+    assert set(get_args(nonecap.SolveErrorReason)) <= set(SOLVE_REASONS)
+
+
 # -- plan ---------------------------------------------------------------------------------
 
 
@@ -168,6 +191,13 @@ async def test_report_errors_are_explained(agent: Agent, sandbox: Sandbox) -> No
     bad = await agent.error("report_solve", {"id": failed["id"], "outcome": "great"})
     assert "outcome" in bad and guidance_of(bad)["action"] == "fix_parameter"
     assert len(sandbox.requests) == before  # refused locally, nothing sent
+
+
+@one_era
+async def test_a_long_rejection_text_is_reported_cut_to_what_nonecap_keeps(agent: Agent) -> None:
+    solve = await agent.ok("create_solve", solve_args("sandbox-solve-50ms"))
+    report = await agent.ok("report_solve", {"id": solve["id"], "outcome": "rejected", "reason": "r" * 600, "context": "c" * 3000})
+    assert (report["outcome"], report["reason"], report["context"]) == ("rejected", "r" * 512, "c" * 2000)
 
 
 async def test_report_solve_is_an_idempotent_change_hidden_when_read_only(sandbox: Sandbox, mode: str) -> None:

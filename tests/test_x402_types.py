@@ -82,6 +82,8 @@ async def test_each_type_is_paid_at_its_own_price_for_its_own_task_type(
         assert "no user agent or proxy needs to match" in solve["how_to_use"]
         again = await payer.ok("get_solve", {"id": solve["id"]})
         assert again["token"] == "SANDBOX42"
+    else:  # the rail echoes no user agent: the guidance points at the agent's own, never the solve's null field
+        assert solve["user_agent"] is None and "the user_agent you gave create_solve" in solve["how_to_use"]
 
 
 async def test_an_image_as_a_data_url_and_one_that_fails(payer: Agent, sandbox: Sandbox) -> None:

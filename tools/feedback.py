@@ -28,8 +28,8 @@ async def report_solve(
         Field(description="accepted or rejected by the site; unknown, unused (never submitted) or error (the site broke)."),
     ],
     ctx: Context[AppState],
-    reason: Annotated[str | None, Field(max_length=512, description="What the site answered on rejection.")] = None,
-    context: Annotated[str | None, Field(max_length=2000, description="Anything that helps diagnose it.")] = None,
+    reason: Annotated[str | None, Field(description="What the site answered on rejection (first 512 characters kept).")] = None,
+    context: Annotated[str | None, Field(description="Anything that helps diagnose it (first 2000 kept).")] = None,
 ) -> Feedback:
     """Report whether the site accepted a solve's token. Free; reporting again corrects the verdict."""
     state = ctx.request_context.lifespan_context
