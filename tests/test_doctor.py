@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,6 @@ from pathlib import Path
 from conftest import ROOT, SECRETS, sandbox_env
 from in_process import Ran, run_main
 from keyring_backends import KEYRING_FILE_ENV
-from postgres import postgres_cluster
 
 from nonecap_mcp.doctor import run_doctor
 from nonecap_mcp.sandbox import SANDBOX_API_KEY, Sandbox
@@ -70,18 +70,24 @@ def test_sandbox_doctor_is_green_and_prints_no_secret(tmp_path: Path) -> None:
     assert text.rstrip().endswith("all configured rails work")
 
 
-def test_the_shared_store_is_named_by_host_and_database_never_its_password(tmp_path: Path, sandbox: Sandbox) -> None:
+def test_the_shared_store_is_named_by_host_and_database_never_its_password(tmp_path: Path, sandbox: Sandbox,
+                                                                          postgres_url: str) -> None:
+    """Up (the session's PostgreSQL) and down: the same URL at a port where nothing listens, which is
+    what a stopped server leaves (its connection refused), so the failure's message is checked too."""
     password = "pg-" + "S3cret" * 4
-    with postgres_cluster() as dsn:
-        url = dsn.replace("nonecap@", f"nonecap:{password}@")  # trust auth: any password is accepted
-        result = doctor(tmp_path, **sandbox_env(sandbox, NONECAP_DATABASE_URL=url, NONECAP_STATE_DIR=str(tmp_path / "s")))
+    url = postgres_url.replace("nonecap@", f"nonecap:{password}@")  # trust auth: any password is accepted
+    result = doctor(tmp_path, **sandbox_env(sandbox, NONECAP_DATABASE_URL=url, NONECAP_STATE_DIR=str(tmp_path / "s")))
     out = result.stdout + result.stderr
     assert password not in out and "nonecap:" not in out
-    port = dsn.split(":")[-1].split("/")[0]
+    port = url.split(":")[-1].split("/")[0]
     assert lines(result, "store") == [f"✓ store: PostgreSQL 127.0.0.1:{port}/postgres reachable"], result.stdout
-    down = doctor(tmp_path, **sandbox_env(sandbox, NONECAP_DATABASE_URL=url, NONECAP_STATE_DIR=str(tmp_path / "s")))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    down_url = url.replace(f":{port}/", f":{closed}/")
+    down = doctor(tmp_path, **sandbox_env(sandbox, NONECAP_DATABASE_URL=down_url, NONECAP_STATE_DIR=str(tmp_path / "s")))
     assert password not in down.stdout + down.stderr
-    assert lines(down, "store")[0].startswith(f"✗ store: PostgreSQL 127.0.0.1:{port}/postgres unreachable ("), down.stdout
+    assert lines(down, "store")[0].startswith(f"✗ store: PostgreSQL 127.0.0.1:{closed}/postgres unreachable ("), down.stdout
     assert down.returncode == 1
 
 
