@@ -5,6 +5,7 @@ compose.yaml is JSON-compatible YAML so that it is checked here without a YAML p
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shlex
@@ -28,6 +29,7 @@ PACKAGE_SOURCE = "\n".join(p.read_text() for d in ("server", "tools") for p in (
 CLI = [sys.executable, "-m", "nonecap_mcp"]
 
 
+@functools.cache  # the same --help text for every service and test that asks; a process each costs ~0.1 s
 def _help(*command: str) -> str:
     return subprocess.run([*CLI, *command, "--help"], capture_output=True, text=True, timeout=30, check=True).stdout
 

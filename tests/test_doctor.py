@@ -1,7 +1,9 @@
 """`nonecap-mcp doctor`: one line per check, a fix for each failure, exit 0 only when the configured rails work.
 
-Run as the console script with a fake HOME (never the user's hosts or keyring), against the
-shared sandbox on 127.0.0.1, and in process for `--sandbox`.
+Run with a fake HOME (never the user's hosts or keyring), against the shared sandbox on 127.0.0.1:
+as the command in this process (`in_process.run_main`: the environment and output encoding its
+process would have), and as the console script where the process is the promise (a Python without
+the team extra's driver, whose exit status and report a script sees).
 """
 
 from __future__ import annotations
@@ -9,13 +11,14 @@ from __future__ import annotations
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 from conftest import ROOT, SECRETS, sandbox_env
+from in_process import Ran, run_main
 from keyring_backends import KEYRING_FILE_ENV
-from postgres import postgres_cluster
 
 from nonecap_mcp.doctor import run_doctor
 from nonecap_mcp.sandbox import SANDBOX_API_KEY, Sandbox
@@ -24,16 +27,33 @@ SCRIPT = str(Path(sys.executable).parent / "nonecap-mcp")
 WRONG_KEY = "nc_live_" + "A" * 32
 
 
-def doctor(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    base = {"HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT / "tests"),
-            "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring", "PYTHONIOENCODING": "utf-8"}
-    result = subprocess.run([SCRIPT, "doctor", *args], capture_output=True, text=True, env=base | env, timeout=90)
+def doctor_env(tmp_path: Path, **env: str) -> dict[str, str]:
+    """A fake HOME, no keyring, UTF-8 output, and `env`: what each doctor run gets, in a process or here."""
+    return {"HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT / "tests"),
+            "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring", "PYTHONIOENCODING": "utf-8"} | env
+
+
+def no_secret(result: subprocess.CompletedProcess[str] | Ran) -> None:
     for secret in SECRETS:
         assert secret not in result.stdout + result.stderr, "doctor printed a secret"
+
+
+def doctor_process(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`nonecap-mcp doctor` as its own process."""
+    result = subprocess.run([SCRIPT, "doctor", *args], capture_output=True, text=True, env=doctor_env(tmp_path, **env), timeout=90)
+    no_secret(result)
     return result
 
 
-def lines(result: subprocess.CompletedProcess[str], name: str) -> list[str]:
+def doctor(tmp_path: Path, *args: str, **env: str) -> Ran:
+    """`nonecap-mcp doctor` in this process, its output encoded as PYTHONIOENCODING says."""
+    full = doctor_env(tmp_path, **env)
+    result = run_main(["doctor", *args], full, encoding=full["PYTHONIOENCODING"])
+    no_secret(result)
+    return result
+
+
+def lines(result: subprocess.CompletedProcess[str] | Ran, name: str) -> list[str]:
     return [line for line in result.stdout.splitlines() if line[2:].startswith(f"{name}:")]
 
 
@@ -50,18 +70,24 @@ def test_sandbox_doctor_is_green_and_prints_no_secret(tmp_path: Path) -> None:
     assert text.rstrip().endswith("all configured rails work")
 
 
-def test_the_shared_store_is_named_by_host_and_database_never_its_password(tmp_path: Path, sandbox: Sandbox) -> None:
+def test_the_shared_store_is_named_by_host_and_database_never_its_password(tmp_path: Path, sandbox: Sandbox,
+                                                                          postgres_url: str) -> None:
+    """Up (the session's PostgreSQL) and down: the same URL at a port where nothing listens, which is
+    what a stopped server leaves (its connection refused), so the failure's message is checked too."""
     password = "pg-" + "S3cret" * 4
-    with postgres_cluster() as dsn:
-        url = dsn.replace("nonecap@", f"nonecap:{password}@")  # trust auth: any password is accepted
-        result = doctor(tmp_path, **sandbox_env(sandbox, NONECAP_DATABASE_URL=url, NONECAP_STATE_DIR=str(tmp_path / "s")))
+    url = postgres_url.replace("nonecap@", f"nonecap:{password}@")  # trust auth: any password is accepted
+    result = doctor(tmp_path, **sandbox_env(sandbox, NONECAP_DATABASE_URL=url, NONECAP_STATE_DIR=str(tmp_path / "s")))
     out = result.stdout + result.stderr
     assert password not in out and "nonecap:" not in out
-    port = dsn.split(":")[-1].split("/")[0]
+    port = url.split(":")[-1].split("/")[0]
     assert lines(result, "store") == [f"✓ store: PostgreSQL 127.0.0.1:{port}/postgres reachable"], result.stdout
-    down = doctor(tmp_path, **sandbox_env(sandbox, NONECAP_DATABASE_URL=url, NONECAP_STATE_DIR=str(tmp_path / "s")))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    down_url = url.replace(f":{port}/", f":{closed}/")
+    down = doctor(tmp_path, **sandbox_env(sandbox, NONECAP_DATABASE_URL=down_url, NONECAP_STATE_DIR=str(tmp_path / "s")))
     assert password not in down.stdout + down.stderr
-    assert lines(down, "store")[0].startswith(f"✗ store: PostgreSQL 127.0.0.1:{port}/postgres unreachable ("), down.stdout
+    assert lines(down, "store")[0].startswith(f"✗ store: PostgreSQL 127.0.0.1:{closed}/postgres unreachable ("), down.stdout
     assert down.returncode == 1
 
 
@@ -71,11 +97,12 @@ def test_a_postgresql_url_without_its_driver_says_which_extra_to_install(tmp_pat
     blocker = tmp_path / "no_driver" / "psycopg"
     blocker.mkdir(parents=True)
     (blocker / "__init__.py").write_text("raise ImportError('psycopg is not installed here')\n")
-    result = doctor(tmp_path, **sandbox_env(sandbox, NONECAP_DATABASE_URL="postgresql://127.0.0.1:1/x",
-                                            NONECAP_STATE_DIR=str(tmp_path / "s")),
-                    PYTHONPATH=f"{blocker.parent}:{ROOT / 'tests'}")
+    result = doctor_process(tmp_path, **sandbox_env(sandbox, NONECAP_DATABASE_URL="postgresql://127.0.0.1:1/x",
+                                                    NONECAP_STATE_DIR=str(tmp_path / "s")),
+                            PYTHONPATH=f"{blocker.parent}:{ROOT / 'tests'}")
     [line] = lines(result, "store")
     assert line.startswith("✗ store: ") and "nonecap-mcp[team]" in line and "Traceback" not in result.stderr, result
+    assert result.returncode == 1  # a store that cannot work fails the run, as a script sees it
 
 
 def test_json_report(tmp_path: Path) -> None:
@@ -134,8 +161,7 @@ def test_hosts_with_us_installed_and_a_dangling_command(tmp_path: Path) -> None:
     home = tmp_path / "home"
     (home / ".cursor").mkdir(parents=True)
     (home / ".cursor" / "mcp.json").write_text(json.dumps({"mcpServers": {"nonecap": {"command": "/gone/bin/nonecap-mcp", "args": ["serve"]}}}))
-    installed = subprocess.run([SCRIPT, "install", "claude-desktop"], env={"HOME": str(home), "PATH": "/usr/bin:/bin"},
-                               capture_output=True, text=True, timeout=60)
+    installed = run_main(["install", "claude-desktop"], {"HOME": str(home), "PATH": "/usr/bin:/bin"})
     assert installed.returncode == 0, installed.stderr
     result = doctor(tmp_path, "--sandbox")
     assert result.returncode == 0  # the sandbox run reports hosts but does not fail on them

@@ -1,7 +1,10 @@
-"""`nonecap-mcp install|uninstall HOST` through the console script, against temp configs and a fake HOME.
+"""`nonecap-mcp install|uninstall HOST`, against temp configs and a fake HOME.
 
 Never the real user's configs: every run gets HOME (and XDG_CONFIG_HOME) under tmp_path, and
-a PATH without any real `claude`.
+a PATH without any real `claude`. The commands run in this process with the environment and working
+directory their process would have (`in_process.run_main`); the console script itself runs where
+the process is the promise (exit status and output as a shell sees them; the server a host starts
+from the written entry).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
+from in_process import Ran, run_main
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
@@ -26,11 +30,22 @@ SCRIPT = str(Path(sys.executable).parent / "nonecap-mcp")
 OTHER = {"command": "/usr/bin/other-server", "args": ["--flag"], "env": {"OTHER_TOKEN": "keep-me"}}
 
 
-def run(tmp_path: Path, *args: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess[str]:
-    """The console script with a fake HOME and a PATH holding only tmp_path/bin and the system."""
-    base = {"HOME": str(tmp_path / "home"), "PATH": os.pathsep.join([str(tmp_path / "bin"), "/usr/bin", "/bin"]),
-            "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring", "PYTHONPATH": str(ROOT / "tests")}
-    result = subprocess.run([SCRIPT, *args], capture_output=True, text=True, env=base | env, timeout=60, cwd=cwd or tmp_path)
+def install_env(tmp_path: Path, **env: str) -> dict[str, str]:
+    """A fake HOME and a PATH holding only tmp_path/bin and the system."""
+    return {"HOME": str(tmp_path / "home"), "PATH": os.pathsep.join([str(tmp_path / "bin"), "/usr/bin", "/bin"]),
+            "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring", "PYTHONPATH": str(ROOT / "tests")} | env
+
+
+def run_process(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The console script in its own process."""
+    result = subprocess.run([SCRIPT, *args], capture_output=True, text=True, env=install_env(tmp_path, **env), timeout=60, cwd=tmp_path)
+    assert SANDBOX_API_KEY not in result.stdout + result.stderr
+    return result
+
+
+def run(tmp_path: Path, *args: str, cwd: Path | None = None, **env: str) -> Ran:
+    """The command in this process, with that environment and working directory."""
+    result = run_main(args, install_env(tmp_path, **env), cwd=cwd or tmp_path)
     assert SANDBOX_API_KEY not in result.stdout + result.stderr
     return result
 
@@ -40,10 +55,11 @@ def backups(path: Path) -> list[Path]:
 
 
 def test_install_merges_backs_up_and_is_idempotent(tmp_path: Path) -> None:
+    """The first install as its own process: its exit status and what it tells the user, as a shell shows them."""
     config = tmp_path / "claude_desktop_config.json"
     original = json.dumps({"mcpServers": {"other": OTHER}, "globalShortcut": "Ctrl+Space"})
     config.write_text(original)
-    result = run(tmp_path, "install", "claude-desktop", "--config", str(config))
+    result = run_process(tmp_path, "install", "claude-desktop", "--config", str(config))
     assert result.returncode == 0, result.stderr
     written = json.loads(config.read_text())
     assert written["mcpServers"]["other"] == OTHER and written["globalShortcut"] == "Ctrl+Space"

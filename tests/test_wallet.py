@@ -11,7 +11,6 @@ import json
 import re
 import socket
 import stat
-import subprocess
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ import pytest
 from child_process import child_env as shared_child_env
 from conftest import record
 from child_process import run_python
+from in_process import run_main
 from keyring_backends import KEYRING_FILE_ENV, MemoryKeyring
 from mcp import Client
 
@@ -457,25 +457,26 @@ def child_env(**extra: str) -> dict[str, str]:
     return shared_child_env((WALLET_KEY_ENV, RPC_URL_ENV), **extra)
 
 
-def test_cli_round_trip_in_subprocesses(tmp_path: Path) -> None:
-    """create, import over it, remove: three processes sharing one keyring file."""
+def test_cli_round_trip_across_processes(tmp_path: Path) -> None:
+    """create, import over it, remove, sharing one keyring file: the import in a process of its own,
+    the key piped into its stdin; the create before it and the remove after it in this process, each
+    with a keyring detected afresh from that same environment (`in_process.environment`). So the key
+    crosses a process boundary both ways. (`wallet create` as its own process: test_cli.)"""
     store = tmp_path / "keyring.json"
     env = child_env(PYTHON_KEYRING_BACKEND="keyring_backends.MemoryKeyring", **{KEYRING_FILE_ENV: str(store)})
 
-    def cli(call: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return run_python(f"import sys; from nonecap_mcp import wallet_cli; sys.exit(wallet_cli.{call})", env, stdin)
-
-    created = cli("create()")
+    created = run_main(["wallet", "create"], env)
     assert created.returncode == 0, created.stderr
     [generated] = json.loads(store.read_text()).values()
     assert created.stdout == derive(generated) + "\n"
 
-    imported = cli("import_key(from_stdin=True, force=True)", stdin=KEY_A + "\n")
+    imported = run_python("import sys; from nonecap_mcp import wallet_cli; sys.exit(wallet_cli.import_key(from_stdin=True, force=True))",
+                          env, KEY_A + "\n")
     assert imported.returncode == 0, imported.stderr
     assert imported.stdout == ADDRESS_A + "\n"
     assert list(json.loads(store.read_text()).values()) == [KEY_A]
 
-    removed = cli("remove()")
+    removed = run_main(["wallet", "remove"], env)
     assert removed.returncode == 0, removed.stderr
     assert ADDRESS_A in removed.stdout and json.loads(store.read_text()) == {}
 
