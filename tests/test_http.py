@@ -23,6 +23,7 @@ from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import httpx2
 import pytest
@@ -90,6 +91,16 @@ def http_client(url: str, token: str | None, mode: str = "auto") -> Client:
     return Client(streamable_http_client(f"{url}/mcp", http_client=http), mode=mode)
 
 
+async def warm_wallet(client: Client) -> None:
+    """Load the server's x402 wallet. Its first use imports eth_account (~0.5 s of CPU), which on a
+    loaded box can outlast a call's bound: a test's bounded call must not be the one to pay for it.
+    A balance reads the wallet's address and pays nothing; one stopped at its bound leaves the
+    import going on, so the next one finds it done."""
+    with anyio.fail_after(60):
+        while (await client.call_tool("get_balance", {})).is_error:
+            pass
+
+
 class Team:
     """One `serve --http` process and the tokens of its clients."""
 
@@ -113,7 +124,14 @@ def team(_sandbox_server: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> 
         tokens[name] = added.stdout.strip()
     process, url = serve_http(env, stderr=subprocess.PIPE, flags=("--log-json", "--log-level", "INFO"))
     try:
-        yield Team(url, env, tokens)
+        team = Team(url, env, tokens)
+
+        async def warm() -> None:
+            async with team.client("alice") as client:
+                await warm_wallet(client)
+
+        anyio.run(warm)
+        yield team
     finally:
         process.terminate()
         process.wait(timeout=10)

@@ -25,7 +25,7 @@ import anyio
 import pytest
 from conftest import SECRETS, Agent, sandbox_env
 from postgres import open_store, schema_url
-from test_http import http_client, serve_http
+from test_http import http_client, serve_http, warm_wallet
 
 from child_process import child_env
 from nonecap_mcp.clients import ClientRegistry
@@ -174,12 +174,7 @@ async def test_a_replica_killed_mid_payment_leaves_it_counted_resolved_and_never
         args = {"type": "hcaptcha", "sitekey": "sandbox-solve-100ms", "url": URL, "rail": "x402"}
         sandbox.inject_fault(method="POST", path="/x402/createTask", action="delay", seconds=4, skip=1)  # the paid one
         async with team.agent(0) as client:
-            # Warm: the first x402 use imports eth_account (~0.5 s of CPU; on a loaded box it can outlast a
-            # call's bound), which must not eat the set-up of the 1 s call below. A balance reads the
-            # wallet's address and pays nothing; one stopped at its bound leaves the import going on.
-            with anyio.fail_after(60):
-                while (await Agent(client).call("get_balance")).is_error:
-                    pass
+            await warm_wallet(client)  # first: loading the wallet must not eat the set-up of the 1 s call below
             lost = await Agent(client).ok("create_solve", {**args, "wait_seconds": 1})
         assert lost["status"] == "solving"
         with anyio.fail_after(10):
