@@ -1,22 +1,29 @@
 """The team server: `serve --http` driven by the SDK's streamable HTTP client, as a real process.
 
 Clients are registered with the real `clients` CLI; every request goes over a socket on
-127.0.0.1 to a server that talks to the shared sandbox.
+127.0.0.1 to a server that talks to the shared sandbox. The first client is added by a
+`nonecap-mcp clients add` process, as an operator does (its stdout is exactly the token); the
+other `clients` and `spend` commands run the same CLI in this process (`_cli`), which spares a
+Python start-up each, as the server they talk to shares nothing with them but the store.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import socket
+import ssl
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import httpx2
 import pytest
@@ -25,6 +32,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from child_process import child_env
 from conftest import Agent, sandbox_env
+from nonecap_mcp.cli import main
 from nonecap_mcp.sandbox import SANDBOX_WALLET_KEY, Sandbox
 
 
@@ -34,8 +42,21 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+def _cli_process(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`nonecap-mcp *args` as a process of its own."""
     return subprocess.run([sys.executable, "-m", "nonecap_mcp", *args], env=env, capture_output=True, text=True, timeout=30)
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`nonecap-mcp *args` run by the CLI's own `main` in this process, under `env`'s NONECAP_
+    settings, its output captured: what `_cli_process` returns, without the interpreter start-up."""
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, redirect_stdout(out), redirect_stderr(err):
+        for name, value in env.items():
+            if name.startswith("NONECAP_"):
+                patch.setenv(name, value)
+        code = main(list(args))
+    return subprocess.CompletedProcess(["nonecap-mcp", *args], code, out.getvalue(), err.getvalue())
 
 
 def serve_http(env: dict[str, str], *, stderr: Any, flags: tuple[str, ...] = ()) -> tuple[subprocess.Popen[str], str]:
@@ -45,21 +66,39 @@ def serve_http(env: dict[str, str], *, stderr: Any, flags: tuple[str, ...] = ())
                                env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            pass
-        assert process.poll() is None and time.monotonic() < deadline, "serve --http did not come up"
-        time.sleep(0.1)
+    with httpx.Client(timeout=1) as http:  # one for every poll: each new client loads the CA bundle (~35 ms of CPU)
+        while True:
+            try:
+                if http.get(f"{url}/healthz").status_code == 200:
+                    return process, url
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline, "serve --http did not come up"
+            time.sleep(0.1)
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """The TLS settings every test client shares (they speak plain HTTP to 127.0.0.1): a client
+    given none builds its own, loading the CA bundle (~35 ms of CPU) for every MCP session."""
+    return ssl.create_default_context()
 
 
 def http_client(url: str, token: str | None, mode: str = "auto") -> Client:
     """The SDK's streamable HTTP client for the server at `url`, bearing `token`."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=60.0))
+    http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=60.0), verify=_tls())
     return Client(streamable_http_client(f"{url}/mcp", http_client=http), mode=mode)
+
+
+async def warm_wallet(client: Client) -> None:
+    """Load the server's x402 wallet. Its first use imports eth_account (~0.5 s of CPU), which on a
+    loaded box can outlast a call's bound: a test's bounded call must not be the one to pay for it.
+    A balance reads the wallet's address and pays nothing; one stopped at its bound leaves the
+    import going on, so the next one finds it done."""
+    with anyio.fail_after(60):
+        while (await client.call_tool("get_balance", {})).is_error:
+            pass
 
 
 class Team:
@@ -78,14 +117,21 @@ def team(_sandbox_server: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> 
     env = child_env(**sandbox_env(_sandbox_server, NONECAP_STATE_DIR=str(state), NONECAP_DAILY_CREDIT_BUDGET="1000",
                                          NONECAP_WALLET_PRIVATE_KEY=SANDBOX_WALLET_KEY))
     tokens = {}
-    for name, flags in (("alice", ()), ("viewer", ("--read-only",)), ("capped", ("--daily-credit-budget", "2")),
-                        ("frugal", ("--daily-budget-usd", "0.02"))):
-        added = _cli(env, "clients", "add", name, *flags)
+    for run, name, flags in ((_cli_process, "alice", ()), (_cli, "viewer", ("--read-only",)),
+                             (_cli, "capped", ("--daily-credit-budget", "2")), (_cli, "frugal", ("--daily-budget-usd", "0.02"))):
+        added = run(env, "clients", "add", name, *flags)
         assert added.returncode == 0, added.stderr
         tokens[name] = added.stdout.strip()
     process, url = serve_http(env, stderr=subprocess.PIPE, flags=("--log-json", "--log-level", "INFO"))
     try:
-        yield Team(url, env, tokens)
+        team = Team(url, env, tokens)
+
+        async def warm() -> None:
+            async with team.client("alice") as client:
+                await warm_wallet(client)
+
+        anyio.run(warm)
+        yield team
     finally:
         process.terminate()
         process.wait(timeout=10)
