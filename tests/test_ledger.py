@@ -388,13 +388,17 @@ def test_budget_holds_across_twenty_threads(ledger: Ledger) -> None:
     assert ledger.counted_today_atomic() == allowed * AMOUNT
 
 
+# A process that only holds the ledger: it opens the store as `postgres.open_store` does, without
+# that helper's import of pytest (about a third of the child's start-up).
 CHILD = """
 import sys, time
-from postgres import open_store
+from pathlib import Path
+from nonecap_mcp.store.db import PostgresDatabase, SQLiteDatabase
 from nonecap_mcp.x402.ledger import BudgetExceeded, Ledger
 target, start_at, tries, budget, amount, tag = sys.argv[1:]
 time.sleep(max(0.0, float(start_at) - time.time()))
-ledger = Ledger(open_store(target))  # the processes also race to create and migrate the store
+store = PostgresDatabase(target) if target.startswith("postgresql://") else SQLiteDatabase(Path(target))
+ledger = Ledger(store)  # the processes also race to create and migrate the store
 ok = 0
 for i in range(int(tries)):
     try:
