@@ -260,7 +260,7 @@ async def test_unreadable_listed_solves_are_skipped_not_fatal(proxy: Proxy, sand
 
 
 async def test_our_own_concurrency_never_causes_a_429(sandbox: Sandbox, tmp_path: Path) -> None:
-    """15 creates of 8 s solves, waiting 3 s each, against an account capped at 5 in flight:
+    """8 creates of 8 s solves, waiting 3 s each, against an account capped at 5 in flight:
     solves handed back pending keep their slots, so the rest wait locally and are refused
     cleanly (wait_for_slot) when no slot frees in time; upstream never answers 429."""
     env = sandbox_env(sandbox, NONECAP_STATE_DIR=str(tmp_path / "state"))
@@ -273,13 +273,13 @@ async def test_our_own_concurrency_never_causes_a_429(sandbox: Sandbox, tmp_path
 
         started = time.monotonic()
         async with anyio.create_task_group() as group:
-            for _ in range(15):
+            for _ in range(8):
                 group.start_soon(one)
         assert time.monotonic() - started < 3 + 10 + 2
     refused = [r.content[0].text for r in results if r.is_error]
     created = [r.structured_content for r in results if not r.is_error]
     assert all("concurrency_limit_exceeded" in text and '"action": "wait_for_slot"' in text for text in refused)
-    assert len(created) >= 5 and len(created) + len(refused) == 15
+    assert len(created) >= 5 and len(created) + len(refused) == 8
     assert all(solve["id"].startswith("solve_") for solve in created)
     statuses = [r.status for r in posts(sandbox)]
     assert 429 not in statuses and len(statuses) == len(created)  # refused calls sent nothing
