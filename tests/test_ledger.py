@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from budget_racer import race
 from child_process import child_env
 from postgres import open_store
 from nonecap_mcp.errors import ConfigurationError
@@ -388,40 +389,22 @@ def test_budget_holds_across_twenty_threads(ledger: Ledger) -> None:
     assert ledger.counted_today_atomic() == allowed * AMOUNT
 
 
-CHILD = """
-import sys, time
-from postgres import open_store
-from nonecap_mcp.x402.ledger import BudgetExceeded, Ledger
-target, start_at, tries, budget, amount, tag = sys.argv[1:]
-time.sleep(max(0.0, float(start_at) - time.time()))
-ledger = Ledger(open_store(target))  # the processes also race to create and migrate the store
-ok = 0
-for i in range(int(tries)):
-    try:
-        ledger.reserve_payment(nonce=f"{tag}-{i}", solve_id=tag, amount_atomic=int(amount), pay_to="0x" + "11" * 20,
-                               network="base", asset="0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913",
-                               task_type="hcaptcha", valid_before=2_000_000_000, daily_budget_atomic=int(budget))
-        ok += 1
-    except BudgetExceeded:
-        pass
-print(ok)
-"""
-
-
 def test_budget_holds_across_four_processes(store_target: str) -> None:
-    allowed, processes, tries = 9, 4, 5
+    """Three children and this test's own process reserve at the same moment."""
+    allowed, children_count, tries = 9, 3, 5
     start_at = time.time() + 0.7  # after every child has imported, so they really collide
+    arguments = [store_target, str(start_at), str(tries), str(allowed * AMOUNT), str(AMOUNT)]
     children = [
         subprocess.Popen(
-            [sys.executable, "-c", CHILD, store_target, str(start_at), str(tries), str(allowed * AMOUNT), str(AMOUNT), f"p{n}"],
+            [sys.executable, "-m", "budget_racer", *arguments, f"p{n}"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             env=child_env(),
         )
-        for n in range(processes)
+        for n in range(children_count)
     ]
-    granted = 0
+    granted = race(store_target, start_at, tries, allowed * AMOUNT, AMOUNT, "parent")
     for child in children:
         out, err = child.communicate(timeout=30)
         assert child.returncode == 0, err

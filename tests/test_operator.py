@@ -8,6 +8,7 @@ import io
 import json
 import subprocess
 import sys
+from contextlib import redirect_stdout
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from conftest import ROOT, Agent, sandbox_env
 from host_launch import launched
 from mcp import Client
 
+from nonecap_mcp.cli import main
 from nonecap_mcp.config import load_settings
 from nonecap_mcp.errors import ConfigurationError
 from nonecap_mcp.sandbox import SANDBOX_WALLET_KEY, Sandbox
@@ -122,12 +124,13 @@ async def test_two_processes_never_pass_the_budget_together(sandbox: Sandbox, tm
         result = await agent.call("create_solve", args())
         outcomes.append(not result.is_error)
 
+    # A launched as a host launches it, B in this test's process: two processes on one quota file.
     cmd = [sys.executable, "-m", "nonecap_mcp"]
     async with launched(cmd, env, tmp_path / "a.log", cwd=ROOT, mode="legacy") as a, \
-            launched(cmd, env, tmp_path / "b.log", cwd=ROOT, mode="legacy") as b:
+            Client(build_server(load_settings(env)), mode="legacy") as b:
         async with anyio.create_task_group() as tg:
             for i in range(8):
-                tg.start_soon(run, a if i % 2 else b)
+                tg.start_soon(run, a if i % 2 else Agent(b))
     assert outcomes.count(True) == 3 and creates(sandbox) == 3
 
 
@@ -150,7 +153,17 @@ def spend(sandbox: Sandbox, *flags: str) -> str:
     return done.stdout
 
 
-async def test_spend_reports_credits_per_day_in_three_formats(sandbox: Sandbox) -> None:
+def spend_here(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, *flags: str) -> str:
+    """The same command through the CLI's own entry point in this process: what it reports, without
+    a Python start-up per report (`spend` above runs it as its own process)."""
+    monkeypatch.setenv("NONECAP_STATE_DIR", sandbox_env(sandbox)["NONECAP_STATE_DIR"])
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert main(["spend", *flags]) == 0
+    return out.getvalue()
+
+
+async def test_spend_reports_credits_per_day_in_three_formats(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
     async with await agent_with(sandbox) as client:
         agent = Agent(client)
         await agent.ok("create_solve", args())
@@ -159,13 +172,15 @@ async def test_spend_reports_credits_per_day_in_three_formats(sandbox: Sandbox) 
     today = datetime.now(UTC).date().isoformat()
     rows = json.loads(spend(sandbox, "--json"))
     assert [(r["day"], r["rail"], r["solves"], r["credits"]) for r in rows] == [(today, "credits", 3, 2)]
-    table = list(csv.DictReader(io.StringIO(spend(sandbox, "--csv", "--days", "2"))))
+    table = list(csv.DictReader(io.StringIO(spend_here(sandbox, monkeypatch, "--csv", "--days", "2"))))
     assert [(r["day"], r["solves"], r["credits"]) for r in table] == [(today, "3", "2")]
-    chart = spend(sandbox)
+    chart = spend_here(sandbox, monkeypatch)
     assert today in chart and "#" * 40 in chart
 
 
-async def test_spend_counts_x402_solves_from_the_ledger_not_refused_starts(sandbox: Sandbox) -> None:
+async def test_spend_counts_x402_solves_from_the_ledger_not_refused_starts(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A paid solve is a solve with its USD; a start the policy refused before signing (a 402
     paying someone else) is neither, though the rate limit saw it start."""
     async with await agent_with(sandbox, NONECAP_WALLET_PRIVATE_KEY=SANDBOX_WALLET_KEY) as client:
@@ -173,6 +188,6 @@ async def test_spend_counts_x402_solves_from_the_ledger_not_refused_starts(sandb
         assert (await agent.ok("create_solve", args(rail="x402")))["status"] == "solved"
         sandbox.set_x402(1, {"payTo": "0x000000000000000000000000000000000000bEEF"})
         assert "x402" in await agent.error("create_solve", args(rail="x402"))
-    [row] = json.loads(spend(sandbox, "--json"))
+    [row] = json.loads(spend_here(sandbox, monkeypatch, "--json"))
     assert (row["rail"], row["solves"], row["solved"], row["usd_settled"]) == ("x402", 1, 1, "0.012"), row
 

@@ -352,27 +352,42 @@ async def test_the_setup_timeout_has_its_own_code(sandbox: Sandbox, tmp_path: Pa
     assert '"action": "retry"' in text and sandbox.payment_attempts == []
 
 
-async def _serve_and_pay(env: dict[str, str], results: list[str]) -> None:
+async def _pay_twice(agent: Agent, results: list[str]) -> None:
+    """Two paid solves at once through one server."""
+    async with anyio.create_task_group() as group:
+        for _ in range(2):
+            async def one() -> None:
+                result = await agent.call("create_solve", solve_args("sandbox-solve-300ms"))
+                results.append(result.content[0].text if result.is_error else "paid")  # type: ignore[union-attr]
+            group.start_soon(one)
+
+
+async def _serve_and_pay(env: dict[str, str], ready: anyio.Event, results: list[str]) -> None:
     params = StdioServerParameters(command=sys.executable, args=["-m", "nonecap_mcp", "serve"], env=env)
     async with Client(stdio_client(params), mode="legacy") as client:
-        agent = Agent(client)
-        async with anyio.create_task_group() as group:
-            for _ in range(2):
-                async def one() -> None:
-                    result = await agent.call("create_solve", solve_args("sandbox-solve-300ms"))
-                    results.append(result.content[0].text if result.is_error else "paid")  # type: ignore[union-attr]
-                group.start_soon(one)
+        ready.set()
+        await _pay_twice(Agent(client), results)
+
+
+async def _pay_in_process(sandbox: Sandbox, state_dir: Path, ready: anyio.Event, results: list[str]) -> None:
+    async with payer_through(sandbox, state_dir, None, **PRICE_ENV) as agent:
+        await ready.wait()  # the other process is up: their payments race
+        await _pay_twice(agent, results)
 
 
 async def test_two_server_processes_sharing_a_state_dir_never_exceed_the_budget(sandbox: Sandbox, tmp_path: Path) -> None:
+    """One server launched as a host launches it, the other in this test's process: two processes
+    on one ledger file, paying at the same moment (the second needs no start-up of its own to be
+    a separate process)."""
     from child_process import child_env
 
     env = child_env(**x402_env(sandbox, tmp_path, **PRICE_ENV))
     results: list[str] = []
+    ready = anyio.Event()
     with anyio.fail_after(60):
         async with anyio.create_task_group() as group:
-            group.start_soon(_serve_and_pay, env, results)
-            group.start_soon(_serve_and_pay, env, results)
+            group.start_soon(_serve_and_pay, env, ready, results)
+            group.start_soon(_pay_in_process, sandbox, tmp_path, ready, results)
     assert sorted(r if r == "paid" else "budget_exceeded" * ("budget_exceeded" in r) for r in results) == [
         "budget_exceeded", "budget_exceeded", "budget_exceeded", "paid"]
     assert len(sandbox.settlements) == 1

@@ -31,11 +31,14 @@ def _base_env(**extra: str) -> dict[str, str]:
             "XDG_STATE_HOME": os.environ["XDG_STATE_HOME"], **extra}  # conftest points it at a scratch dir
 
 
-@pytest.mark.parametrize("mode", ["legacy", "auto"])
-async def test_stdio_solve_end_to_end(sandbox: Sandbox, tmp_path: Path, mode: str) -> None:
-    async with stdio_agent(_base_env(**sandbox_env(sandbox), NONECAP_LOG_LEVEL="INFO"), tmp_path, mode=mode) as agent:
+ALL_TOOLS = {"create_solve", "get_solve", "list_solves", "cancel_solve", "get_balance", "get_pricing", "report_solve"}
+
+
+async def test_stdio_solve_end_to_end(sandbox: Sandbox, tmp_path: Path) -> None:
+    """Today's desktop hosts' era; the 2026-07-28 era runs over stdio in the --sandbox test below."""
+    async with stdio_agent(_base_env(**sandbox_env(sandbox), NONECAP_LOG_LEVEL="INFO"), tmp_path) as agent:
         names = {tool.name for tool in (await agent.client.list_tools()).tools}
-        assert names == {"create_solve", "get_solve", "list_solves", "cancel_solve", "get_balance", "get_pricing", "report_solve"}
+        assert names == ALL_TOOLS
         solve = await agent.ok("create_solve", {"type": "hcaptcha", "sitekey": "sandbox-solve-100ms", "url": "https://a.example/", "wait_seconds": 5})
         assert solve["status"] == "solved" and solve["token"].startswith("P1_")
         failed = await agent.ok("create_solve", {"type": "hcaptcha", "sitekey": "sandbox-fail-proxy_error", "url": "https://a.example/", "wait_seconds": 5})
@@ -43,15 +46,10 @@ async def test_stdio_solve_end_to_end(sandbox: Sandbox, tmp_path: Path, mode: st
     assert "POST /v1/solves -> 200" in (tmp_path / "stderr.log").read_text()  # logs go to stderr, never stdout
 
 
-async def test_stdio_tools_list_and_missing_credentials_guidance(tmp_path: Path) -> None:
-    async with stdio_agent(_base_env(), tmp_path) as agent:
-        assert len((await agent.client.list_tools()).tools) == 7
-        text = await agent.error("get_balance")
-    assert "no_payment_method" in text and "NONECAP_API_KEY" in text and "nonecap-mcp auth login" in text
-
-
 async def test_stdio_sandbox_flag_runs_offline_without_a_key(tmp_path: Path) -> None:
-    async with stdio_agent(_base_env(), tmp_path, "serve", "--sandbox") as agent:
+    """In the 2026-07-28 era (the SDK's default): the tools, results and a paid solve over stdio."""
+    async with stdio_agent(_base_env(), tmp_path, "serve", "--sandbox", mode="auto") as agent:
+        assert {tool.name for tool in (await agent.client.list_tools()).tools} == ALL_TOOLS
         assert (await agent.ok("get_balance"))["sandbox"] is True
         solve = await agent.ok("create_solve", {"type": "hcaptcha", "sitekey": "sandbox-solve-100ms", "url": "https://a.example/", "wait_seconds": 5})
         assert "SANDBOX" in solve["token"]
@@ -59,11 +57,15 @@ async def test_stdio_sandbox_flag_runs_offline_without_a_key(tmp_path: Path) -> 
         assert paid["rail"] == "x402" and paid["cost_usd"] == "0.012" and "SANDBOX" in paid["token"]
 
 
-async def test_read_only_flag_hides_spending_tools(tmp_path: Path) -> None:
+async def test_read_only_flag_hides_spending_tools_and_a_server_without_credentials_guides(tmp_path: Path) -> None:
+    """Launched with no credentials at all, the server still starts and lists its tools (all seven
+    on a bare launch, in the start-up test below); a call tells the agent how to add a key."""
     async with stdio_agent(_base_env(), tmp_path, "--read-only") as agent:
         tools = (await agent.client.list_tools()).tools
+        text = await agent.error("get_balance")
     assert {t.name for t in tools} == {"get_solve", "list_solves", "get_balance", "get_pricing"}
     assert all(t.annotations and t.annotations.read_only_hint for t in tools)
+    assert "no_payment_method" in text and "NONECAP_API_KEY" in text and "nonecap-mcp auth login" in text
 
 
 # What only a tool call (or the team server) needs: none of it may load before tools/list is answered.
@@ -85,7 +87,7 @@ async def test_start_up_to_tools_list_loads_nothing_only_a_call_needs(tmp_path: 
     env = _base_env(NONECAP_STATE_DIR=str(tmp_path / "state"))  # no ledger from earlier runs to check at start-up
     command = [sys.executable, "-X", "importtime", "-m", "nonecap_mcp"]
     async with launched(command, env, tmp_path / "stderr.log", cwd=ROOT) as agent:
-        assert len((await agent.client.list_tools()).tools) == 7
+        assert {tool.name for tool in (await agent.client.list_tools()).tools} == ALL_TOOLS  # no credentials: all seven
     trace = (tmp_path / "stderr.log").read_text().splitlines()
     loaded = {line.rpartition("|")[2].strip() for line in trace if line.startswith("import time:")}
     assert {"mcp.server.mcpserver", "nonecap_mcp.tools", "nonecap_mcp.tools.state"} <= loaded  # the trace is whole

@@ -1,8 +1,10 @@
 """Upstream TLS as hosts meet it: always verified, against the system's bundle or SSL_CERT_FILE.
 
 The sandbox speaks plain HTTP, so a small TLS terminator on 127.0.0.1 stands in front of it with
-a certificate from a throwaway CA. The server runs over stdio as a host launches it: the one TLS
-context every client shares (`http_io.tls_context`) is made in that process, from its environment.
+a certificate from a throwaway CA. The one TLS context every client shares (`http_io.tls_context`)
+is made once per process, from its environment: the server given SSL_CERT_FILE runs over stdio as a
+host launches it; the one without runs in the test's own process, whose trust (the system's, or any
+SSL_CERT_FILE the run has) cannot include a CA made a moment ago.
 """
 
 from __future__ import annotations
@@ -17,14 +19,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import sandbox_env
+from conftest import Agent, sandbox_env
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from mcp import Client
 from test_stdio import _base_env, stdio_agent
 
+from nonecap_mcp.config import load_settings
 from nonecap_mcp.sandbox import SANDBOX_WALLET_KEY, Sandbox
+from nonecap_mcp.tools import build_server
 
 pytestmark = pytest.mark.anyio
 
@@ -110,8 +115,7 @@ async def test_an_https_upstream_is_trusted_through_ssl_cert_file_and_refused_wi
     """A corporate CA in SSL_CERT_FILE is honoured by every rail (credits API, x402 price table,
     the chain's RPC); without it the certificate is refused, nothing is sent in the clear, and the
     agent is told it could not connect, never to turn verification off."""
-    for run in ("trusted", "untrusted"):
-        (tmp_path / run).mkdir()
+    (tmp_path / "trusted").mkdir()
     with tls_front(sandbox.url.removeprefix("http://"), tmp_path) as (https, ca_file):
         upstream = {"NONECAP_API_BASE": https, "NONECAP_X402_BASE": https, "NONECAP_BASE_RPC_URL": f"{https}/rpc",
                     "NONECAP_WALLET_PRIVATE_KEY": SANDBOX_WALLET_KEY}  # fmt: skip
@@ -122,7 +126,7 @@ async def test_an_https_upstream_is_trusted_through_ssl_cert_file_and_refused_wi
             pricing = await agent.ok("get_pricing")
             assert pricing["x402_pay_to"] and not any("unavailable" in note for note in pricing["notes"]), pricing
         sandbox.clear_requests()
-        async with stdio_agent(_base_env(**sandbox_env(sandbox, **upstream)), tmp_path / "untrusted") as agent:
-            text = await agent.error("list_solves")
+        async with Client(build_server(load_settings(sandbox_env(sandbox, **upstream))), mode="legacy") as client:
+            text = await Agent(client).error("list_solves")
         assert "connection_error" in text and '"action": "retry"' in text and "verify" not in text.lower()
         assert sandbox.requests == []  # the handshake failed: nothing reached the API
