@@ -288,9 +288,9 @@ def cut_in_flight(send: Callable[[], httpx.Response], cut: Callable[[], None]) -
 # so starting the long ones first lets the workers finish together instead of one running a long
 # module alone at the end. Measured with `--durations`; a module missing here only runs later.
 LONGEST_FIRST = (
-    "test_credits_concurrency", "test_replicas", "test_real_clients", "test_tools_x402", "test_bounds",
-    "test_creates", "test_tools_credits", "test_payments_truth", "test_bundle", "test_cli", "test_doctor",
-    "test_x402_signing", "test_http",
+    "test_real_clients", "test_bounds", "test_credits_concurrency", "test_tools_credits", "test_creates",
+    "test_replicas", "test_x402_cap", "test_tools_x402", "test_payments_truth", "test_cli", "test_packaging",
+    "test_live_api", "test_http", "test_credentials", "test_bundle", "test_stdio", "test_config", "test_x402_types",
 )
 
 
