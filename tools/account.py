@@ -61,17 +61,20 @@ async def _usdc_figure(state: AppState, balance: Balance, address: str, network:
     balance.usdc_balance = str(await usdc_balance(address, rpc_url=state.rpc_url, network=network))
 
 
-async def _fill(balance: Balance, rail: str, figures: tuple[str, ...], work: Awaitable[None]) -> NoneCapError | None:
-    """Run one step of the balance; on failure note which figures it left missing and why.
+async def _by_the_deadline(work: Awaitable[None]) -> None:
+    """`work`, stopped at the call's deadline whatever it waits on (an exchange ends there anyway;
+    a silent keyring or the first derivation of the wallet's address would not), so that the
+    figures already read are returned rather than lost to the call's backstop."""
+    with anyio.move_on_after(seconds_left() + STEP_GRACE_SECONDS) as scope:
+        await work
+    if scope.cancelled_caught:
+        raise NoneCapError("deadline_exceeded", "No answer within this call's limit.")
 
-    The step stops at the call's deadline whatever it waits on (an exchange ends there anyway;
-    a silent keyring or the first derivation of the wallet's address would not), so the figures
-    already read are returned rather than lost to the call's backstop."""
+
+async def _fill(balance: Balance, rail: str, figures: tuple[str, ...], work: Awaitable[None]) -> NoneCapError | None:
+    """Run one step of the balance; on failure note which figures it left missing and why."""
     try:
-        with anyio.move_on_after(seconds_left() + STEP_GRACE_SECONDS) as scope:
-            await work
-        if scope.cancelled_caught:
-            raise NoneCapError("deadline_exceeded", "No answer within this call's limit.")
+        await work
     except NoneCapError as exc:
         if exc.code in NOT_CONFIGURED_CODES:
             return exc  # a rail the user never set up is not news in every balance
@@ -110,7 +113,7 @@ async def balance_for(state: AppState) -> Balance:
     failures: list[NoneCapError] = []
 
     async def read(rail: str, fill: Callable[[AppState, Balance], Awaitable[None]], figures: tuple[str, ...]) -> None:
-        if (exc := await _fill(balance, rail, figures, fill(state, balance))) is not None:
+        if (exc := await _fill(balance, rail, figures, _by_the_deadline(fill(state, balance)))) is not None:
             failures.append(exc)
 
     async with anyio.create_task_group() as group:  # side by side: a stalled rail cannot starve the other
