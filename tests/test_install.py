@@ -95,7 +95,7 @@ def test_dry_run_prints_the_change_and_writes_nothing(tmp_path: Path) -> None:
     config.write_text('{"mcpServers": {}}')
     result = run(tmp_path, "install", "windsurf", "--config", str(config), "--dry-run")
     assert result.returncode == 0, result.stderr
-    assert f'+    "nonecap": {{' in result.stdout and f'"command": "{SCRIPT}"' in result.stdout
+    assert '+    "nonecap": {' in result.stdout and f'"command": "{SCRIPT}"' in result.stdout
     assert "nothing was written" in result.stdout
     assert config.read_text() == '{"mcpServers": {}}' and backups(config) == []
     missing = tmp_path / "absent" / "config.json"
