@@ -281,6 +281,10 @@ def test_sitekey_plans() -> None:
     assert plan_for("sandbox-expire-1000s") == Plan("expired", None, ms(120_000), "expired")
     assert plan_for("sandbox-hang") == Plan("expired", ms(200), ms(120_000), "expired")
     assert "sandbox-hang" in TEST_SITEKEYS and "<any other sitekey>" in TEST_SITEKEYS
+    # The vendors' own test keys: passing ones solve like any sitekey, Turnstile's blocking ones fail.
+    for passing in ("10000000-ffff-ffff-ffff-000000000001", "6LeIxAcTAAAAAJcZVRqyHh71UMIEGNQ_MXjiZKhI", "3x00000000000000000000FF"):
+        assert plan_for(passing) == Plan("solved", ms(300), ms(1500))
+    assert plan_for("2x00000000000000000000BB") == Plan("failed", ms(60), ms(300), "token_not_granted")
 
 
 @pytest.mark.parametrize("sitekey", ["sandbox-fail-proxy_eror", "sandbox-solve-3", "sandbox-hang-1s"])

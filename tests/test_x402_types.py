@@ -95,6 +95,15 @@ async def test_an_image_as_a_data_url_and_one_that_fails(payer: Agent, sandbox: 
     assert len(sandbox.settlements) == 1
 
 
+@pytest.mark.parametrize(("sitekey", "outcome"), [("1x00000000000000000000AA", "solved"), ("2x00000000000000000000AB", "failed")])
+async def test_turnstiles_own_test_sitekeys_pass_or_block_as_cloudflare_documents(
+    payer: Agent, sandbox: Sandbox, sitekey: str, outcome: str
+) -> None:
+    solve = await payer.ok("create_solve", args("turnstile", sitekey=sitekey))
+    assert solve["status"] == outcome
+    assert len(sandbox.settlements) == (outcome == "solved")  # a blocked one costs nothing
+
+
 async def test_auto_sends_a_type_only_x402_sells_to_x402_even_with_an_api_key(both: Agent, sandbox: Sandbox) -> None:
     hcaptcha = await both.ok("create_solve", args("hcaptcha"))
     turnstile = await both.ok("create_solve", args("turnstile", rail="auto"))

@@ -136,8 +136,18 @@ TEST_SITEKEYS: dict[str, str] = {
         "then expired (for timeout and cancel tests)"
     ),
     "sandbox-<anything else>": "422 validation_error (param sitekey), so a mistyped test sitekey is caught",
+    "2x00000000000000000000AB, 2x00000000000000000000BB (Turnstile's always-blocking test keys)": (
+        f"failed after {FAIL_MS} ms with error.code token_not_granted"
+    ),
     "<any other sitekey>": f"solved after {NORMAL_MS / 1000:g} s ({NORMAL_MS // 5} ms queued)",
 }
+
+# The captcha vendors' own test sitekeys behave here as their documentation says, so an agent tried
+# on a page that uses one meets what the live widget does: the passing ones (hCaptcha's
+# 10000000-ffff-ffff-ffff-000000000001, reCAPTCHA v2's 6LeIxAcTAAAAAJcZVRqyHh71UMIEGNQ_MXjiZKhI,
+# Turnstile's 1x…AA, 1x…BB and 3x…FF) solve like any other sitekey; Turnstile's "always blocks"
+# keys grant no token.
+VENDOR_BLOCKING_SITEKEYS = frozenset({"2x00000000000000000000AB", "2x00000000000000000000BB"})
 
 _DURATION = r"(?P<n>\d{1,9})(?P<unit>ms|s)"
 _SOLVE = re.compile(rf"sandbox-solve-{_DURATION}")
@@ -161,6 +171,8 @@ class Plan:
 
 def plan_for(sitekey: str) -> Plan:
     """The plan a sitekey asks for; a `sandbox-` sitekey that matches no pattern is a 422."""
+    if sitekey in VENDOR_BLOCKING_SITEKEYS:
+        return Plan("failed", FAIL_MS // 5, FAIL_MS, "token_not_granted")
     if not sitekey.startswith("sandbox-"):
         return _solved(NORMAL_MS)
     if sitekey == "sandbox-hang":
