@@ -43,11 +43,6 @@ from nonecap_mcp.config import TIME_SCALE_ENV, Settings, load_settings, scaled  
 from nonecap_mcp.sandbox import SANDBOX_API_KEY, SANDBOX_WALLET_KEY, Sandbox  # noqa: E402
 from nonecap_mcp.tools import build_server  # noqa: E402
 
-# The in-process servers share this process's imports. A server imports eth_account (~1 s of CPU)
-# at its wallet's first use, by design not at start-up; imported here once, that cost never falls
-# inside one test's compressed bound (4 s) on a busy box. Servers the tests spawn still pay it.
-import eth_account  # noqa: E402, F401
-
 # The developer's real keyring must never feed the tests (nor the tests write to it).
 os.environ.setdefault("PYTHON_KEYRING_BACKEND", "keyring.backends.null.Keyring")
 # Nor their state directory: a server or CLI process started without NONECAP_STATE_DIR lands here.
@@ -74,6 +69,15 @@ STATE_DIR: list[Path] = []  # this test's own state directory (ledger, create lo
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _wallet_library_loaded() -> None:
+    """The in-process servers share this process's imports. A server imports eth_account (~1 s of
+    CPU) at its wallet's first use, by design not at start-up; imported once per process that runs
+    tests (not in the xdist controller, which runs none), that cost never falls inside one test's
+    compressed bound (4 s) on a busy box. Servers the tests spawn still pay it."""
+    import eth_account  # noqa: F401
 
 
 @pytest.fixture(scope="session")
