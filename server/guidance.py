@@ -178,17 +178,22 @@ _BY_STATUS_FALLBACK: dict[bool, Guidance] = {
     False: _g("fix_parameter", False, "The request was refused; read the message and fix the call before retrying."),
 }
 # An API code this client does not know yet (the API adds codes) still has a status that says what kind
-# of refusal it is: a new throttle is not the agent's input to fix.
-_BY_STATUS: dict[int, Guidance] = {
+# of refusal it is: a new throttle is not the agent's input to fix. Only NoneCap's own envelope speaks
+# for the key and the account: a 401-403 without one (`http_403`, say from a proxy or WAF in front of
+# the API) gets the plain fallback, never "replace your key".
+_THROTTLED = _g("wait_and_retry", True, "NoneCap (or a gateway in front of it) is limiting requests; wait retry_after_seconds (or a minute), then retry.")
+_BY_ENVELOPED_STATUS: dict[int, Guidance] = {
     401: API_ERRORS["unauthorized"],
     402: API_ERRORS["insufficient_credits"],
     403: API_ERRORS["forbidden"],
-    429: _g("wait_and_retry", True, "NoneCap is limiting requests; wait retry_after_seconds (or a minute), then retry."),
 }
 
 
-def _by_status(status: int) -> Guidance:
-    return _BY_STATUS.get(status) or _BY_STATUS_FALLBACK[status >= 500]
+def _by_status(code: str, status: int) -> Guidance:
+    if status == 429:
+        return _THROTTLED
+    enveloped = code != f"http_{status}"
+    return (enveloped and _BY_ENVELOPED_STATUS.get(status)) or _BY_STATUS_FALLBACK[status >= 500]
 
 
 class UnregisteredCodeWarning(RuntimeWarning):
@@ -212,7 +217,7 @@ def for_code(code: str) -> Guidance:
 def for_api_error(code: str, http_status: int, retry_after: float | None = None) -> Guidance:
     """Guidance for an API error: the API's own codes, then ours (a 200 this client cannot read
     is `unexpected_response`, not a refusal); unknown codes fall back on the status class."""
-    base = API_ERRORS.get(code) or LOCAL.get(code) or _by_status(http_status)
+    base = API_ERRORS.get(code) or LOCAL.get(code) or _by_status(code, http_status)
     return base.model_copy(update={"retry_after_seconds": retry_after}) if retry_after is not None else base
 
 

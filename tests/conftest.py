@@ -186,10 +186,11 @@ class Timed:
     def within(self, bound: float) -> bool:
         """Whether the call came back within `bound` in the time it was given to run. In compressed
         time a bound is a few seconds, and a box running more workers than cores can starve the event
-        loop for as long: that wait is the box's, not the server's. A missing bound still fails (an
-        upstream stall outlasts any bound), and on an idle box this is the bound itself; the figures
-        at their real values are proven by the `real_time` tests."""
-        return self.seconds - self.starved < bound
+        loop for as long: that wait is the box's, not the server's, up to half the bound (so a bound
+        overshot 1.5x fails however busy the box). A missing bound still fails (an upstream stall
+        outlasts any bound), and on an idle box this is the bound itself; the figures at their real
+        values are proven by the `real_time` tests."""
+        return self.seconds - min(self.starved, bound / 2) < bound
 
 
 async def timed(agent: Agent, name: str, arguments: dict[str, Any]) -> Timed:

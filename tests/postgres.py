@@ -89,8 +89,10 @@ class SharedCluster:
             with postgres_cluster() as url:
                 self._publish(url)
                 self._done.wait()
-        except (Exception, pytest.skip.Exception) as exc:  # the workers skip with the reason
+        except pytest.skip.Exception as exc:  # binaries or the postgres user missing: the workers skip
             self._publish(f"skip: {exc}")
+        except Exception as exc:  # a cluster that fails to start fails the tests that need it, never skips them
+            self._publish(f"error: {type(exc).__name__}: {exc}")
 
     def _publish(self, text: str) -> None:
         partial = self.file.with_suffix(".partial")
@@ -116,6 +118,8 @@ def shared_cluster_url(timeout: float = 120) -> str | None:
     text = path.read_text()
     if text.startswith("skip: "):
         pytest.skip(text.removeprefix("skip: "))
+    if text.startswith("error: "):
+        raise RuntimeError("the shared PostgreSQL did not start: " + text.removeprefix("error: "))
     return text
 
 

@@ -104,3 +104,13 @@ def test_an_unregistered_code_is_loud_not_silently_unexpected_response() -> None
 def test_the_x402_setup_timeout_is_not_called_an_unreadable_answer() -> None:
     error = NoneCapError("x402_http_504", "The x402 rail did not offer a payment in time; nothing was signed or paid.")
     assert error.guidance == guidance.X402_STATUSES[504] and "does not understand" not in error.guidance.hint
+
+
+def test_a_refusal_without_nonecaps_envelope_never_blames_the_key_or_the_account() -> None:
+    """A 401-403 without NoneCap's error envelope (`http_403`) may come from a proxy or WAF in front
+    of the API: the plain fallback, not "replace your key" or "top up"; a 429 is a throttle whoever sent it."""
+    assert guidance.for_api_error("http_403", 403).action == "fix_parameter"
+    assert guidance.for_api_error("http_401", 401).action == "fix_parameter"
+    assert guidance.for_api_error("http_402", 402).action == "fix_parameter"
+    assert guidance.for_api_error("http_429", 429).action == "wait_and_retry"
+    assert guidance.for_api_error("ext_new_code", 403).action == "check_api_key"  # NoneCap's own envelope does speak for the key

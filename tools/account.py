@@ -78,8 +78,10 @@ async def _fill(balance: Balance, rail: str, figures: tuple[str, ...], work: Awa
     except NoneCapError as exc:
         if exc.code in NOT_CONFIGURED_CODES:
             return exc  # a rail the user never set up is not news in every balance
-        missing = ", ".join(name for name in figures if getattr(balance, name) is None)
-        balance.notes.append(f"{rail}: {missing} unavailable ({exc.code}): {exc.message}")
+        named = " ".join(balance.notes)  # a figure an inner step already explained is not blamed twice
+        missing = ", ".join(name for name in figures if getattr(balance, name) is None and name not in named)
+        if missing:
+            balance.notes.append(f"{rail}: {missing} unavailable ({exc.code}): {exc.message}")
         return exc
     return None
 
