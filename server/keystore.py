@@ -161,9 +161,16 @@ def _check_not_stuck() -> None:
         )
 
 
-def _timed_out(call: _Call[Any], timeout: float) -> KeystoreError:
+def _left_waiting(call: _Call[Any]) -> None:
+    """Remember a request nobody waits for any more: until it answers, later requests fail at once
+    (`_check_not_stuck`) instead of each leaving one more thread waiting on the same silent keyring."""
     global _stuck
-    _stuck = call
+    if not call.done.is_set():
+        _stuck = call
+
+
+def _timed_out(call: _Call[Any], timeout: float) -> KeystoreError:
+    _left_waiting(call)
     return KeystoreError(
         f"The OS keyring did not answer within {timeout:g} s (while trying to {call.what}). "
         "It may be locked and waiting for an unlock prompt, or its D-Bus service may "
@@ -233,6 +240,9 @@ async def _run_async(what: str, fn: Callable[[], T], timeout: float) -> T:
             await finished.wait()
     except TimeoutError:
         raise _timed_out(call, timeout) from None
+    except anyio.get_cancelled_exc_class():
+        _left_waiting(call)  # the caller gave up first (its call's deadline); the thread still waits on the keyring
+        raise
     try:
         return call.result()
     except Exception as exc:

@@ -197,6 +197,7 @@ async def test_a_silent_keyring_costs_get_balance_only_the_wallets_figures(sandb
         settings = load_settings(sandbox_env(sandbox, NONECAP_KEYRING_TIMEOUT="30"))
         async with Client(build_server(settings), mode="legacy") as client:
             call = await timed(Agent(client), "get_balance", {})
+            again = await timed(Agent(client), "get_balance", {})
     finally:
         backend.release.set()
         keystore.set_backend(None)
@@ -204,6 +205,11 @@ async def test_a_silent_keyring_costs_get_balance_only_the_wallets_figures(sandb
     balance = json.loads(call.text)
     assert balance["credits_balance"] == 100 and balance["wallet_address"] is None
     assert any(note.startswith("x402: wallet_address") and "(deadline_exceeded)" in note for note in balance["notes"]), balance
+    # The read left waiting is remembered: the next call says so at once instead of waiting out its
+    # own bound beside one more thread stuck on the same keyring.
+    second = json.loads(again.text)
+    assert not again.is_error and again.seconds < 1 and second["credits_balance"] == 100, again
+    assert any("still not answering an earlier request" in note for note in second["notes"]), second
 
 
 class RawStdio:
