@@ -152,8 +152,8 @@ class CreditsAPI:
         )
 
     @staticmethod
-    def _retryable(method: str, error: APIError) -> bool:
-        if method == "POST":
+    def _retryable(creates: bool, error: APIError) -> bool:
+        if creates:
             return error.code in _POST_RETRYABLE
         return error.http_status >= 500 or error.http_status == 429
 
@@ -165,13 +165,18 @@ class CreditsAPI:
         *,
         long_poll_until: float | None = None,
         deadline: float | None = None,
+        idempotent: bool = False,
     ) -> dict[str, Any]:
         """One API call (`call(client, wait)`, `method path` as nonecap sends it) with the
-        retry rules above; returns the decoded JSON object.
+        retry rules above; returns the decoded JSON object. A POST that may create (and charge) is
+        never re-sent after an outcome it cannot know; an `idempotent` one (a verdict that a repeat
+        only restates) is retried like a read.
 
         With `long_poll_until` (monotonic), each attempt asks `?wait` for the time left then,
         so a retry never makes the call outlast its caller's deadline.
         """
+
+        creates = method == "POST" and not idempotent
 
         async def attempt() -> dict[str, Any]:
             wait = _seconds_left(long_poll_until)
@@ -182,7 +187,7 @@ class CreditsAPI:
             except NEVER_SENT as exc:
                 raise APIConnectionError(f"Could not connect to NoneCap ({type(exc).__name__}).") from None
             except (httpx.TransportError, Redirected, ResponseTooLarge) as exc:
-                if method == "POST":  # answered or maybe delivered: a solve may exist
+                if creates:  # answered or maybe delivered: a solve may exist
                     raise _MaybeSent(str(exc) or type(exc).__name__) from exc
                 raise self._unread(exc) from None
             return self._decode(reply)
@@ -190,7 +195,7 @@ class CreditsAPI:
         def retry_after_if_retryable(exc: Exception) -> float | None:
             if isinstance(exc, APIConnectionError):
                 return 0.0
-            if isinstance(exc, APIError) and self._retryable(method, exc):
+            if isinstance(exc, APIError) and self._retryable(creates, exc):
                 return exc.retry_after or 0.0
             return None
 
@@ -491,18 +496,16 @@ class CreditsAPI:
         return Account.model_validate(await self._request("GET", "/v1/me", lambda client, _: client.me()))
 
     async def report_feedback(self, solve_id: str, outcome: str, *, reason: str | None = None, context: str | None = None) -> Feedback:
-        """POST /v1/solves/{id}/feedback: free, and idempotent per solve (a repeat corrects the
-        verdict), so a lost answer is safe to report again; `_request` retries rate limits and pool_exhausted.
+        """POST /v1/solves/{id}/feedback: free, and idempotent per solve (a repeat restates or corrects
+        the verdict), so an answer lost mid-request is retried like a read's (`idempotent`).
         `reason` and `context` are cut to what NoneCap keeps, as NoneCap itself would: a site's long
         rejection text is still worth reporting."""
         path = f"/v1/solves/{check_solve_id(solve_id)}/feedback"
         reason, context = reason and reason[:FEEDBACK_REASON_CHARS], context and context[:FEEDBACK_CONTEXT_CHARS]
-        try:
-            data = await self._request(
-                "POST", path, lambda client, _: client.feedback.report(solve_id, outcome=outcome, reason=reason, context=context)
-            )
-        except _MaybeSent as exc:
-            raise APIConnectionError(f"The connection to NoneCap failed mid-request ({exc}); reporting again is safe.") from None
+        data = await self._request(
+            "POST", path, lambda client, _: client.feedback.report(solve_id, outcome=outcome, reason=reason, context=context),
+            idempotent=True,
+        )
         try:
             return Feedback.model_validate(data)
         except ValueError:

@@ -194,6 +194,18 @@ async def test_report_errors_are_explained(agent: Agent, sandbox: Sandbox) -> No
 
 
 @one_era
+async def test_a_report_whose_answer_was_lost_is_sent_again(agent: Agent, sandbox: Sandbox) -> None:
+    """A report only restates a verdict, so unlike a create it is safe to repeat when its answer is
+    lost mid-request: the first was recorded, the second restates it (no new count), and the agent
+    sees a result instead of an error."""
+    solve = await agent.ok("create_solve", solve_args("sandbox-solve-50ms"))
+    sandbox.inject_fault(method="POST", path="/v1/solves/*", action="drop_after")
+    report = await agent.ok("report_solve", {"id": solve["id"], "outcome": "accepted"})
+    assert (report["outcome"], report["report_count"]) == ("accepted", 1)
+    assert sum(r.method == "POST" and r.path.endswith("/feedback") for r in sandbox.requests) == 2
+
+
+@one_era
 async def test_a_long_rejection_text_is_reported_cut_to_what_nonecap_keeps(agent: Agent) -> None:
     solve = await agent.ok("create_solve", solve_args("sandbox-solve-50ms"))
     report = await agent.ok("report_solve", {"id": solve["id"], "outcome": "rejected", "reason": "r" * 600, "context": "c" * 3000})

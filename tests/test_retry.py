@@ -130,7 +130,7 @@ def test_a_huge_retry_after_gives_finite_guidance() -> None:
     ],
 )
 def test_credits_retry_rules(method: str, status: int, code: str, retryable: bool) -> None:
-    assert CreditsAPI._retryable(method, api_error(status, code)) is retryable
+    assert CreditsAPI._retryable(method == "POST", api_error(status, code)) is retryable
 
 
 # -- the loop --------------------------------------------------------------------------
