@@ -19,7 +19,6 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from child_process import child_env
 from conftest import Agent, sandbox_env
-from nonecap_mcp.cli import main
+from in_process import run_main
 from nonecap_mcp.sandbox import SANDBOX_WALLET_KEY, Sandbox
 
 
@@ -45,18 +44,6 @@ def _free_port() -> int:
 def _cli_process(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     """`nonecap-mcp *args` as a process of its own."""
     return subprocess.run([sys.executable, "-m", "nonecap_mcp", *args], env=env, capture_output=True, text=True, timeout=30)
-
-
-def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    """`nonecap-mcp *args` run by the CLI's own `main` in this process, under `env`'s NONECAP_
-    settings, its output captured: what `_cli_process` returns, without the interpreter start-up."""
-    out, err = io.StringIO(), io.StringIO()
-    with pytest.MonkeyPatch.context() as patch, redirect_stdout(out), redirect_stderr(err):
-        for name, value in env.items():
-            if name.startswith("NONECAP_"):
-                patch.setenv(name, value)
-        code = main(list(args))
-    return subprocess.CompletedProcess(["nonecap-mcp", *args], code, out.getvalue(), err.getvalue())
 
 
 def serve_http(env: dict[str, str], *, stderr: Any, flags: tuple[str, ...] = ()) -> tuple[subprocess.Popen[str], str]:
@@ -117,9 +104,10 @@ def team(_sandbox_server: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> 
     env = child_env(**sandbox_env(_sandbox_server, NONECAP_STATE_DIR=str(state), NONECAP_DAILY_CREDIT_BUDGET="1000",
                                          NONECAP_WALLET_PRIVATE_KEY=SANDBOX_WALLET_KEY))
     tokens = {}
-    for run, name, flags in ((_cli_process, "alice", ()), (_cli, "viewer", ("--read-only",)),
-                             (_cli, "capped", ("--daily-credit-budget", "2")), (_cli, "frugal", ("--daily-budget-usd", "0.02"))):
-        added = run(env, "clients", "add", name, *flags)
+    for own_process, name, flags in ((True, "alice", ()), (False, "viewer", ("--read-only",)),
+                                     (False, "capped", ("--daily-credit-budget", "2")), (False, "frugal", ("--daily-budget-usd", "0.02"))):
+        argv = ["clients", "add", name, *flags]  # one as its own process, the entry point as installed
+        added = _cli_process(env, *argv) if own_process else run_main(argv, env)
         assert added.returncode == 0, added.stderr
         tokens[name] = added.stdout.strip()
     process, url = serve_http(env, stderr=subprocess.PIPE, flags=("--log-json", "--log-level", "INFO"))
@@ -150,7 +138,7 @@ async def alice(team: Team, sandbox: Sandbox, mode: str) -> AsyncIterator[Agent]
 
 def test_clients_add_prints_only_the_token_and_list_never_shows_it(team: Team) -> None:
     assert all(token.startswith("ncm_") and len(token) > 40 for token in team.tokens.values())
-    listed = _cli(team.env, "clients", "list")
+    listed = run_main(["clients", "list"], team.env)
     assert "alice" in listed.stdout and "viewer" in listed.stdout and "read-only" in listed.stdout
     assert all(token not in listed.stdout + listed.stderr for token in team.tokens.values())
     registry = (Path(team.env["NONECAP_STATE_DIR"]) / "state.sqlite3").read_bytes()
@@ -208,12 +196,12 @@ async def test_a_read_only_client_neither_sees_nor_runs_spending_tools(team: Tea
 
 
 def test_a_removed_client_is_refused_at_once(team: Team) -> None:
-    token = _cli(team.env, "clients", "add", "temp").stdout.strip()
+    token = run_main(["clients", "add", "temp"], team.env).stdout.strip()
     headers = {"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream",
                "Content-Type": "application/json"}
     ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
     assert httpx.post(f"{team.url}/mcp", headers=headers, json=ping).status_code != 401
-    assert _cli(team.env, "clients", "remove", "temp").returncode == 0
+    assert run_main(["clients", "remove", "temp"], team.env).returncode == 0
     assert httpx.post(f"{team.url}/mcp", headers=headers, json=ping).status_code == 401
 
 
@@ -249,7 +237,7 @@ async def test_a_clients_credit_budget_is_its_own_and_solves_carry_its_name(team
         listed = {s["id"]: s.get("client") for s in (await alice.ok("list_solves", {"limit": 10}))["data"]}
         assert [listed[s["id"]] for s in (*made, theirs)] == ["capped", "capped", "alice"]
         assert (await alice.ok("get_solve", {"id": made[0]["id"]}))["client"] == "capped"
-    rows = json.loads(_cli(team.env, "spend", "--json").stdout)
+    rows = json.loads(run_main(["spend", "--json"], team.env).stdout)
     credits = {r["client"]: r["credits"] for r in rows if r["rail"] == "credits"}
     assert credits["capped"] == 2 and credits["alice"] >= 1  # alice also solved in other tests of this module
 
@@ -298,10 +286,10 @@ async def test_a_clients_usd_budget_holds_its_x402_payments(team: Team, sandbox:
         listed = {s["id"]: s.get("client") for s in (await alice.ok("list_solves", {"rail": "x402"}))["data"]}
         assert listed[first["id"]] == "frugal"
     # `spend` gives each client its own x402 row, with its own USD (none left in a client-less row).
-    rows = {r["client"]: r for r in json.loads(_cli(team.env, "spend", "--json").stdout) if r["rail"] == "x402"}
+    rows = {r["client"]: r for r in json.loads(run_main(["spend", "--json"], team.env).stdout) if r["rail"] == "x402"}
     assert set(rows) == {"frugal", "alice"}
     assert all((row["solved"], row["usd_settled"], row["usd_unknown"]) == (1, "0.012", "0") for row in rows.values())
-    table = csv.DictReader(io.StringIO(_cli(team.env, "spend", "--csv").stdout))
+    table = csv.DictReader(io.StringIO(run_main(["spend", "--csv"], team.env).stdout))
     assert {(r["client"], r["usd_settled"]) for r in table if r["rail"] == "x402"} == {("frugal", "0.012"), ("alice", "0.012")}
-    chart = [line.split() for line in _cli(team.env, "spend").stdout.splitlines() if " x402 " in line]
+    chart = [line.split() for line in run_main(["spend"], team.env).stdout.splitlines() if " x402 " in line]
     assert sorted((line[2], line[6]) for line in chart) == [("alice", "0.012"), ("frugal", "0.012")]

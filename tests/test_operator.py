@@ -6,9 +6,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import subprocess
 import sys
-from contextlib import redirect_stdout
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,9 +18,9 @@ import pytest
 from child_process import child_env
 from conftest import ROOT, Agent, sandbox_env
 from host_launch import launched
+from in_process import run_main
 from mcp import Client
 
-from nonecap_mcp.cli import main
 from nonecap_mcp.config import load_settings
 from nonecap_mcp.errors import ConfigurationError
 from nonecap_mcp.sandbox import SANDBOX_WALLET_KEY, Sandbox
@@ -153,17 +153,15 @@ def spend(sandbox: Sandbox, *flags: str) -> str:
     return done.stdout
 
 
-def spend_here(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, *flags: str) -> str:
-    """The same command through the CLI's own entry point in this process: what it reports, without
-    a Python start-up per report (`spend` above runs it as its own process)."""
-    monkeypatch.setenv("NONECAP_STATE_DIR", sandbox_env(sandbox)["NONECAP_STATE_DIR"])
-    out = io.StringIO()
-    with redirect_stdout(out):
-        assert main(["spend", *flags]) == 0
-    return out.getvalue()
+def spend_here(sandbox: Sandbox, *flags: str) -> str:
+    """The same command through the CLI's own entry point in this process (`in_process.run_main`):
+    what it reports, without a Python start-up per report (`spend` above runs it as its own process)."""
+    done = run_main(["spend", *flags], {**os.environ, "NONECAP_STATE_DIR": sandbox_env(sandbox)["NONECAP_STATE_DIR"]})
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
-async def test_spend_reports_credits_per_day_in_three_formats(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_spend_reports_credits_per_day_in_three_formats(sandbox: Sandbox) -> None:
     async with await agent_with(sandbox) as client:
         agent = Agent(client)
         await agent.ok("create_solve", args())
@@ -172,15 +170,13 @@ async def test_spend_reports_credits_per_day_in_three_formats(sandbox: Sandbox, 
     today = datetime.now(UTC).date().isoformat()
     rows = json.loads(spend(sandbox, "--json"))
     assert [(r["day"], r["rail"], r["solves"], r["credits"]) for r in rows] == [(today, "credits", 3, 2)]
-    table = list(csv.DictReader(io.StringIO(spend_here(sandbox, monkeypatch, "--csv", "--days", "2"))))
+    table = list(csv.DictReader(io.StringIO(spend_here(sandbox, "--csv", "--days", "2"))))
     assert [(r["day"], r["solves"], r["credits"]) for r in table] == [(today, "3", "2")]
-    chart = spend_here(sandbox, monkeypatch)
+    chart = spend_here(sandbox)
     assert today in chart and "#" * 40 in chart
 
 
-async def test_spend_counts_x402_solves_from_the_ledger_not_refused_starts(
-    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_spend_counts_x402_solves_from_the_ledger_not_refused_starts(sandbox: Sandbox) -> None:
     """A paid solve is a solve with its USD; a start the policy refused before signing (a 402
     paying someone else) is neither, though the rate limit saw it start."""
     async with await agent_with(sandbox, NONECAP_WALLET_PRIVATE_KEY=SANDBOX_WALLET_KEY) as client:
@@ -188,6 +184,6 @@ async def test_spend_counts_x402_solves_from_the_ledger_not_refused_starts(
         assert (await agent.ok("create_solve", args(rail="x402")))["status"] == "solved"
         sandbox.set_x402(1, {"payTo": "0x000000000000000000000000000000000000bEEF"})
         assert "x402" in await agent.error("create_solve", args(rail="x402"))
-    [row] = json.loads(spend_here(sandbox, monkeypatch, "--json"))
+    [row] = json.loads(spend_here(sandbox, "--json"))
     assert (row["rail"], row["solves"], row["solved"], row["usd_settled"]) == ("x402", 1, 1, "0.012"), row
 
