@@ -33,8 +33,11 @@ from mcp.client.stdio import stdio_client
 
 from nonecap_mcp import keystore
 from nonecap_mcp.config import load_settings
+from nonecap_mcp.errors import NoneCapError
+from nonecap_mcp.models import Balance
 from nonecap_mcp.sandbox import SANDBOX_WALLET_KEY, Sandbox
 from nonecap_mcp.tools import build_server
+from nonecap_mcp.tools.account import _fill
 
 PAGE = {"type": "hcaptcha", "sitekey": "10000000-ffff-ffff-ffff-000000000001", "url": "https://a.example/"}
 
@@ -210,6 +213,21 @@ async def test_a_silent_keyring_costs_get_balance_only_the_wallets_figures(sandb
     second = json.loads(again.text)
     assert not again.is_error and again.seconds < 1 and second["credits_balance"] == 100, again
     assert any("still not answering an earlier request" in note for note in second["notes"]), second
+
+
+@pytest.mark.anyio
+async def test_a_figure_one_step_already_explained_is_not_blamed_again_by_the_deadline() -> None:
+    """The wallet's steps note their own failures (a broken ledger); when the rail's reading is then
+    stopped at the deadline, its note names only what is still unexplained."""
+    balance = Balance(sandbox=True, wallet_address="0x" + "11" * 20)
+
+    async def fails(code: str) -> None:
+        raise NoneCapError(code, "it failed")
+
+    await _fill(balance, "x402", ("x402_spent_today_usd",), fails("local_state_error"))
+    await _fill(balance, "x402", ("wallet_address", "x402_spent_today_usd", "usdc_balance"), fails("deadline_exceeded"))
+    assert balance.notes == ["x402: x402_spent_today_usd unavailable (local_state_error): it failed",
+                             "x402: usdc_balance unavailable (deadline_exceeded): it failed"]
 
 
 class RawStdio:

@@ -71,6 +71,16 @@ async def _by_the_deadline(work: Awaitable[None]) -> None:
         raise NoneCapError("deadline_exceeded", "No answer within this call's limit.")
 
 
+_UNAVAILABLE = " unavailable "
+
+
+def _explained(balance: Balance, rail: str) -> set[str]:
+    """The figures this rail's notes already name (`<rail>: <figure>, <figure> unavailable (…)`)."""
+    prefix = f"{rail}: "
+    return {name for note in balance.notes if note.startswith(prefix)
+            for name in note.removeprefix(prefix).split(_UNAVAILABLE, 1)[0].split(", ")}
+
+
 async def _fill(balance: Balance, rail: str, figures: tuple[str, ...], work: Awaitable[None]) -> NoneCapError | None:
     """Run one step of the balance; on failure note which figures it left missing and why."""
     try:
@@ -78,10 +88,10 @@ async def _fill(balance: Balance, rail: str, figures: tuple[str, ...], work: Awa
     except NoneCapError as exc:
         if exc.code in NOT_CONFIGURED_CODES:
             return exc  # a rail the user never set up is not news in every balance
-        named = " ".join(balance.notes)  # a figure an inner step already explained is not blamed twice
-        missing = ", ".join(name for name in figures if getattr(balance, name) is None and name not in named)
+        explained = _explained(balance, rail)  # a figure an inner step already explained is not blamed twice
+        missing = ", ".join(name for name in figures if getattr(balance, name) is None and name not in explained)
         if missing:
-            balance.notes.append(f"{rail}: {missing} unavailable ({exc.code}): {exc.message}")
+            balance.notes.append(f"{rail}: {missing}{_UNAVAILABLE}({exc.code}): {exc.message}")
         return exc
     return None
 
