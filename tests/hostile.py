@@ -31,7 +31,8 @@ class Hostile:
     """An HTTP/1.1 server in its own thread whose every answer is `mode`'s misbehaviour.
 
     Modes: stall (accept, never answer), trickle (a byte a second), reset (close mid-body),
-    huge (a chunked body past 200 MB, made as it is read), html502 (a gateway's HTML page),
+    huge (a chunked body past 200 MB, made as it is read), html502 (a gateway's HTML page), waf403
+    (a web firewall's HTML refusal in front of the API),
     redirect (307), throttle (429 with an absurd Retry-After), storm (429, Retry-After 1, always),
     odd (wrong JSON types), bare (a solve with only id and status), dated (429 with an HTTP-date
     Retry-After and a Request-Id), echo (a 422 that repeats the request's headers and body), skew
@@ -133,6 +134,9 @@ class Hostile:
 
     async def _html502(self, writer: asyncio.StreamWriter, request: bytes) -> None:
         await self._send(writer, "502 Bad Gateway", b"<html><body><h1>502 Bad Gateway</h1></body></html>", kind="text/html")
+
+    async def _waf403(self, writer: asyncio.StreamWriter, request: bytes) -> None:
+        await self._send(writer, "403 Forbidden", b"<html><body>Request blocked by the firewall.</body></html>", kind="text/html")
 
     async def _redirect(self, writer: asyncio.StreamWriter, request: bytes) -> None:
         writer.write(self._head("307 Temporary Redirect", f"Location: http://127.0.0.1:{self.port}/elsewhere?token=abc", "Content-Length: 0"))

@@ -161,6 +161,16 @@ async def test_an_html_gateway_error_is_explained_and_a_create_is_reconciled_not
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("hostile", ["waf403"], indirect=True)
+async def test_a_firewalls_403_never_sends_the_user_to_replace_a_working_key(hostile: Hostile, tmp_path: Path) -> None:
+    """Only NoneCap's own error envelope speaks for the key: an HTML 403 from something in front of
+    the API is an unexplained refusal, not `check_api_key`."""
+    async with Client(build_server(load_settings(hostile_env(hostile, tmp_path))), mode="legacy") as client:
+        text = await Agent(client).error("list_solves")
+    assert "http_403 (HTTP 403" in text and '"action": "fix_parameter"' in text and "check_api_key" not in text
+
+
+@pytest.mark.anyio
 @pytest.mark.parametrize("hostile", ["throttle"], indirect=True)
 async def test_an_absurd_retry_after_is_capped_and_never_slept(hostile: Hostile, tmp_path: Path) -> None:
     async with Client(build_server(load_settings(hostile_env(hostile, tmp_path))), mode="legacy") as client:
