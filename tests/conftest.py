@@ -288,29 +288,39 @@ def cut_in_flight(send: Callable[[], httpx.Response], cut: Callable[[], None]) -
     return outcome[0]
 
 
-# The modules that take longest (real waits and spawned processes, the first run's npm installs
-# included), longest first: xdist hands out whole modules (--dist loadscope) in collection order,
-# so starting the long ones first lets the workers finish together instead of one running a long
-# module alone at the end. Measured with `--durations`; a module missing here only runs later.
-LONGEST_FIRST = (
-    "test_real_clients", "test_bounds", "test_credits_concurrency", "test_tools_credits", "test_creates",
-    "test_replicas", "test_x402_cap", "test_tools_x402", "test_payments_truth", "test_cli", "test_packaging",
-    "test_live_api", "test_http", "test_credentials", "test_bundle", "test_stdio", "test_config", "test_x402_types",
+# The order xdist hands modules out in (--dist loadscope, --no-loadscope-reorder): the long ones
+# first, so that no worker runs a long module alone at the end, alternating between those that
+# mostly wait on real time (bound and cap tests, solve durations) and those that mostly compute
+# (spawned servers, builds), so that the box's two cores stay busy while the waiters sleep.
+# test_real_clients and test_bundle come once the first wave is under way: in a fresh clone, the
+# background `npm ci` they wait on (`npm_packages.install_in_background`) has finished by then.
+# Measured with the timeline of `--durations`; a module missing here runs after these.
+MODULE_ORDER = (
+    "test_bounds", "test_replicas", "test_credits_concurrency", "test_cli", "test_x402_cap", "test_tools_credits",
+    "test_bundle", "test_tools_x402", "test_real_clients", "test_creates", "test_packaging", "test_payments_truth",
+    "test_stdio", "test_x402_types", "test_credentials", "test_live_api", "test_config", "test_http", "test_doctor",
 )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    rank = {name: i for i, name in enumerate(MODULE_ORDER)}
     items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))  # stable: each module keeps its order
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """Compile the package once, before any worker starts: the suite spawns ~150 server and CLI
     processes, and where PYTHONDONTWRITEBYTECODE is set (this CI's environment) each would compile
-    our sources again, as no installed copy ever does (pip compiles a wheel at install). Under
-    xdist, start the one PostgreSQL the workers share."""
+    our sources again, as no installed copy ever does (pip compiles a wheel at install). A whole-suite
+    run starts installing the pinned JS packages in the background (`npm_packages`); under xdist,
+    start the one PostgreSQL the workers share."""
     if not hasattr(config, "workerinput"):  # the xdist controller (or a run without xdist)
         import compileall
+
+        if config.args_source is pytest.Config.ArgsSource.TESTPATHS:  # the whole suite, as CI runs it
+            from npm_packages import install_in_background
+
+            if (installing := install_in_background()) is not None:
+                config.add_cleanup(installing.join)
 
         for package in ("server", "tools"):
             compileall.compile_dir(ROOT / package, quiet=1)
