@@ -13,7 +13,8 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,8 @@ from nonecap_mcp.redaction import RedactingFormatter, redact
 
 if TYPE_CHECKING:  # argparse loads only when there is a command line to parse (not on a bare start)
     import argparse
+
+    import uvicorn
 
     from mcp.server import MCPServer
 
@@ -213,36 +216,53 @@ def serve(settings: Settings, *, log_json: bool = False) -> int:
     return 0
 
 
-def stdio_server(settings: Settings) -> MCPServer:
-    """The server a host launches, built with the cyclic garbage collector paused.
+@contextmanager
+def _built_with_collector_paused() -> Iterator[None]:
+    """Build a long-lived server with the cyclic garbage collector paused, then freeze it.
 
-    Building it imports the SDK, pydantic and their schemas: some hundred thousand objects
-    that live as long as the process and leave a few hundred of garbage. The collector
-    would traverse them some 200 times while they load and once more at exit, 8% of a
-    bare start's instructions (callgrind). So it is paused meanwhile, and what was built is
-    frozen (`gc.freeze`: moved to the permanent generation, left out of every later
+    Building imports the SDK, pydantic and their schemas (for HTTP also starlette and uvicorn):
+    some hundred thousand objects that live as long as the process and leave a few hundred of
+    garbage. The collector would traverse them some 200 times while they load and once more
+    at exit, 8% of a bare start's instructions (callgrind). So it is paused meanwhile, and what
+    was built is frozen (`gc.freeze`: moved to the permanent generation, left out of every later
     collection); whatever a call allocates is collected as usual."""
     gc.disable()
     try:
-        from nonecap_mcp.tools import build_server
-
-        return build_server(settings)
+        yield
     finally:
         gc.freeze()
         gc.enable()
 
 
+def stdio_server(settings: Settings) -> MCPServer:
+    """The server a host launches (see `_built_with_collector_paused`)."""
+    with _built_with_collector_paused():
+        from nonecap_mcp.tools import build_server
+
+        return build_server(settings)
+
+
 def serve_http(settings: Settings, address: str, allowed_hosts: tuple[str, ...], *, log_json: bool = False) -> int:
     """Serve MCP over streamable HTTP to the clients registered with `clients add`."""
-    from nonecap_mcp.clients import ClientRegistry
-    from nonecap_mcp.store import database_for
-    from nonecap_mcp.tools.http import serve_http as run
-
     if not address.rpartition(":")[2].isdigit():
         raise ConfigurationError("invalid_config", "--http takes HOST:PORT, e.g. 127.0.0.1:8765.")
     setup_logging(settings.log_level, as_json=log_json)
-    run(settings, address, ClientRegistry(database_for(settings)), allowed_hosts)
-    return 0
+    server = http_server(settings, address, allowed_hosts)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    return 0 if server.started else 3  # uvicorn.run's STARTUP_FAILURE: the port was taken, say
+
+
+def http_server(settings: Settings, address: str, allowed_hosts: tuple[str, ...]) -> uvicorn.Server:
+    """The team server `serve --http` runs (see `_built_with_collector_paused`), not yet started."""
+    with _built_with_collector_paused():
+        from nonecap_mcp.clients import ClientRegistry
+        from nonecap_mcp.store import database_for
+        from nonecap_mcp.tools.http import http_server as build
+
+        return build(settings, address, ClientRegistry(database_for(settings)), allowed_hosts)
 
 
 def run_sandbox(port: int) -> int:

@@ -29,7 +29,7 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from child_process import child_env
+from child_process import child_env, run_python
 from conftest import Agent, sandbox_env
 from in_process import run_main
 from nonecap_mcp.sandbox import SANDBOX_WALLET_KEY, Sandbox
@@ -293,3 +293,36 @@ async def test_a_clients_usd_budget_holds_its_x402_payments(team: Team, sandbox:
     assert {(r["client"], r["usd_settled"]) for r in table if r["rail"] == "x402"} == {("frugal", "0.012"), ("alice", "0.012")}
     chart = [line.split() for line in run_main(["spend"], team.env).stdout.splitlines() if " x402 " in line]
     assert sorted((line[2], line[6]) for line in chart) == [("alice", "0.012"), ("frugal", "0.012")]
+
+
+def test_the_http_server_is_built_without_collections_and_frozen(sandbox: Sandbox, tmp_path: Path) -> None:
+    """Like the stdio server (test_stdio), the team server is built with the collector paused and
+    frozen: its start-up (starlette and uvicorn besides the SDK) runs no collection."""
+    probe = """if True:
+        import gc, json
+        from nonecap_mcp.cli import http_server
+        from nonecap_mcp.config import load_settings
+        runs = []
+        gc.callbacks.append(lambda phase, info: runs.append(info["generation"]) if phase == "start" else None)
+        server = http_server(load_settings(), "127.0.0.1:0", ())
+        print(json.dumps({"collections": len(runs), "frozen": gc.get_freeze_count(), "enabled": gc.isenabled(),
+                          "app": type(server.config.app).__name__}))
+    """
+    done = run_python(probe, child_env(**sandbox_env(sandbox, NONECAP_STATE_DIR=str(tmp_path / "state"))))
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["collections"] == 0 and seen["enabled"] and seen["app"] == "BearerAuth"
+    assert seen["frozen"] > 50_000
+
+
+def test_a_port_already_taken_is_a_failed_start(sandbox: Sandbox, tmp_path: Path) -> None:
+    """A replica that cannot listen exits non-zero (uvicorn's start-up failure, 3) so that its
+    supervisor sees it, rather than ending as if it had served and stopped."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = _cli_process(child_env(**sandbox_env(sandbox, NONECAP_STATE_DIR=str(tmp_path / "state"))),
+                            "serve", "--http", f"127.0.0.1:{port}")
+    assert done.returncode == 3, done.stderr
+    assert "address already in use" in done.stderr.lower()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from mcp.server.transport_security import TransportSecuritySettings
@@ -32,6 +32,9 @@ from nonecap_mcp.tools import build_server
 from nonecap_mcp.tools.caller import CLIENT_SCOPE_KEY, request_client
 from nonecap_mcp.tools.errors import error_text
 from nonecap_mcp.tools.server import GuardedServer
+
+if TYPE_CHECKING:
+    import uvicorn
 
 Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
@@ -136,11 +139,11 @@ def http_app(settings: Settings, *, host: str, registry: ClientRegistry, allowed
     return BearerAuth(app, registry)
 
 
-def serve_http(settings: Settings, address: str, registry: ClientRegistry, allowed_hosts: tuple[str, ...] = ()) -> None:
-    """Run the team server on HOST:PORT with uvicorn until interrupted."""
+def http_server(settings: Settings, address: str, registry: ClientRegistry, allowed_hosts: tuple[str, ...] = ()) -> uvicorn.Server:
+    """The team server on HOST:PORT, built and ready to `run()` until interrupted."""
     import uvicorn
 
     host, _, port = address.rpartition(":")
     host = host.strip("[]") or "127.0.0.1"
     app = http_app(settings, host=host, registry=registry, allowed_hosts=allowed_hosts)
-    uvicorn.run(app, host=host, port=int(port), log_config=None, access_log=False, lifespan="on")
+    return uvicorn.Server(uvicorn.Config(app, host=host, port=int(port), log_config=None, access_log=False, lifespan="on"))
