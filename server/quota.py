@@ -71,9 +71,9 @@ class Quota:
             if self.max_solves_per_minute is not None:
                 recent = cur.execute("SELECT COUNT(*) AS n FROM solve_starts WHERE started > ?", (now - 60,)).fetchone()
                 if recent["n"] >= self.max_solves_per_minute:
-                    raise QuotaExceeded("rate_capped", f"{self.max_solves_per_minute} solves already started in the "
+                    raise QuotaExceeded("operator_rate_capped", f"{self.max_solves_per_minute} solves already started in the "
                                         "last minute (NONECAP_MAX_SOLVES_PER_MINUTE); nothing was sent.",
-                                        guidance=g.LOCAL["rate_capped"].model_copy(update={"retry_after_seconds": 60}))
+                                        guidance=g.LOCAL["operator_rate_capped"].model_copy(update={"retry_after_seconds": 60}))
             if rail == "credits":
                 for limit, owner in ((self.daily_credit_budget, None), (client_credit_budget, client)):
                     if limit is None:

@@ -114,3 +114,12 @@ def test_a_refusal_without_nonecaps_envelope_never_blames_the_key_or_the_account
     assert guidance.for_api_error("http_402", 402).action == "fix_parameter"
     assert guidance.for_api_error("http_429", 429).action == "wait_and_retry"
     assert guidance.for_api_error("ext_new_code", 403).action == "check_api_key"  # NoneCap's own envelope does speak for the key
+
+
+def test_no_code_of_ours_means_something_else_upstream() -> None:
+    """A code this server raises itself never reuses one NoneCap's API or its solves use for another
+    condition: an agent (or a log search) reading `rate_capped` could not tell the operator's
+    per-minute cap from the API's per-sitekey one. Shared entries are the same guidance object."""
+    upstream = {**guidance.API_ERRORS, **guidance.SOLVE_FAILURES}
+    for table in (guidance.LOCAL, guidance.X402_FAILURES):
+        assert not {code for code in table.keys() & upstream.keys() if table[code] is not upstream[code]}

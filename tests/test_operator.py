@@ -111,7 +111,7 @@ async def test_rate_cap_refuses_with_retry_after_and_sends_nothing(sandbox: Sand
         await agent.ok("create_solve", args())
         await agent.ok("create_solve", args("sandbox-fail-proxy_error"))  # a failed solve still counts as started
         text = await agent.error("create_solve", args())
-        assert "rate_capped" in text and '"retry_after_seconds": 60' in text
+        assert "operator_rate_capped" in text and '"retry_after_seconds": 60' in text
         assert creates(sandbox) == 2
 
 

@@ -111,7 +111,7 @@ def test_quota_counts_credits_and_starts_atomically(make_db) -> None:  # noqa: A
     quota.admit(rail="x402")  # x402 uses no credits, but counts as a start
     with pytest.raises(QuotaExceeded) as capped:
         quota.admit(rail="x402")
-    assert capped.value.code == "rate_capped" and capped.value.guidance.retry_after_seconds == 60
+    assert capped.value.code == "operator_rate_capped" and capped.value.guidance.retry_after_seconds == 60
 
 
 def test_postgres_connections_are_a_small_bounded_pool(postgres_url: str) -> None:
