@@ -302,9 +302,10 @@ def test_the_http_server_is_built_without_collections_and_frozen(sandbox: Sandbo
         import gc, json
         from nonecap_mcp.cli import http_server
         from nonecap_mcp.config import load_settings
+        settings = load_settings()  # before counting: what `main` does first, outside the build
         runs = []
         gc.callbacks.append(lambda phase, info: runs.append(info["generation"]) if phase == "start" else None)
-        server = http_server(load_settings(), "127.0.0.1:0", ())
+        server = http_server(settings, "127.0.0.1:0", ())
         print(json.dumps({"collections": len(runs), "frozen": gc.get_freeze_count(), "enabled": gc.isenabled(),
                           "app": type(server.config.app).__name__}))
     """
