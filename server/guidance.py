@@ -7,6 +7,7 @@ all producing the same `Guidance` shape, so an agent learns one vocabulary of ac
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -161,6 +162,13 @@ X402_STATUSES: dict[int, Guidance] = {
     504: _g("retry", True, "The x402 solve did not finish within 60 seconds and nothing was settled. Retry the solve."),
 }
 
+# Advisories NoneCap puts on a solve (`warnings`; the official client's SolveWarning): they ride on
+# solved solves, so their guidance is about the next solves, never about this token.
+SOLVE_WARNINGS: dict[str, Guidance] = {
+    "proxy_session_refused": _g("retry_with_new_proxy", False, "Solved: use this token now. Tokens reported from this solve's proxy session were refused by the site; switch to a new proxy session (a new IP) for the next solves, which are more likely to pass."),
+    "proxy_recommended": _g("fix_proxy", False, "Solved: use this token now. This page accepts a token far more often when it was solved through the connection it is submitted from; for the next solves of this page, pass your own working proxy in `proxy`."),
+}
+
 # Failure codes we put on x402 solves (the rail reports failures as statuses, not codes).
 X402_FAILURES: dict[str, Guidance] = {
     **{f"x402_http_{status}": guidance for status, guidance in X402_STATUSES.items()},
@@ -227,11 +235,12 @@ def for_x402_status(status: int, retry_after: float | None = None) -> Guidance:
     return base.model_copy(update={"retry_after_seconds": retry_after}) if retry_after is not None else base
 
 
-def for_solve(status: str, error_code: str | None, reason: str | None = None) -> Guidance | None:
-    """Guidance for a solve: None when solved, a poll hint while running, the failure's otherwise
-    (its reason's when NoneCap gave a known one: more specific than the code's)."""
+def for_solve(status: str, error_code: str | None, reason: str | None = None, warnings: Sequence[str] = ()) -> Guidance | None:
+    """Guidance for a solve: when solved, its first known warning's (None without one), a poll
+    hint while running, the failure's otherwise (its reason's when NoneCap gave a known one: more
+    specific than the code's)."""
     if status == "solved":
-        return None
+        return next((SOLVE_WARNINGS[code] for code in warnings if code in SOLVE_WARNINGS), None)
     if status in ("failed", "cancelled", "expired"):
         code = error_code or status
         return (

@@ -63,7 +63,7 @@ class Solve(_Lenient):
     rail: Literal["credits", "x402"] = Field(default="credits", description="How this solve is paid for.")
     cost_usd: str | None = Field(default=None, description="x402: USDC paid, as a decimal string (only when solved).")
     settlement_tx: str | None = Field(default=None, description="x402: the on-chain settlement transaction.")
-    guidance: Guidance | None = Field(default=None, description="Next step when the solve is not solved.")
+    guidance: Guidance | None = Field(default=None, description="Next step when the solve is not solved, or for the next solves when a warning says so.")
     how_to_use: str | None = Field(default=None, description="When solved: where the token goes and how long it lasts.")
     client: str | None = Field(default=None, description="Team server: the registered client that started it.")
 
@@ -101,7 +101,8 @@ class Solve(_Lenient):
         error = self.error
         return self.model_copy(
             update={
-                "guidance": for_solve(self.status, error.code if error else None, error.reason if error else None),
+                "guidance": for_solve(self.status, error.code if error else None, error.reason if error else None,
+                                      [warning.code for warning in self.warnings]),
                 "how_to_use": how_to_use(self.type, self.rail) if self.status == "solved" else None,
             }
         )

@@ -16,7 +16,7 @@ from mcp import Client, MCPDeprecationWarning, MCPError
 from mcp.types import INVALID_PARAMS, LoggingMessageNotificationParams
 
 from nonecap_mcp.config import Settings, load_settings
-from nonecap_mcp.guidance import API_ERRORS, SOLVE_FAILURES, SOLVE_REASONS
+from nonecap_mcp.guidance import API_ERRORS, SOLVE_FAILURES, SOLVE_REASONS, SOLVE_WARNINGS, for_solve
 from nonecap_mcp.sandbox import Sandbox
 from nonecap_mcp.sandbox.errors import STATUS_BY_CODE
 from nonecap_mcp.sandbox.outcomes import NOT_RETRYABLE, REASON_MESSAGES, REFUSALS, WARNING_MESSAGES
@@ -59,9 +59,19 @@ async def test_a_solved_solve_carries_resp_key_and_the_user_agent_to_submit_with
 
 @pytest.mark.parametrize("warning", sorted(WARNING_MESSAGES))
 async def test_warnings_ride_on_the_solve(agent: Agent, warning: str) -> None:
+    """A warning's advice is about the next solves (this token is good): it reaches the agent as
+    the solved solve's guidance, the sandbox knowing every warning the official client names."""
     solve = await agent.ok("create_solve", solve_args(f"sandbox-warn-{warning}-50ms"))
-    assert solve["status"] == "solved" and solve["guidance"] is None
+    assert solve["status"] == "solved" and solve["token"]
     assert solve["warnings"] == [{"code": warning, "message": WARNING_MESSAGES[warning]}]
+    assert solve["guidance"] == SOLVE_WARNINGS[warning].model_dump() and not solve["guidance"]["retryable"]
+    assert "use this token now" in solve["guidance"]["hint"]
+
+
+def test_only_a_known_warning_brings_guidance_to_a_solved_solve() -> None:
+    assert WARNING_MESSAGES.keys() == SOLVE_WARNINGS.keys()
+    assert for_solve("solved", None, None, ["a_warning_from_the_future"]) is None
+    assert for_solve("solved", None, None, ["a_warning_from_the_future", "proxy_recommended"]) is SOLVE_WARNINGS["proxy_recommended"]
 
 
 @pytest.mark.parametrize("code", NEW_CODES)
